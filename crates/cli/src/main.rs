@@ -1,0 +1,96 @@
+//! `berth`: argument parsing and dispatch. Each command lives in its own
+//! module under `commands/` with its clap `Args` and a `run` function; the
+//! libraries below do the work, this crate only talks to the user.
+
+mod commands;
+mod context;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::*;
+use crate::context::Context;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Container images without a daemon, and a registry to serve them"
+)]
+struct Cli {
+    /// Local store directory (default: /var/lib/berth for root, else $XDG_DATA_HOME/berth).
+    #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage berth's store
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// List images
+    Images(images::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Return low-level information on images
+    Inspect(inspect::Args),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(images::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm(rmi::Args),
+    /// Remove unused images
+    Prune(prune::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Display detailed information on one or more images
+    Inspect(inspect::Args),
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show disk usage
+    Df(system::DfArgs),
+    /// Verify every blob and reference in the store
+    Check(system::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Context::new(cli.root);
+    let result = match cli.command {
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(&ctx, a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(&ctx, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(&ctx, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(&ctx, a),
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(&ctx, a),
+        Command::Image(ImageCommand::Prune(a)) => prune::run(&ctx, a),
+        Command::System(SystemCommand::Df(a)) => system::df(&ctx, a),
+        Command::System(SystemCommand::Check(a)) => system::check(&ctx, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The image formats: OCI image spec v1.1 and Docker image manifest schema 2.
+//!
+//! Plain data types and parsing; no network, no disk.
+
+mod config;
+mod manifest;
+pub mod media_type;
+pub mod transfer;
+
+pub use config::{ContainerConfig, History, ImageConfig, RootFs};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
+pub use transfer::{BlobSink, BlobSource, LayerBlob};
