@@ -22,7 +22,10 @@
 #   check_eq A B MSG              like assert_eq but records and continues;
 #                                 the script still exits non-zero at the end
 #   check_ok MSG CMD...           run CMD; record a failure if it fails
+#   check_show MSG CMD...         check_ok, showing CMD's output either way
 #   check_fails MSG CMD...        run CMD; record a failure if it succeeds
+#   compare_tables D B [COL...]   CLI tables equal cell by cell (COL: relative times)
+#   compare_json_fields D B REQ OPT   inspect arrays: fields equal
 #   berth ARGS...                 "$BERTH" ARGS... (the store is $BERTH_ROOT)
 # Variables:
 #   $BERTH       the berth binary (env override; else the newest of
@@ -77,7 +80,11 @@ podman() {
 }
 
 say() { printf '%s\n' "$*"; }
-ok() { printf '  ok   %s\n' "$*"; }
+_OKS=0
+ok() {
+    _OKS=$((_OKS + 1))
+    printf '  ok   %s\n' "$*"
+}
 
 fail() {
     printf '  FAIL %s\n' "$*" >&2
@@ -118,6 +125,19 @@ check_ok() {
     else
         _soft_fail "$msg (exit $?): $*"
         printf '%s\n' "$out" | head -20 | sed 's/^/       | /' >&2
+    fi
+}
+
+# check_show MSG CMD...: like check_ok, but always shows CMD's output.
+check_show() {
+    local msg="$1" out
+    shift
+    if out="$("$@" 2>&1)"; then
+        ok "$msg"
+        [[ -z "$out" ]] || printf '%s\n' "$out" | sed 's/^/       | /'
+    else
+        _soft_fail "$msg"
+        printf '%s\n' "$out" | head -40 | sed 's/^/       | /' >&2
     fi
 }
 
@@ -280,12 +300,120 @@ _cleanup() {
     else
         echo "kept $T" >&2
     fi
-    if ((rc == 0 && _SOFT_FAILURES > 0)); then
-        echo "$_SOFT_FAILURES check(s) failed" >&2
-        rc=1
+    if ((_SOFT_FAILURES > 0)); then
+        echo "$_OKS check(s) passed, $_SOFT_FAILURES failed" >&2
+        ((rc != 0)) || rc=1
+    elif ((rc == 0)); then
+        echo "all $_OKS check(s) passed"
     fi
     exit "$rc"
 }
 trap _cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# compare_tables DOCKER_FILE BERTH_FILE [RELATIVE_TIME_COLUMN...]
+# Compares two CLI tables cell by cell. Columns are found from each table's
+# own header (names separated by two or more spaces), so only the values,
+# not the padding, must agree. Relative times ("5 seconds ago") are compared
+# with a tolerance, as the two commands do not run at the same instant.
+compare_tables() {
+    python3 - "$@" <<'EOF'
+import re, sys
+
+def parse(path):
+    lines = open(path, encoding="utf-8").read().rstrip("\n").split("\n")
+    if not lines or not lines[0].strip():
+        return [], []
+    header = lines[0].rstrip()
+    cols = [(m.start(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", header)]
+    rows = []
+    for line in lines[1:]:
+        cells = []
+        for i, (start, _) in enumerate(cols):
+            end = cols[i + 1][0] if i + 1 < len(cols) else None
+            cells.append(line[start:end].strip())
+        rows.append(cells)
+    return [name for _, name in cols], rows
+
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400,
+         "week": 604800, "month": 2592000, "year": 31536000}
+
+def seconds_ago(text):
+    t = text.strip()
+    if t == "Less than a second ago":
+        return 0
+    m = re.fullmatch(r"About an? (minute|hour) ago", t)
+    if m:
+        return UNITS[m.group(1)]
+    m = re.fullmatch(r"(\d+) (second|minute|hour|day|week|month|year)s? ago", t)
+    if m:
+        return int(m.group(1)) * UNITS[m.group(2)]
+    return None
+
+docker_file, berth_file, *relative = sys.argv[1:]
+dh, drows = parse(docker_file)
+bh, brows = parse(berth_file)
+problems = []
+if dh != bh:
+    problems.append(f"header: docker {dh} berth {bh}")
+if len(drows) != len(brows):
+    problems.append(f"rows: docker {len(drows)} berth {len(brows)}")
+if not problems:
+    for r, (drow, brow) in enumerate(zip(drows, brows), 1):
+        for name, d, b in zip(dh, drow, brow):
+            if name in relative:
+                ds, bs = seconds_ago(d), seconds_ago(b)
+                if ds is None or bs is None or abs(ds - bs) > max(3, max(ds, bs) // 2):
+                    problems.append(f"row {r} {name}: docker {d!r} berth {b!r}")
+            elif d != b:
+                problems.append(f"row {r} {name}: docker {d!r} berth {b!r}")
+for p in problems:
+    print(p)
+if problems:
+    print("--- docker:"); print(open(docker_file).read().rstrip())
+    print("--- berth:"); print(open(berth_file).read().rstrip())
+sys.exit(1 if problems else 0)
+EOF
+}
+
+# compare_json_fields DOCKER_JSON BERTH_JSON REQUIRED_FIELDS OPTIONAL_FIELDS
+# Both files hold `inspect` arrays. Every REQUIRED field (comma separated)
+# must be present in berth's output and equal to docker's; an OPTIONAL field
+# is compared when berth prints it. Prints every field that differs.
+compare_json_fields() {
+    python3 - "$@" <<'EOF'
+import json, sys
+
+docker_file, berth_file, required, optional = sys.argv[1:5]
+docker = json.load(open(docker_file))
+try:
+    berth = json.load(open(berth_file))
+except ValueError as e:
+    print(f"berth's output is not JSON ({e}):")
+    print(open(berth_file).read()[:1000])
+    sys.exit(1)
+problems, notes = [], []
+if not isinstance(berth, list) or len(berth) != len(docker):
+    print(f"berth printed {type(berth).__name__} of {len(berth) if isinstance(berth, list) else '?'} entries, docker {len(docker)}")
+    sys.exit(1)
+for i, (d, b) in enumerate(zip(docker, berth)):
+    for field in filter(None, required.split(",")):
+        if field not in b:
+            problems.append(f"[{i}] {field}: missing in berth (docker: {json.dumps(d.get(field))[:200]})")
+        elif d.get(field) != b[field]:
+            problems.append(f"[{i}] {field}: docker {json.dumps(d.get(field), sort_keys=True)[:400]}\n"
+                            f"       berth  {json.dumps(b[field], sort_keys=True)[:400]}")
+    for field in filter(None, optional.split(",")):
+        if field not in b:
+            notes.append(f"[{i}] {field}: not printed by berth")
+        elif d.get(field) != b[field]:
+            problems.append(f"[{i}] {field}: docker {json.dumps(d.get(field), sort_keys=True)[:400]}\n"
+                            f"       berth  {json.dumps(b[field], sort_keys=True)[:400]}")
+for n in notes:
+    print("note:", n)
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+EOF
+}
