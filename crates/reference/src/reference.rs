@@ -19,7 +19,7 @@
 //! `localhost`, or has an uppercase letter; otherwise the domain is
 //! `docker.io`. `index.docker.io` is the same registry as `docker.io`. A
 //! one-component path on `docker.io` is an official image: `library/NAME`.
-//! The name as written (domain and path) is at most 255 characters.
+//! The normalised name (domain and path) is at most 255 characters.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,7 +34,7 @@ pub const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 pub const OFFICIAL_NAMESPACE: &str = "library";
 /// The tag assumed when a reference has neither tag nor digest.
 pub const DEFAULT_TAG: &str = "latest";
-/// Longest name (domain and path, as written).
+/// Longest name (normalised domain and path).
 pub const NAME_TOTAL_LENGTH_MAX: usize = 255;
 /// Longest tag.
 pub const TAG_LENGTH_MAX: usize = 128;
@@ -162,15 +162,17 @@ impl Reference {
         let (domain, path) = split_domain(name);
         validate_domain(domain)?;
         validate_path(path)?;
-        if name.len() > NAME_TOTAL_LENGTH_MAX {
-            return Err(ReferenceError::NameTooLong);
-        }
         let domain = if domain == LEGACY_DEFAULT_DOMAIN { DEFAULT_DOMAIN } else { domain };
         let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
             format!("{OFFICIAL_NAMESPACE}/{path}")
         } else {
             path.to_owned()
         };
+        // Docker applies the limit to the normalised name, so that the full
+        // form berth prints always parses again.
+        if domain.len() + 1 + path.len() > NAME_TOTAL_LENGTH_MAX {
+            return Err(ReferenceError::NameTooLong);
+        }
         Ok(Reference {
             repository: Repository { domain: domain.to_owned(), path },
             tag: tag.map(str::to_owned),
@@ -427,6 +429,8 @@ mod tests {
         use ReferenceError::*;
         let long_tag = format!("a:{}", "t".repeat(129));
         let long_name = format!("{}/{}", "a".repeat(200), "b".repeat(60));
+        // 245 characters as written, 263 once `docker.io/library/` is added.
+        let long_official = "a".repeat(245);
         let hex = "a".repeat(64);
         let cases: Vec<(&str, ReferenceError)> = vec![
             ("", Empty),
@@ -453,6 +457,7 @@ mod tests {
             ),
             (&long_tag, InvalidFormat),
             (&long_name, NameTooLong),
+            (&long_official, NameTooLong),
             (&hex, HexadecimalName(hex.clone())),
         ];
         for (input, want) in cases {
