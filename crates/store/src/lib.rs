@@ -1,1 +1,234 @@
+//! berth's local image store: what `docker images` lists, without a daemon.
+//!
+//! Blobs (layer tarballs, compressed or not, and image configs) are
+//! content-addressed files; everything else (images, layers, tags, repo
+//! digests) is metadata in one SQLite database. On disk:
+//!
+//! ```text
+//! <root>/
+//! ├── lock                  advisory flock: shared while ingesting/committing,
+//! │                         exclusive while deleting blob files
+//! ├── berth.db              SQLite (WAL; berth.db-wal, berth.db-shm beside it)
+//! │   ├── images            id (= config digest), config bytes, created, size, added
+//! │   ├── layers            diff_id, uncompressed size
+//! │   ├── layer_blobs       diff_id -> blob digest, media type, size (a layer may be
+//! │   │                     stored uncompressed and/or compressed)
+//! │   ├── image_layers      image id, position (bottom = 0), diff_id, chain id
+//! │   ├── tags              repository (full name), tag -> image id
+//! │   ├── repo_digests      repository, manifest digest -> image id
+//! │   └── containers        reserved: containers pin their image (none are created yet)
+//! ├── blobs/
+//! │   └── sha256/
+//! │       └── <64 hex>      immutable; the file's sha256 is its name
+//! └── tmp/
+//!     └── <pid>-<n>-<nanos> blobs being written; renamed into blobs/ when complete
+//! ```
+//!
+//! Consistency rules, which every function here keeps:
+//! - A file under `blobs/` only ever appears complete: it is written under
+//!   `tmp/`, hashed while written, fsynced, then renamed. A partial write is
+//!   never visible under a digest.
+//! - Blobs are written before the metadata that references them, and metadata
+//!   is deleted before the blobs it referenced. Every metadata change is one
+//!   SQLite transaction. So a process killed at any moment leaves at worst
+//!   orphan blobs and temp files, never a tag or image pointing at missing
+//!   content; [`Store::check`] with `repair` and the garbage collector remove
+//!   the orphans.
+//! - Several processes may use one store at once (SQLite WAL + busy timeout).
+//!   A [`Store`] that writes or probes blobs holds the shared lock on
+//!   `root/lock` from then until it is dropped; blob files are only deleted
+//!   under the exclusive lock, after re-checking that nothing references them.
+//!   So a blob written for an image being committed is never deleted under it.
+//!
+//! Identity: an image's ID is the sha256 of its config bytes, exactly as
+//! received. A layer is identified by its diff ID (the sha256 of the
+//! uncompressed tar) and stored once however many images use it.
 
+mod blobs;
+mod check;
+mod db;
+mod error;
+mod images;
+mod lock;
+mod remove;
+mod time;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use berth_oci::Descriptor;
+pub use berth_reference::{Digest, Reference};
+
+pub use check::{CheckReport, Problem};
+pub use error::StoreError;
+pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent};
+pub use time::parse_rfc3339;
+
+/// A local image store rooted at one directory. `Send + Sync`: share it by
+/// reference or in an `Arc`; every method takes `&self`.
+pub struct Store {
+    root: PathBuf,
+    conn: Mutex<rusqlite::Connection>,
+    locks: lock::StoreLock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`: `root/blobs/sha256`,
+    /// `root/tmp`, and `root/berth.db` (WAL, busy timeout, schema created or
+    /// migrated). Opening a current store does one small read of the schema
+    /// version and nothing else.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(root.join("blobs/sha256"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        let conn = db::open(&root.join("berth.db"))?;
+        let locks = lock::StoreLock::new(root.join("lock"));
+        Ok(Store { root: root.to_owned(), conn: Mutex::new(conn), locks })
+    }
+
+    /// The directory this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        // A panic while holding the connection cannot leave a transaction
+        // half-applied (it rolls back on drop), so a poisoned lock is safe.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An image to record with [`Store::commit_images`]. Its blobs (every layer's
+/// and, optionally, the config's) must already be in the store.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    /// The raw config JSON, exactly as received: its sha256 is the image ID.
+    pub config: Vec<u8>,
+    /// Bottom first, one per `rootfs.diff_ids` entry.
+    pub layers: Vec<NewLayer>,
+    /// Tags to point at the image (each has a tag and no digest).
+    pub tags: Vec<Reference>,
+    /// `repository@manifest-digest` names the image is known by (each has a
+    /// digest and no tag).
+    pub repo_digests: Vec<Reference>,
+}
+
+/// One layer of a [`NewImage`].
+#[derive(Debug, Clone)]
+pub struct NewLayer {
+    pub diff_id: Digest,
+    /// The stored blob carrying the layer. For an uncompressed media type
+    /// (OCI_LAYER / DOCKER_LAYER) `blob.digest` must equal `diff_id`; for a
+    /// compressed one the caller has verified the diff ID by decompressing.
+    pub blob: Descriptor,
+    /// Size of the uncompressed tar (docker's layer size).
+    pub uncompressed_size: u64,
+}
+
+/// The result of committing one [`NewImage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub id: Digest,
+    /// Tags that moved here from another image: (tag, previous image ID).
+    /// The previous image may now be dangling.
+    pub moved_tags: Vec<(Reference, Digest)>,
+}
+
+/// Everything the store knows about one image.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    pub id: Digest,
+    pub config_bytes: Vec<u8>,
+    pub config: berth_oci::ImageConfig,
+    /// Bottom first.
+    pub layers: Vec<LayerRecord>,
+    /// Sorted by their full form, as docker lists them.
+    pub tags: Vec<Reference>,
+    /// Sorted by their full form.
+    pub repo_digests: Vec<Reference>,
+    /// Sum of the uncompressed layer sizes (docker's SIZE).
+    pub size: u64,
+    /// Unix seconds from the config's `created`, if it has a valid one.
+    pub created: Option<i64>,
+    /// Unix seconds when the image entered this store.
+    pub added: i64,
+    /// Unix nanoseconds of the last `tag` onto this image (docker's
+    /// `Metadata.LastTagTime`); `None` if it was never tagged that way.
+    pub last_tag_time: Option<i64>,
+}
+
+/// One layer of an [`ImageRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRecord {
+    pub diff_id: Digest,
+    /// Docker's chain ID of the layer stack ending here.
+    pub chain_id: Digest,
+    pub uncompressed_size: u64,
+    /// Every stored blob carrying this layer, uncompressed first if present.
+    pub blobs: Vec<Descriptor>,
+}
+
+/// The light view of an image that listing needs (no config parsing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    pub id: Digest,
+    pub created: Option<i64>,
+    pub size: u64,
+    pub added: i64,
+    /// Sorted by their full form.
+    pub tags: Vec<Reference>,
+    /// Sorted by their full form.
+    pub repo_digests: Vec<Reference>,
+}
+
+/// Docker's chain IDs for a stack of diff IDs (bottom first):
+/// `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let next = match out.last() {
+            None => diff.clone(),
+            Some(parent) => Digest::sha256_of(format!("{parent} {diff}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+impl berth_oci::BlobSource for Store {
+    fn open_blob(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
+        Ok(Box::new(Store::open_blob(self, digest)?))
+    }
+
+    fn blob_size(&self, digest: &Digest) -> std::io::Result<Option<u64>> {
+        match std::fs::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl berth_oci::BlobSink for Store {
+    fn write_blob(&self, reader: &mut dyn std::io::Read) -> std::io::Result<(Digest, u64)> {
+        Store::write_blob(self, reader)
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        Store::has_blob(self, digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_dockers_rule() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let ids = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(ids[0], a);
+        assert_eq!(ids[1], Digest::sha256_of(format!("{a} {b}").as_bytes()));
+        assert!(chain_ids(&[]).is_empty());
+    }
+}

@@ -1,0 +1,127 @@
+//! Content-addressed blob files: `blobs/sha256/<hex>`, written via `tmp/`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_reference::{Algorithm, Digest, Hasher};
+
+use crate::Store;
+
+/// Large enough that hashing, not syscalls, dominates a layer write.
+const COPY_BUFFER: usize = 256 * 1024;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Streams `reader` into the store as one blob and returns its sha256
+    /// digest and size. The data goes to a temp file under `root/tmp` while
+    /// being hashed, is fsynced, then renamed to `blobs/sha256/<hex>`; if that
+    /// blob already exists it is kept and the copy discarded. Idempotent.
+    ///
+    /// The store computes the digest itself; callers compare it with the one
+    /// they expected. From this call until this `Store` is dropped, no blob
+    /// is deleted by any berth process (the shared lease), so the caller can
+    /// commit an image referencing it. Writing is not committing: a blob no
+    /// committed image references is collected later.
+    pub fn write_blob(&self, reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+        self.locks.hold_shared()?;
+        let temp = self.temp_path();
+        let result = self.write_temp(&temp, reader);
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn write_temp(&self, temp: &PathBuf, reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
+        let mut hasher = Hasher::new(Algorithm::Sha256);
+        let mut size = 0u64;
+        let mut buf = vec![0u8; COPY_BUFFER];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        file.sync_all()?;
+        drop(file);
+        let digest = hasher.finish();
+        let dest = self.blob_path(&digest);
+        if dest.exists() {
+            fs::remove_file(temp)?;
+        } else {
+            fs::rename(temp, &dest)?;
+            sync_dir(&self.root.join("blobs/sha256"))?;
+        }
+        Ok((digest, size))
+    }
+
+    /// Stores `data` as a blob (see [`Store::write_blob`]).
+    pub fn write_blob_bytes(&self, data: &[u8]) -> io::Result<(Digest, u64)> {
+        let mut reader = data;
+        self.write_blob(&mut reader)
+    }
+
+    /// Opens a stored blob for reading. The content was verified when it was
+    /// written; `system check` re-verifies it. `NotFound` if absent.
+    pub fn open_blob(&self, digest: &Digest) -> io::Result<File> {
+        File::open(self.blob_path(digest))
+    }
+
+    /// Where the blob lives (or would live), for `copy_file_range`/`sendfile`
+    /// fast paths. Only read it; never write or rename over it.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join(digest.algorithm().as_str()).join(digest.hex())
+    }
+
+    /// Whether the blob is stored. A `true` answer stays true for as long as
+    /// this `Store` lives (it takes the shared lease, so no berth process
+    /// deletes blobs meanwhile), which lets a copy skip writing it and still
+    /// commit safely.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        if self.locks.hold_shared().is_err() {
+            return false;
+        }
+        self.blob_path(digest).is_file()
+    }
+
+    /// A fresh, unique temp file name under `root/tmp`.
+    fn temp_path(&self) -> PathBuf {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.root.join("tmp").join(format!("{}-{n}-{nanos}", std::process::id()))
+    }
+}
+
+/// Makes a rename durable.
+fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Hashes a file's content; used by `check`.
+pub(crate) fn digest_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hasher.finish(), size))
+}

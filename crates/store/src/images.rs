@@ -1,0 +1,512 @@
+//! Images and their names: committing, looking up, listing, tagging.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_oci::{Descriptor, ImageConfig, media_type};
+use berth_reference::{Digest, Reference, Repository};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::{
+    Committed, ImageRecord, ImageSummary, LayerRecord, NewImage, Store, StoreError, chain_ids,
+    parse_rfc3339,
+};
+
+/// A validated image, ready for the one commit transaction.
+struct Prepared {
+    id: Digest,
+    config: Vec<u8>,
+    created: Option<i64>,
+    size: u64,
+    layers: Vec<crate::NewLayer>,
+    chains: Vec<Digest>,
+    tags: Vec<Reference>,
+    repo_digests: Vec<Reference>,
+}
+
+impl Store {
+    /// Records images whose layer blobs were written with [`Store::write_blob`]
+    /// (the config blob is written here if absent). Checks, before touching
+    /// the metadata, that each config parses, that the layers match its
+    /// `rootfs.diff_ids` in order, and that every layer blob is stored with
+    /// the size its descriptor gives. Then, in ONE transaction, inserts the
+    /// images and layers and points every tag and repo digest at its image,
+    /// moving tags from other images (which may become dangling).
+    ///
+    /// Idempotent: committing an image that exists adds any new names and
+    /// blob variants and changes nothing else. On error nothing is recorded.
+    pub fn commit_images(&self, images: Vec<NewImage>) -> Result<Vec<Committed>, StoreError> {
+        self.locks.hold_shared()?;
+        let prepared =
+            images.into_iter().map(|img| self.prepare(img)).collect::<Result<Vec<_>, _>>()?;
+        let now = unix_now();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            let id = p.id.as_str();
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO images (id, config, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, p.config, p.created, p.size as i64, now],
+            )?;
+            for (position, layer) in p.layers.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR IGNORE INTO layers (diff_id, size) VALUES (?1, ?2)",
+                    params![layer.diff_id.as_str(), layer.uncompressed_size as i64],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        layer.diff_id.as_str(),
+                        layer.blob.digest.as_str(),
+                        layer.blob.media_type,
+                        layer.blob.size as i64
+                    ],
+                )?;
+                if inserted == 1 {
+                    tx.execute(
+                        "INSERT INTO image_layers (image_id, position, diff_id, chain_id) VALUES (?1, ?2, ?3, ?4)",
+                        params![id, position as i64, layer.diff_id.as_str(), p.chains[position].as_str()],
+                    )?;
+                }
+            }
+            let mut moved_tags = Vec::new();
+            for tag in &p.tags {
+                if let Some(previous) = set_tag(&tx, tag, &p.id)? {
+                    moved_tags.push((tag.clone(), previous));
+                }
+            }
+            for rd in &p.repo_digests {
+                set_repo_digest(&tx, rd, &p.id)?;
+            }
+            out.push(Committed { id: p.id.clone(), moved_tags });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn prepare(&self, img: NewImage) -> Result<Prepared, StoreError> {
+        let config = ImageConfig::parse(&img.config).map_err(StoreError::InvalidConfig)?;
+        let id = Digest::sha256_of(&img.config);
+        let diff_ids = config.diff_ids();
+        if img.layers.len() != diff_ids.len() {
+            return Err(StoreError::LayerCount {
+                image: id,
+                layers: img.layers.len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        for (index, (layer, expected)) in img.layers.iter().zip(diff_ids).enumerate() {
+            if layer.diff_id != *expected {
+                return Err(StoreError::DiffIdMismatch {
+                    image: id,
+                    index,
+                    expected: expected.clone(),
+                    found: layer.diff_id.clone(),
+                });
+            }
+            let uncompressed = matches!(
+                layer.blob.media_type.as_str(),
+                media_type::OCI_LAYER | media_type::DOCKER_LAYER
+            );
+            if uncompressed && layer.blob.digest != layer.diff_id {
+                return Err(StoreError::UncompressedBlobMismatch {
+                    diff_id: layer.diff_id.clone(),
+                    blob: layer.blob.digest.clone(),
+                });
+            }
+            self.expect_blob(&layer.blob.digest, layer.blob.size)?;
+        }
+        for tag in &img.tags {
+            if tag.digest().is_some() {
+                return Err(StoreError::TagWithDigest);
+            }
+        }
+        for rd in &img.repo_digests {
+            if rd.digest().is_none() || rd.tag().is_some() {
+                return Err(StoreError::NotDigested(rd.familiar()));
+            }
+        }
+        if !self.blob_path(&id).is_file() {
+            self.write_blob_bytes(&img.config)?;
+        }
+        let size = img.layers.iter().map(|l| l.uncompressed_size).sum();
+        Ok(Prepared {
+            chains: chain_ids(diff_ids),
+            created: config.created.as_deref().and_then(parse_rfc3339),
+            id,
+            config: img.config,
+            size,
+            layers: img.layers,
+            tags: img.tags.into_iter().map(Reference::with_default_tag).collect(),
+            repo_digests: img.repo_digests,
+        })
+    }
+
+    fn expect_blob(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        match std::fs::metadata(self.blob_path(digest)) {
+            Ok(m) if m.len() == size => Ok(()),
+            Ok(m) => Err(StoreError::BlobSize {
+                digest: digest.clone(),
+                expected: size,
+                actual: m.len(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::MissingBlob(digest.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Docker's image lookup. `name` may be a reference (`busybox`,
+    /// `busybox:musl`, `name@sha256:...`; no tag means `:latest`), a full ID
+    /// (`sha256:<64 hex>` or bare 64 hex), or a unique prefix of an ID (with
+    /// or without `sha256:`). A tag that exists wins over an ID prefix.
+    /// Returns the image ID; `NoSuchImage` (also for an ambiguous prefix) or
+    /// `InvalidReference`.
+    pub fn resolve(&self, name: &str) -> Result<Digest, StoreError> {
+        resolve_in(&self.conn(), name)
+    }
+
+    /// The full record of one image (config parsed, layers with their blobs).
+    pub fn image(&self, id: &Digest) -> Result<ImageRecord, StoreError> {
+        image_in(&self.conn(), id)
+    }
+
+    /// Every image with its names, in one query, without reading configs:
+    /// cheap enough for 10,000 tags. Order: ID.
+    pub fn list_images(&self) -> Result<Vec<ImageSummary>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT i.id, i.created, i.size, i.added, n.kind, n.repository, n.name
+             FROM images i LEFT JOIN (
+                 SELECT image_id, 0 AS kind, repository, tag AS name FROM tags
+                 UNION ALL
+                 SELECT image_id, 1 AS kind, repository, digest AS name FROM repo_digests
+             ) n ON n.image_id = i.id
+             ORDER BY i.id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out: Vec<ImageSummary> = Vec::new();
+        let mut repos: HashMap<String, Repository> = HashMap::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            if out.last().is_none_or(|last| last.id.as_str() != id) {
+                out.push(ImageSummary {
+                    id: parse_digest(&id)?,
+                    created: row.get(1)?,
+                    size: row.get::<_, i64>(2)? as u64,
+                    added: row.get(3)?,
+                    tags: Vec::new(),
+                    repo_digests: Vec::new(),
+                });
+            }
+            let Some(kind) = row.get::<_, Option<i64>>(4)? else { continue };
+            let repo_name: String = row.get(5)?;
+            let repository = match repos.get(&repo_name) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = parse_repository(&repo_name)?;
+                    repos.insert(repo_name, r.clone());
+                    r
+                }
+            };
+            let name: String = row.get(6)?;
+            let last = out.last_mut().expect("pushed above");
+            if kind == 0 {
+                last.tags.push(Reference::tagged(repository, &name)?);
+            } else {
+                last.repo_digests.push(Reference::digested(repository, parse_digest(&name)?));
+            }
+        }
+        for image in &mut out {
+            sort_refs(&mut image.tags);
+            sort_refs(&mut image.repo_digests);
+        }
+        Ok(out)
+    }
+
+    /// Points `reference` (which must carry a tag, or none for `:latest`, and
+    /// no digest) at image `id`, moving it from any other image; records the
+    /// tag time. O(1): no blob is touched. Returns the image the tag left.
+    pub fn tag(&self, id: &Digest, reference: &Reference) -> Result<Option<Digest>, StoreError> {
+        if reference.digest().is_some() {
+            return Err(StoreError::TagWithDigest);
+        }
+        let reference = reference.clone().with_default_tag();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let updated = tx.execute(
+            "UPDATE images SET last_tag_time = ?2 WHERE id = ?1",
+            params![id.as_str(), unix_nanos_now()],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::NoSuchImage(id.to_string()));
+        }
+        let previous = set_tag(&tx, &reference, id)?;
+        tx.commit()?;
+        Ok(previous)
+    }
+
+    /// Records that layer `diff_id` is also stored as `blob` (a compressed
+    /// form made for a push, or the one a pull fetched), so the next push can
+    /// reuse it. The blob must be stored with the descriptor's size; the
+    /// caller has verified that it decompresses to `diff_id`.
+    pub fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> Result<(), StoreError> {
+        self.locks.hold_shared()?;
+        self.expect_blob(&blob.digest, blob.size)?;
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size)
+             SELECT diff_id, ?2, ?3, ?4 FROM layers WHERE diff_id = ?1",
+            params![diff_id.as_str(), blob.digest.as_str(), blob.media_type, blob.size as i64],
+        )?;
+        if inserted == 0 {
+            let known: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM layers WHERE diff_id = ?1)",
+                [diff_id.as_str()],
+                |r| r.get(0),
+            )?;
+            if !known {
+                return Err(StoreError::NoSuchLayer(diff_id.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `repo_digest` (`repository@manifest-digest`) names image
+    /// `id` (after a pull or a push).
+    pub fn add_repo_digest(&self, id: &Digest, repo_digest: &Reference) -> Result<(), StoreError> {
+        if repo_digest.digest().is_none() || repo_digest.tag().is_some() {
+            return Err(StoreError::NotDigested(repo_digest.familiar()));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM images WHERE id = ?1)",
+            [id.as_str()],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::NoSuchImage(id.to_string()));
+        }
+        set_repo_digest(&tx, repo_digest, id)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Points a tag at `id`; returns the image it pointed at before, if another.
+fn set_tag(conn: &Connection, tag: &Reference, id: &Digest) -> Result<Option<Digest>, StoreError> {
+    let repository = tag.repository().full_name();
+    let name = tag.tag().unwrap_or(berth_reference::DEFAULT_TAG);
+    let previous: Option<String> = conn
+        .query_row(
+            "SELECT image_id FROM tags WHERE repository = ?1 AND tag = ?2",
+            params![repository, name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if previous.as_deref() == Some(id.as_str()) {
+        return Ok(None);
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO tags (repository, tag, image_id) VALUES (?1, ?2, ?3)",
+        params![repository, name, id.as_str()],
+    )?;
+    previous.map(|p| parse_digest(&p)).transpose()
+}
+
+fn set_repo_digest(conn: &Connection, rd: &Reference, id: &Digest) -> Result<(), StoreError> {
+    let digest = rd.digest().expect("checked by callers");
+    conn.execute(
+        "INSERT OR REPLACE INTO repo_digests (repository, digest, image_id) VALUES (?1, ?2, ?3)",
+        params![rd.repository().full_name(), digest.as_str(), id.as_str()],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn resolve_in(conn: &Connection, name: &str) -> Result<Digest, StoreError> {
+    // A full ID, bare or with its algorithm.
+    let full = if is_hex(name) && name.len() == 64 {
+        Some(format!("sha256:{name}"))
+    } else if Digest::parse(name).is_ok() {
+        Some(name.to_owned())
+    } else {
+        None
+    };
+    if let Some(full) = full {
+        if image_exists(conn, &full)? {
+            return parse_digest(&full);
+        }
+        return Err(StoreError::NoSuchImage(full));
+    }
+
+    let reference = Reference::parse(name)?;
+    let found: Option<String> = match reference.digest() {
+        Some(digest) => conn
+            .query_row(
+                "SELECT image_id FROM repo_digests WHERE repository = ?1 AND digest = ?2",
+                params![reference.repository().full_name(), digest.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?,
+        None => conn
+            .query_row(
+                "SELECT image_id FROM tags WHERE repository = ?1 AND tag = ?2",
+                params![
+                    reference.repository().full_name(),
+                    reference.tag().unwrap_or(berth_reference::DEFAULT_TAG)
+                ],
+                |r| r.get(0),
+            )
+            .optional()?,
+    };
+    if let Some(id) = found {
+        return parse_digest(&id);
+    }
+
+    // A unique ID prefix.
+    let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+    if !prefix.is_empty() && is_hex(prefix) {
+        let low = format!("sha256:{prefix}");
+        let high = format!("sha256:{prefix}g");
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM images WHERE id >= ?1 AND id < ?2 LIMIT 2")?;
+        let ids: Vec<String> =
+            stmt.query_map(params![low, high], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        if ids.len() == 1 {
+            return parse_digest(&ids[0]);
+        }
+    }
+    Err(StoreError::NoSuchImage(reference.familiar()))
+}
+
+fn image_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM images WHERE id = ?1)", [id], |r| r.get(0))?)
+}
+
+pub(crate) fn image_in(conn: &Connection, id: &Digest) -> Result<ImageRecord, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT config, created, size, added, last_tag_time FROM images WHERE id = ?1",
+            [id.as_str()],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((config_bytes, created, size, added, last_tag_time)) = row else {
+        return Err(StoreError::NoSuchImage(id.to_string()));
+    };
+    let config = ImageConfig::parse(&config_bytes)
+        .map_err(|e| StoreError::Corrupt(format!("config of {id}: {e}")))?;
+
+    let mut layers: Vec<LayerRecord> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT il.diff_id, il.chain_id, l.size, lb.digest, lb.media_type, lb.size
+         FROM image_layers il JOIN layers l ON l.diff_id = il.diff_id
+         LEFT JOIN layer_blobs lb ON lb.diff_id = il.diff_id
+         WHERE il.image_id = ?1
+         ORDER BY il.position, (lb.digest = il.diff_id) DESC, lb.digest",
+    )?;
+    let mut rows = stmt.query([id.as_str()])?;
+    let mut last_position_diff: Option<(String, String)> = None;
+    while let Some(r) = rows.next()? {
+        let diff: String = r.get(0)?;
+        let chain: String = r.get(1)?;
+        let key = (diff.clone(), chain.clone());
+        if last_position_diff.as_ref() != Some(&key) {
+            layers.push(LayerRecord {
+                diff_id: parse_digest(&diff)?,
+                chain_id: parse_digest(&chain)?,
+                uncompressed_size: r.get::<_, i64>(2)? as u64,
+                blobs: Vec::new(),
+            });
+            last_position_diff = Some(key);
+        }
+        if let Some(digest) = r.get::<_, Option<String>>(3)? {
+            let media: String = r.get(4)?;
+            let size = r.get::<_, i64>(5)? as u64;
+            let layer = layers.last_mut().expect("pushed above");
+            layer.blobs.push(Descriptor::new(&media, parse_digest(&digest)?, size));
+        }
+    }
+
+    let (tags, repo_digests) = names_of(conn, id)?;
+    Ok(ImageRecord {
+        id: id.clone(),
+        config_bytes,
+        config,
+        layers,
+        tags,
+        repo_digests,
+        size: size as u64,
+        created,
+        added,
+        last_tag_time,
+    })
+}
+
+/// The tags and repo digests naming an image, each sorted by full form.
+pub(crate) fn names_of(
+    conn: &Connection,
+    id: &Digest,
+) -> Result<(Vec<Reference>, Vec<Reference>), StoreError> {
+    let mut tags = Vec::new();
+    let mut stmt = conn.prepare_cached("SELECT repository, tag FROM tags WHERE image_id = ?1")?;
+    let mut rows = stmt.query([id.as_str()])?;
+    while let Some(r) = rows.next()? {
+        let repo: String = r.get(0)?;
+        let tag: String = r.get(1)?;
+        tags.push(Reference::tagged(parse_repository(&repo)?, &tag)?);
+    }
+    let mut digests = Vec::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT repository, digest FROM repo_digests WHERE image_id = ?1")?;
+    let mut rows = stmt.query([id.as_str()])?;
+    while let Some(r) = rows.next()? {
+        let repo: String = r.get(0)?;
+        let digest: String = r.get(1)?;
+        digests.push(Reference::digested(parse_repository(&repo)?, parse_digest(&digest)?));
+    }
+    sort_refs(&mut tags);
+    sort_refs(&mut digests);
+    Ok((tags, digests))
+}
+
+/// Docker lists references sorted by their full string form.
+fn sort_refs(refs: &mut [Reference]) {
+    if refs.len() > 1 {
+        refs.sort_by_cached_key(Reference::full);
+    }
+}
+
+pub(crate) fn parse_digest(s: &str) -> Result<Digest, StoreError> {
+    Digest::parse(s).map_err(|e| StoreError::Corrupt(format!("digest {s:?}: {e}")))
+}
+
+/// A stored full repository name (`docker.io/library/busybox`) back to its parts.
+pub(crate) fn parse_repository(full: &str) -> Result<Repository, StoreError> {
+    let (domain, path) =
+        full.split_once('/').ok_or_else(|| StoreError::Corrupt(format!("repository {full:?}")))?;
+    Ok(Repository::from_parts(domain, path)?)
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn unix_nanos_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
