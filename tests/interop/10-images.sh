@@ -43,30 +43,7 @@ say "== images built by docker"
 start_dockerd
 build_busybox_image busybox:musl
 
-# Several COPY/RUN layers, labels, ENV, WORKDIR, and steps that write no
-# layer (metadata only, and RUN steps that change nothing).
-ctx="$(new_tmpdir)"
-mkdir -p "$ctx/data/sub"
-echo hello >"$ctx/data/a.txt"
-seq 1 20000 >"$ctx/data/sub/numbers.txt"
-echo "key=value" >"$ctx/app.conf"
-cat >"$ctx/Dockerfile" <<'EOF'
-FROM busybox:musl
-LABEL org.opencontainers.image.title="berth-interop" com.example.team="images"
-ENV APP_HOME=/opt/app LANG=C.UTF-8
-WORKDIR /opt/app
-COPY data/ /opt/app/data/
-RUN mkdir -p bin && printf '#!/bin/sh\necho app\n' > bin/app && chmod 755 bin/app
-RUN head -c 300000 /dev/urandom > blob.bin
-RUN true
-COPY app.conf /etc/app.conf
-RUN true
-EXPOSE 8080/tcp
-USER 65534
-ENTRYPOINT ["/bin/sh", "-c"]
-CMD ["echo hello"]
-EOF
-DOCKER_BUILDKIT=0 docker build -q --network none -t app:v1 "$ctx" >/dev/null || fail "docker build app:v1"
+build_app_image app:v1
 docker save -o "$T/images.tar" busybox:musl app:v1 || fail "docker save"
 # Docker's view of a LOADED image (no build parents, <missing> history
 # rows) is what berth must reproduce, so docker loads the archive too.

@@ -14,6 +14,7 @@
 #   start_distribution PORT [HTPASSWD_FILE]   distribution 2.8 on 127.0.0.1:PORT
 #   free_port                     prints a free loopback TCP port
 #   build_busybox_image TAG       FROM scratch + busybox-static, CMD /bin/sh
+#   build_app_image TAG           multi-layer image FROM busybox:musl
 #   spawn CMD...                  start CMD in the background, stopped on exit
 #   new_tmpdir                    a fresh directory under $T
 #   fail MSG                      print FAIL and exit 1
@@ -73,9 +74,11 @@ export BERTH_ROOT="$T/berth"
 
 berth() { "$BERTH" "$@"; }
 
-# podman as root shares /var/lib/containers with everyone; give it its own.
+# podman as root shares /var/lib/containers with everyone; give it its own
+# store ($PODMAN_ROOT picks another one).
 podman() {
-    /usr/bin/podman --root "$T/podman/root" --runroot "$T/podman/run" \
+    local r="${PODMAN_ROOT:-$T/podman}"
+    /usr/bin/podman --root "$r/root" --runroot "$r/run" \
         --storage-driver vfs --events-backend none "$@"
 }
 
@@ -266,6 +269,36 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 CMD ["/bin/sh"]
 EOF
     # No bridge network exists (--bridge=none), so RUN steps get none.
+    DOCKER_BUILDKIT=0 /usr/bin/docker build -q --network none -t "$tag" "$ctx" >/dev/null ||
+        fail "docker build $tag"
+}
+
+# build_app_image TAG: FROM busybox:musl (build it first) with several COPY
+# and RUN layers, labels, ENV, WORKDIR, EXPOSE, USER, ENTRYPOINT and CMD,
+# and steps that write no layer (metadata only; RUN steps that change nothing).
+build_app_image() {
+    local tag="$1" ctx
+    ctx="$(new_tmpdir)"
+    mkdir -p "$ctx/data/sub"
+    echo hello >"$ctx/data/a.txt"
+    seq 1 20000 >"$ctx/data/sub/numbers.txt"
+    echo "key=value" >"$ctx/app.conf"
+    cat >"$ctx/Dockerfile" <<'EOF'
+FROM busybox:musl
+LABEL org.opencontainers.image.title="berth-interop" com.example.team="images"
+ENV APP_HOME=/opt/app LANG=C.UTF-8
+WORKDIR /opt/app
+COPY data/ /opt/app/data/
+RUN mkdir -p bin && printf '#!/bin/sh\necho app\n' > bin/app && chmod 755 bin/app
+RUN head -c 300000 /dev/urandom > blob.bin
+RUN true
+COPY app.conf /etc/app.conf
+RUN true
+EXPOSE 8080/tcp
+USER 65534
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hello"]
+EOF
     DOCKER_BUILDKIT=0 /usr/bin/docker build -q --network none -t "$tag" "$ctx" >/dev/null ||
         fail "docker build $tag"
 }
