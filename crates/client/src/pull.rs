@@ -1,0 +1,491 @@
+//! Pulling an image into an [`ImageStore`].
+//!
+//! Each layer is fetched once over the network and the bytes go two ways at
+//! the same time: to the store's `write_blob` (a blocking thread) and to a
+//! decompressor (another blocking thread) that computes the diff ID. The
+//! reader the store consumes only reports end of input once the blob's
+//! digest, size and diff ID have all been verified, so a store never keeps a
+//! blob that failed verification. An interrupted download resumes with
+//! `Range` from the last byte received; the pipes never see the gap.
+
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+
+use berth_oci::media_type::{self, LayerCompression};
+use berth_oci::{Descriptor, ImageConfig, ImageManifest, Manifest, Platform};
+use berth_reference::{Digest, Hasher, HashingWriter, Reference};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::Method;
+use reqwest::header::RANGE;
+use tokio::sync::mpsc;
+
+use crate::client::{Target, is_transient, network_error, read_limited};
+use crate::error::registry_error;
+use crate::manifests::select_platform;
+use crate::pipe::ChunkReader;
+use crate::progress::{LayerEvent, Progress};
+use crate::{Client, ClientError, ImageStore};
+
+/// Largest image config accepted.
+const MAX_CONFIG_SIZE: u64 = 16 << 20;
+/// Chunks in flight per pipe (each up to the size of one network read).
+const PIPE_DEPTH: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// The platform to pick from an index (default: the host's).
+    pub platform: Option<Platform>,
+    /// Layers downloaded at once.
+    pub concurrency: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions { platform: None, concurrency: 6 }
+    }
+}
+
+/// What a pull fetched: everything the store needs to commit the image.
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    /// The reference as pulled (tag or digest), normalised.
+    pub reference: Reference,
+    /// `repository@<manifest digest>` (the index's digest for a multi-platform image).
+    pub repo_digest: Reference,
+    pub manifest_digest: Digest,
+    /// The config JSON exactly as received (verified against its digest).
+    pub config: Vec<u8>,
+    pub config_digest: Digest,
+    /// Bottom first.
+    pub layers: Vec<PulledLayer>,
+}
+
+impl PulledImage {
+    /// Whether any layer had to be downloaded.
+    pub fn downloaded_any(&self) -> bool {
+        self.layers.iter().any(|l| l.downloaded)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PulledLayer {
+    pub diff_id: Digest,
+    /// The stored blob carrying it, as the manifest described it.
+    pub blob: Descriptor,
+    pub uncompressed_size: u64,
+    /// False when the store already had it.
+    pub downloaded: bool,
+}
+
+impl Client {
+    /// Pulls `reference` (tag or digest) into `store`, verifying everything,
+    /// and returns what to commit. Nothing is committed here: the caller
+    /// records the image (and may refuse to).
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        store: Arc<dyn ImageStore>,
+        opts: &PullOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PulledImage, ClientError> {
+        let domain = reference.domain();
+        let path = reference.path();
+        let scopes = [format!("repository:{path}:pull")];
+        let tag_or_digest = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_owned(),
+            (None, None) => berth_reference::DEFAULT_TAG.to_owned(),
+        };
+        let mut last_err = None;
+        for base in self.opts.config.pull_endpoints(domain) {
+            let t = Target { base: &base, domain, scopes: &scopes };
+            let top = match self.fetch_manifest(&t, path, &tag_or_digest).await {
+                Ok(m) => m,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            return self.pull_from(&t, reference, top, store, opts, progress).await;
+        }
+        Err(last_err.expect("at least one endpoint"))
+    }
+
+    async fn pull_from(
+        &self,
+        t: &Target<'_>,
+        reference: &Reference,
+        top: crate::manifests::FetchedManifest,
+        store: Arc<dyn ImageStore>,
+        opts: &PullOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PulledImage, ClientError> {
+        let path = reference.path();
+        let manifest: ImageManifest = match top.manifest {
+            Manifest::Image(m) => m,
+            Manifest::Index(index) => {
+                let wanted = opts.platform.clone().unwrap_or_else(Platform::host);
+                let entry = select_platform(&index, &wanted)?;
+                let child = self.fetch_manifest(t, path, entry.digest.as_str()).await?;
+                match child.manifest {
+                    Manifest::Image(m) => m,
+                    Manifest::Index(_) => {
+                        return Err(ClientError::InvalidResponse {
+                            url: format!("{}/v2/{path}/manifests/{}", t.base, entry.digest),
+                            detail: "an index entry for a platform is itself an index".into(),
+                        });
+                    }
+                }
+            }
+        };
+        if manifest.config.size > MAX_CONFIG_SIZE {
+            return Err(ClientError::TooLarge {
+                url: format!("{}/v2/{path}/blobs/{}", t.base, manifest.config.digest),
+                what: "image config".into(),
+                limit: MAX_CONFIG_SIZE,
+            });
+        }
+        let config = self.fetch_small_blob(t, path, &manifest.config).await?;
+        let parsed = ImageConfig::parse(&config).map_err(|e| ClientError::InvalidResponse {
+            url: format!("{}/v2/{path}/blobs/{}", t.base, manifest.config.digest),
+            detail: format!("image config: {e}"),
+        })?;
+        let diff_ids = parsed.diff_ids();
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(ClientError::InvalidResponse {
+                url: format!("{}/v2/{path}/manifests/{}", t.base, top.digest),
+                detail: format!(
+                    "{} layers in the manifest but {} diff IDs in the config",
+                    manifest.layers.len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut jobs = Vec::new();
+        for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
+            let compression = media_type::layer_compression(&layer.media_type)
+                .ok_or_else(|| ClientError::UnsupportedLayer(layer.media_type.clone()))?;
+            jobs.push((layer.clone(), diff_id.clone(), compression));
+        }
+        for (layer, _, _) in &jobs {
+            progress.layer(layer.digest.short(), LayerEvent::Waiting { total: layer.size });
+        }
+        let results: Vec<Result<PulledLayer, ClientError>> = futures_util::stream::iter(jobs)
+            .map(|(layer, diff_id, compression)| {
+                let store = store.clone();
+                let progress = progress.clone();
+                async move {
+                    if let Some(known) =
+                        store.known_layer(&layer.digest).filter(|k| k.diff_id == diff_id)
+                    {
+                        progress.layer(layer.digest.short(), LayerEvent::Done("Already exists"));
+                        return Ok(PulledLayer {
+                            diff_id,
+                            blob: layer,
+                            uncompressed_size: known.uncompressed_size,
+                            downloaded: false,
+                        });
+                    }
+                    let pulled = self
+                        .download_layer(t, path, &layer, &diff_id, compression, store, &*progress)
+                        .await?;
+                    progress.layer(layer.digest.short(), LayerEvent::Done("Pull complete"));
+                    Ok(pulled)
+                }
+            })
+            .buffered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let repo_digest = Reference::digested(reference.repository().clone(), top.digest.clone());
+        Ok(PulledImage {
+            reference: reference.clone(),
+            repo_digest,
+            manifest_digest: top.digest,
+            config_digest: manifest.config.digest.clone(),
+            config,
+            layers,
+        })
+    }
+
+    /// GETs a small blob into memory, bounded by and verified against `desc`.
+    pub(crate) async fn fetch_small_blob(
+        &self,
+        t: &Target<'_>,
+        path: &str,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}/v2/{path}/blobs/{}", t.base, desc.digest);
+        let resp = self.send(t, Method::GET, &url, true, &|rb| rb).await?;
+        if !resp.status().is_success() {
+            return Err(registry_error(resp).await);
+        }
+        let bytes = read_limited(resp, desc.size).await?;
+        if bytes.len() as u64 != desc.size {
+            return Err(ClientError::Truncated {
+                what: url,
+                got: bytes.len() as u64,
+                expected: desc.size,
+            });
+        }
+        let actual = Digest::of(desc.digest.algorithm(), &bytes);
+        if actual != desc.digest {
+            return Err(ClientError::DigestMismatch {
+                what: url,
+                expected: desc.digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Streams one layer blob into the store while verifying its digest and
+    /// diff ID (see the module documentation).
+    #[allow(clippy::too_many_arguments)]
+    async fn download_layer(
+        &self,
+        t: &Target<'_>,
+        path: &str,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        compression: LayerCompression,
+        store: Arc<dyn ImageStore>,
+        progress: &dyn Progress,
+    ) -> Result<PulledLayer, ClientError> {
+        let id = desc.digest.short().to_owned();
+        let verdict: Arc<Mutex<Option<ClientError>>> = Arc::new(Mutex::new(None));
+        let (store_tx, store_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
+        let (unpack_tx, unpack_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
+        let (diff_tx, diff_rx) = std::sync::mpsc::sync_channel(1);
+        let unpacker = tokio::task::spawn_blocking(move || {
+            let result = unpack_and_hash(ChunkReader::new(unpack_rx), compression);
+            let _ = diff_tx.send(result);
+        });
+        let writer = {
+            let mut reader = VerifyingReader {
+                inner: ChunkReader::new(store_rx),
+                hasher: Some(Hasher::new(desc.digest.algorithm())),
+                count: 0,
+                desc: desc.clone(),
+                diff_id: diff_id.clone(),
+                diff_rx,
+                verdict: verdict.clone(),
+                uncompressed_size: None,
+            };
+            tokio::task::spawn_blocking(move || {
+                let written = store.write_blob(&mut reader);
+                (written, reader.uncompressed_size)
+            })
+        };
+        let fetched =
+            self.fetch_blob_into(t, path, desc, &id, [store_tx, unpack_tx], progress).await;
+        let (written, uncompressed) = writer.await.expect("blob writer thread");
+        unpacker.await.expect("unpack thread");
+        fetched?;
+        if let Some(e) = verdict.lock().expect("lock").take() {
+            return Err(e);
+        }
+        let (digest, _) = written.map_err(|e| ClientError::io(format!("storing layer {id}"), e))?;
+        if digest != desc.digest {
+            // The store hashed different bytes than were verified: a broken store.
+            return Err(ClientError::DigestMismatch {
+                what: format!("stored layer {id}"),
+                expected: desc.digest.clone(),
+                actual: digest,
+            });
+        }
+        Ok(PulledLayer {
+            diff_id: diff_id.clone(),
+            blob: desc.clone(),
+            uncompressed_size: uncompressed.expect("verified reader records the size"),
+            downloaded: true,
+        })
+    }
+
+    /// GETs a blob and sends its bytes to every pipe, resuming with `Range`
+    /// after a transient failure. Sends at most `desc.size` bytes; dropping
+    /// the pipes (on return) tells the readers the input ended.
+    async fn fetch_blob_into(
+        &self,
+        t: &Target<'_>,
+        path: &str,
+        desc: &Descriptor,
+        id: &str,
+        pipes: [mpsc::Sender<io::Result<Bytes>>; 2],
+        progress: &dyn Progress,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}/v2/{path}/blobs/{}", t.base, desc.digest);
+        let mut offset = 0u64;
+        let mut attempt = 0u32;
+        let mut failed_at = None;
+        'request: loop {
+            let start = offset;
+            let resp = self
+                .send(t, Method::GET, &url, true, &|rb| {
+                    if start > 0 { rb.header(RANGE, format!("bytes={start}-")) } else { rb }
+                })
+                .await?;
+            // 206: the rest from `start`; 200: the whole blob again (skip what we have).
+            let mut skip = match resp.status().as_u16() {
+                206 => 0,
+                200 => start,
+                _ => return Err(registry_error(resp).await),
+            };
+            if resp.content_length().is_some_and(|n| n + start - skip > desc.size) {
+                return Err(ClientError::TooLarge { url, what: "blob".into(), limit: desc.size });
+            }
+            let mut body = resp.bytes_stream();
+            let problem = loop {
+                match body.next().await {
+                    Some(Ok(mut chunk)) => {
+                        if skip > 0 {
+                            let n = skip.min(chunk.len() as u64);
+                            let _ = chunk.split_to(n as usize);
+                            skip -= n;
+                        }
+                        if offset + chunk.len() as u64 > desc.size {
+                            return Err(ClientError::TooLarge {
+                                url,
+                                what: "blob".into(),
+                                limit: desc.size,
+                            });
+                        }
+                        offset += chunk.len() as u64;
+                        for pipe in &pipes {
+                            if pipe.send(Ok(chunk.clone())).await.is_err() {
+                                // A reader failed; its own error explains why.
+                                return Ok(());
+                            }
+                        }
+                        progress.layer(id, LayerEvent::Advance { done: offset, total: desc.size });
+                    }
+                    Some(Err(e)) if is_transient(&e) => {
+                        break network_error(&Method::GET, &url, &e);
+                    }
+                    Some(Err(e)) => return Err(network_error(&Method::GET, &url, &e)),
+                    None if offset == desc.size => break 'request,
+                    None => {
+                        break ClientError::Truncated {
+                            what: url.clone(),
+                            got: offset,
+                            expected: desc.size,
+                        };
+                    }
+                }
+            };
+            if failed_at.is_none_or(|at| offset > at) {
+                attempt = 0; // progress since the last failure
+            }
+            failed_at = Some(offset);
+            if attempt >= self.opts.retries {
+                return Err(problem);
+            }
+            progress.layer(
+                id,
+                LayerEvent::Retrying { attempt: attempt + 1, reason: &problem.to_string() },
+            );
+            tokio::time::sleep(self.backoff(attempt)).await;
+            attempt += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Decompresses a layer and returns its diff ID and uncompressed size.
+/// Always drains its input, so the network side never blocks on it.
+fn unpack_and_hash(
+    mut input: ChunkReader,
+    compression: LayerCompression,
+) -> Result<(Digest, u64), String> {
+    let mut out = HashingWriter::new(io::sink(), berth_reference::Algorithm::Sha256);
+    let result = match compression {
+        LayerCompression::None => io::copy(&mut input, &mut out).map(|_| ()),
+        // Multi-member: parallel compressors write concatenated gzip members.
+        LayerCompression::Gzip => {
+            io::copy(&mut flate2::read::MultiGzDecoder::new(&mut input), &mut out).map(|_| ())
+        }
+        LayerCompression::Zstd => zstd::stream::read::Decoder::new(&mut input)
+            .and_then(|mut d| io::copy(&mut d, &mut out))
+            .map(|_| ()),
+    };
+    let trailing = io::copy(&mut input, &mut io::sink()).unwrap_or(0);
+    out.flush().ok();
+    result.map_err(|e| format!("cannot decompress: {e}"))?;
+    if trailing > 0 {
+        return Err(format!("{trailing} bytes of garbage after the compressed data"));
+    }
+    let (_, digest, size) = out.into_parts();
+    Ok((digest, size))
+}
+
+/// The reader handed to the store: passes bytes through, and at end of
+/// input fails unless size, digest and diff ID all check out.
+struct VerifyingReader {
+    inner: ChunkReader,
+    hasher: Option<Hasher>,
+    count: u64,
+    desc: Descriptor,
+    diff_id: Digest,
+    diff_rx: std::sync::mpsc::Receiver<Result<(Digest, u64), String>>,
+    verdict: Arc<Mutex<Option<ClientError>>>,
+    uncompressed_size: Option<u64>,
+}
+
+impl VerifyingReader {
+    fn reject(&self, e: ClientError) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        self.verdict.lock().expect("lock").get_or_insert(e);
+        err
+    }
+
+    fn verify(&mut self) -> io::Result<()> {
+        let Some(hasher) = self.hasher.take() else { return Ok(()) };
+        let what = || format!("layer {}", self.desc.digest.short());
+        if self.count != self.desc.size {
+            return Err(self.reject(ClientError::Truncated {
+                what: what(),
+                got: self.count,
+                expected: self.desc.size,
+            }));
+        }
+        let actual = hasher.finish();
+        if actual != self.desc.digest {
+            let e = ClientError::DigestMismatch {
+                what: what(),
+                expected: self.desc.digest.clone(),
+                actual,
+            };
+            return Err(self.reject(e));
+        }
+        match self.diff_rx.recv() {
+            Ok(Ok((diff, size))) if diff == self.diff_id => {
+                self.uncompressed_size = Some(size);
+                Ok(())
+            }
+            Ok(Ok((diff, _))) => Err(self.reject(ClientError::DiffIdMismatch {
+                blob: self.desc.digest.clone(),
+                expected: self.diff_id.clone(),
+                actual: diff,
+            })),
+            Ok(Err(detail)) => Err(self.reject(ClientError::Layer { layer: what(), detail })),
+            Err(_) => Err(self
+                .reject(ClientError::Layer { layer: what(), detail: "decompressor died".into() })),
+        }
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.verify()?;
+            return Ok(0);
+        }
+        self.count += n as u64;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,336 @@
+//! Pull and push against a fault-injecting registry on loopback.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_client::credentials::{Anonymous, Credential, CredentialSource, Fixed};
+use berth_client::{
+    Client, ClientError, ClientOptions, LocalImage, LocalLayer, NoProgress, PullOptions,
+    PushOptions,
+};
+use berth_oci::{BlobSink, BlobSource, Descriptor, media_type};
+use berth_reference::{Digest, Reference, Repository};
+use support::{DirStore, Faults, make_image, start};
+
+fn client(creds: Arc<dyn CredentialSource>) -> Client {
+    Client::new(ClientOptions {
+        credentials: creds,
+        retries: 3,
+        backoff: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn store() -> (tempfile::TempDir, Arc<DirStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(DirStore::new(dir.path().join("store")));
+    (dir, s)
+}
+
+async fn pull(
+    c: &Client,
+    addr: &str,
+    name: &str,
+    s: &Arc<DirStore>,
+) -> Result<berth_client::PulledImage, ClientError> {
+    let r = Reference::parse_with_default_tag(&format!("{addr}/{name}")).unwrap();
+    c.pull(&r, s.clone(), &PullOptions::default(), Arc::new(NoProgress)).await
+}
+
+async fn serve_image(faults: Faults) -> (String, support::Shared, support::TestImage) {
+    let (addr, reg) = start(faults).await;
+    let img = make_image(&[300_000, 200_000, 50_000]);
+    reg.lock().unwrap().add_image("app", "latest", &img);
+    (addr, reg, img)
+}
+
+#[tokio::test]
+async fn pull_verifies_and_returns_the_commit_record() {
+    let (addr, _reg, img) = serve_image(Faults::default()).await;
+    let (_d, s) = store();
+    let c = client(Arc::new(Anonymous));
+    let p = pull(&c, &addr, "app", &s).await.unwrap();
+    assert_eq!(p.config, img.config);
+    assert_eq!(p.manifest_digest, img.manifest_digest);
+    assert_eq!(p.repo_digest.to_string(), format!("{addr}/app@{}", img.manifest_digest));
+    assert_eq!(p.layers.len(), 3);
+    for (i, l) in p.layers.iter().enumerate() {
+        assert_eq!(l.diff_id, img.diff_id(i));
+        assert_eq!(l.blob.digest, img.layer_digest(i));
+        assert_eq!(l.uncompressed_size, img.layers[i].0.len() as u64);
+        assert!(s.has_blob(&l.blob.digest));
+        assert!(l.downloaded);
+    }
+    assert_eq!(s.blob_count(), 3);
+}
+
+#[tokio::test]
+async fn layers_the_store_has_are_not_downloaded() {
+    let (addr, reg, img) = serve_image(Faults::default()).await;
+    let (_d, s) = store();
+    s.put(&img.layers[0].1);
+    s.layers.lock().unwrap().insert(
+        img.layer_digest(0),
+        berth_client::KnownLayer {
+            diff_id: img.diff_id(0),
+            uncompressed_size: img.layers[0].0.len() as u64,
+        },
+    );
+    let p = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
+    assert!(!p.layers[0].downloaded && p.layers[1].downloaded);
+    let log = reg.lock().unwrap().log.clone();
+    assert!(!log.iter().any(|l| l.contains(img.layer_digest(0).as_str())), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_with_range() {
+    let (addr, reg, img) = serve_image(Faults { drop_mid_blob: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let p = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
+    assert_eq!(p.layers[0].diff_id, img.diff_id(0));
+    let log = reg.lock().unwrap().log.clone();
+    let half = img.layers[0].1.len() / 2;
+    let resumed = format!("GET /v2/app/blobs/{} bytes={half}-", img.layer_digest(0));
+    assert!(log.contains(&resumed), "no resume request {resumed:?} in {log:?}");
+}
+
+#[tokio::test]
+async fn too_many_requests_is_retried_after_the_delay() {
+    let (addr, reg, _img) =
+        serve_image(Faults { too_many_requests: 1, ..Default::default() }).await;
+    let (_d, s) = store();
+    let started = std::time::Instant::now();
+    pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After: 1 was not honoured");
+    let manifest_gets = reg
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|l| l.starts_with("GET /v2/app/manifests/latest"))
+        .count();
+    assert_eq!(manifest_gets, 2);
+}
+
+#[tokio::test]
+async fn a_corrupted_byte_fails_and_nothing_is_kept() {
+    let (addr, _reg, img) = serve_image(Faults { corrupt_byte: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::DigestMismatch { expected, .. } if *expected == img.layer_digest(0)),
+        "{err}"
+    );
+    assert!(!s.has_blob(&img.layer_digest(0)));
+    // Only intact blobs are kept, never the corrupted one under any name.
+    let intact: Vec<_> = (0..3).map(|i| img.layer_digest(i)).collect();
+    for entry in std::fs::read_dir(s.dir.join("blobs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(intact.iter().any(|d| d.hex() == name), "unexpected blob {name}");
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_body_fails_after_retries() {
+    let (addr, reg, img) = serve_image(Faults { truncate: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert!(matches!(err, ClientError::Network { .. } | ClientError::Truncated { .. }), "{err}");
+    assert!(!s.has_blob(&img.layer_digest(0)));
+    let gets =
+        reg.lock().unwrap().log.iter().filter(|l| l.contains(img.layer_digest(0).as_str())).count();
+    assert!(gets > 1, "the truncated blob was not retried");
+}
+
+#[tokio::test]
+async fn a_lying_media_type_is_refused() {
+    let (addr, _reg, _img) =
+        serve_image(Faults { lying_media_type: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert!(err.to_string().contains("does not match its content"), "{err}");
+    assert_eq!(s.blob_count(), 0);
+}
+
+#[tokio::test]
+async fn a_redirect_loop_is_an_error() {
+    let (addr, _reg, _img) =
+        serve_image(Faults { redirect_loop: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert!(err.to_string().contains("redirect loop"), "{err}");
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_declared_size() {
+    let (addr, _reg, img) = serve_image(Faults { endless_body: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert!(matches!(&err, ClientError::TooLarge { .. }), "{err}");
+    assert!(!s.has_blob(&img.layer_digest(0)));
+}
+
+#[tokio::test]
+async fn a_malformed_challenge_is_a_clear_error() {
+    let (addr, _reg, _img) =
+        serve_image(Faults { malformed_challenge: true, ..Default::default() }).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert!(err.to_string().contains("malformed WWW-Authenticate challenge"), "{err}");
+    assert!(err.to_string().contains("realm"), "{err}");
+}
+
+#[tokio::test]
+async fn basic_auth_with_right_and_wrong_logins() {
+    let faults = Faults { basic: Some(("alice".into(), "s3cret".into())), ..Default::default() };
+    let (addr, _reg, _img) = serve_image(faults).await;
+    let (_d, s) = store();
+    let good = Credential::Basic { username: "alice".into(), password: "s3cret".into() };
+    let bad = Credential::Basic { username: "alice".into(), password: "nope".into() };
+    pull(&client(Arc::new(Fixed(addr.clone(), good.clone()))), &addr, "app", &s).await.unwrap();
+    let err = pull(&client(Arc::new(Fixed(addr.clone(), bad.clone()))), &addr, "app", &s)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unauthorized: authentication required");
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap_err();
+    assert_eq!(err.to_string(), "unauthorized: authentication required");
+    let c = client(Arc::new(Anonymous));
+    assert_eq!(c.login(&addr, &good).await.unwrap(), None);
+    assert_eq!(
+        c.login(&addr, &bad).await.unwrap_err().to_string(),
+        "unauthorized: authentication required"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_name_shows_the_registry_message() {
+    let faults = Faults { denied_prefix: Some("secret".into()), ..Default::default() };
+    let (addr, _reg, _img) = serve_image(faults).await;
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "secret/app", &s).await.unwrap_err();
+    assert_eq!(err.to_string(), "denied: requested access to the resource is denied");
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "missing", &s).await.unwrap_err();
+    assert_eq!(err.to_string(), "manifest unknown: manifest unknown");
+}
+
+/// The pulled image as a push reads it from the store.
+fn local_image(p: &berth_client::PulledImage, sources: Vec<Repository>) -> LocalImage {
+    LocalImage {
+        config: p.config.clone(),
+        layers: p
+            .layers
+            .iter()
+            .map(|l| LocalLayer {
+                diff_id: l.diff_id.clone(),
+                uncompressed_size: l.uncompressed_size,
+                blobs: vec![l.blob.clone()],
+                sources: sources.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn token_flow_pulls_anonymously_and_pushes_with_the_login() {
+    let faults = Faults { token: Some(("bob".into(), "pw".into())), ..Default::default() };
+    let (addr, reg, img) = serve_image(faults).await;
+    let (_d, s) = store();
+    // Anonymous tokens are enough to pull.
+    let p = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
+    let log = reg.lock().unwrap().log.clone();
+    assert!(log.iter().any(|l| l.starts_with("GET /token")), "{log:?}");
+    // Anonymous push is refused; with the login it works and mounts from `app`.
+    let target = Reference::parse(&format!("{addr}/bob/app:v1")).unwrap();
+    let local = local_image(&p, vec![Repository::parse(&format!("{addr}/app")).unwrap()]);
+    let anon = client(Arc::new(Anonymous));
+    let err = anon
+        .push(&target, &local, s.clone(), &PushOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("unauthorized"), "{err}");
+    let login = Credential::Basic { username: "bob".into(), password: "pw".into() };
+    let bob = client(Arc::new(Fixed(addr.clone(), login.clone())));
+    let pushed = bob
+        .push(&target, &local, s.clone(), &PushOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let log = reg.lock().unwrap().log.clone();
+    let mounts = log.iter().filter(|l| l.starts_with("POST /v2/bob/app/blobs/uploads/")).count();
+    assert!(mounts >= 3, "layers were not mounted from app: {log:?}");
+    let layer_uploads =
+        log.iter().filter(|l| l.starts_with("PUT /v2/bob/app/blobs/uploads/")).count();
+    assert_eq!(layer_uploads, 1, "only the config should be uploaded: {log:?}");
+    for i in 0..3 {
+        let key = ("bob/app".to_owned(), img.layer_digest(i).to_string());
+        assert!(reg.lock().unwrap().repo_blobs.contains(&key));
+    }
+    let (_, manifest) =
+        reg.lock().unwrap().manifests[&("bob/app".to_owned(), "v1".to_owned())].clone();
+    assert_eq!(Digest::sha256_of(&manifest), pushed.manifest_digest);
+    assert_eq!(pushed.manifest_size, manifest.len() as u64);
+    // Wrong password at login.
+    let bad = Credential::Basic { username: "bob".into(), password: "x".into() };
+    let err = anon.login(&addr, &bad).await.unwrap_err();
+    assert_eq!(err.to_string(), "unauthorized: incorrect username or password");
+    bob.login(&addr, &login).await.unwrap();
+}
+
+#[tokio::test]
+async fn push_then_pull_round_trips_and_compresses_once() {
+    let (addr, reg) = start(Faults::default()).await;
+    let (_d, s) = store();
+    // An image stored only uncompressed (as `load` or `import` leave it).
+    let raw1 = support::data(11, 9 << 20);
+    let raw2 = support::data(12, 30_000);
+    let d1 = s.put(&raw1);
+    let d2 = s.put(&raw2);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [d1, d2]},
+    }))
+    .unwrap();
+    let layer = |d: &Digest, n: usize| LocalLayer {
+        diff_id: d.clone(),
+        uncompressed_size: n as u64,
+        blobs: vec![Descriptor::new(media_type::OCI_LAYER, d.clone(), n as u64)],
+        sources: vec![],
+    };
+    let local = LocalImage {
+        config: config.clone(),
+        layers: vec![layer(&d1, raw1.len()), layer(&d2, raw2.len())],
+    };
+    let target = Reference::parse(&format!("{addr}/team/app:1.0")).unwrap();
+    let c = client(Arc::new(Anonymous));
+    let opts = PushOptions { monolithic_limit: 1 << 20, ..Default::default() };
+    let pushed = c.push(&target, &local, s.clone(), &opts, Arc::new(NoProgress)).await.unwrap();
+    assert_eq!(pushed.manifest_media_type, media_type::DOCKER_MANIFEST);
+    // Both layers were compressed once and recorded for the next push.
+    let recorded = s.layer_blobs.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 2);
+    assert!(
+        recorded
+            .iter()
+            .all(|(_, b)| b.media_type == media_type::DOCKER_LAYER_GZIP && s.has_blob(&b.digest))
+    );
+    let log = reg.lock().unwrap().log.clone();
+    assert!(
+        log.iter().any(|l| l.starts_with("PATCH /v2/team/app/blobs/uploads/")),
+        "large blob not streamed: {log:?}"
+    );
+    // A second push finds every blob there.
+    let again = c.push(&target, &local, s.clone(), &opts, Arc::new(NoProgress)).await.unwrap();
+    assert_eq!(again.manifest_digest, pushed.manifest_digest);
+    // Pull it back into a fresh store: same config, same diff IDs.
+    let (_d2, s2) = store();
+    let p = pull(&c, &addr, "team/app:1.0", &s2).await.unwrap();
+    assert_eq!(p.config, config);
+    assert_eq!(p.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(), vec![d1, d2]);
+    assert_eq!(p.manifest_digest, pushed.manifest_digest);
+    let mut first = Vec::new();
+    std::io::Read::read_to_end(&mut s2.open_blob(&p.layers[0].blob.digest).unwrap(), &mut first)
+        .unwrap();
+    assert_eq!(first.len() as u64, p.layers[0].blob.size);
+}
