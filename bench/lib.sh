@@ -1,0 +1,55 @@
+# shellcheck shell=bash
+# Timing helpers for the benchmarks. Source after tests/interop/lib.sh.
+#
+#   timed CMD...          runs CMD (stdout discarded) under /usr/bin/time;
+#                         sets SECS (wall seconds) and RSS_MIB (peak RSS)
+#   median N...           the median of the numbers
+#   ratio A B             A / B with two decimals ("n/a" if B is 0)
+#   mean_ms CMD...        mean wall time of CMD in ms (hyperfine when there
+#                         is one, else 10 timed runs); CMD is a shell string
+#   row NAME BERTH DOCKER RATIO TARGET VERDICT   one line of the summary
+#   verdict OK?           "ok" or "MISSED"
+
+timed() {
+    local tf rss_kib
+    tf="$(mktemp "$T/time.XXXXXX")"
+    if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >/dev/null 2>"$tf.err"; then
+        echo "command failed: $*" >&2
+        cat "$tf.err" >&2
+        return 1
+    fi
+    read -r SECS rss_kib < <(tail -1 "$tf")
+    RSS_MIB=$((rss_kib / 1024))
+}
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
+
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
+
+mean_ms() {
+    local json i start
+    if command -v hyperfine >/dev/null; then
+        json="$(mktemp "$T/hf.XXXXXX")"
+        hyperfine -N --warmup 2 --runs "${HYPERFINE_RUNS:-20}" --export-json "$json" \
+            --style none "$1" >/dev/null 2>&1 || {
+            echo "hyperfine failed: $1" >&2
+            return 1
+        }
+        jq '.results[0].mean * 1000 | . * 10 | round / 10' "$json"
+    else
+        sh -c "$1" >/dev/null 2>&1
+        start=$(date +%s%N)
+        for i in $(seq 1 10); do sh -c "$1" >/dev/null 2>&1; done
+        echo $((($(date +%s%N) - start) / 10000000))
+    fi
+}
+
+verdict() { if "$@"; then echo ok; else echo MISSED; fi; }
+
+row() { printf '%-34s %12s %12s %8s %-14s %s\n' "$@"; }
