@@ -48,6 +48,7 @@ mkdir -p "$TMPDIR" "$T/bin"
 
 _PIDS=()         # processes to stop on exit, in start order
 _SOFT_FAILURES=0 # checks that failed without stopping the script
+_DOCKERD_DIRS=() # exec roots of the engines started here
 
 # `docker` must be the 20.10 client that matches the daemon (a newer client
 # may sit earlier in PATH); a bin dir first in PATH covers child processes too.
@@ -193,9 +194,12 @@ start_dockerd() {
         _DOCKERD_N=$((_DOCKERD_N + 1))
         d="$T/dk$_DOCKERD_N"
         mkdir -p "$d"
+        # The host's /etc/docker/daemon.json is not ours to inherit.
+        echo '{}' >"$d/daemon.json"
         # Own containerd namespaces so a system containerd (if dockerd picks
         # it up) never mixes our objects with another engine's.
-        /usr/sbin/dockerd --data-root "$d/root" --exec-root "$d/exec" \
+        /usr/sbin/dockerd --config-file "$d/daemon.json" \
+            --data-root "$d/root" --exec-root "$d/exec" \
             -H "unix://$d/docker.sock" --pidfile "$d/pid" \
             --iptables=false --ip-masq=false --bridge=none \
             --storage-driver "$driver" \
@@ -204,6 +208,7 @@ start_dockerd() {
             >"$d/log" 2>&1 &
         pid=$!
         _PIDS+=("$pid")
+        _DOCKERD_DIRS+=("$d/exec")
         export DOCKER_HOST="unix://$d/docker.sock"
         if wait_until 60 _dockerd_ready "$pid"; then
             DOCKERD_LOG="$d/log"
@@ -321,6 +326,10 @@ _cleanup() {
     # Newest first: clients before the servers they talk to.
     for ((i = ${#_PIDS[@]} - 1; i >= 0; i--)); do
         _stop_pid "${_PIDS[i]}"
+    done
+    # An engine that had to be killed leaves its containerd running.
+    for m in "${_DOCKERD_DIRS[@]}"; do
+        [[ -s "$m/containerd/containerd.pid" ]] && _stop_pid "$(cat "$m/containerd/containerd.pid")"
     done
     # A killed engine can leave mounts behind; never rm -rf through them.
     grep -o " $T/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do
