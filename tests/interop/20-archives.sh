@@ -290,8 +290,15 @@ check_ok "umoci unpacks berth's oci-archive (verifies every digest)" \
 check_eq "$(cat "$oci2.bundle/rootfs/etc/app.conf" 2>&1)" "key=value" "the unpacked rootfs has app:v1's files"
 
 say "== bad input changes nothing"
-before="$(berth images -a --no-trunc 2>&1 || true)"
+# What must not change: every image and tag (no relative times in it), and
+# the store's own consistency check.
+store_state() {
+    berth images -a --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedAt}} {{.Size}}' 2>&1 | sort
+    if berth system check >/dev/null 2>&1; then echo "system check: ok"; else echo "system check: FAILED"; fi
+}
+before="$(store_state)"
 check_eq "$(berth_ids)" "$docker_ids" "the store holds the images before the bad input"
+check_eq "$(grep -c "^app:v1 $app_id " <<<"$before")" 1 "berth images --format lists app:v1 before the bad input"
 half=$(($(stat -c %s "$A/docker.tar") / 2))
 head -c "$half" "$A/docker.tar" >"$A/truncated.tar"
 head -c "$(($(stat -c %s "$A/docker.tar.gz") / 2))" "$A/docker.tar.gz" >"$A/truncated.tar.gz"
@@ -308,7 +315,7 @@ craft symlink-layer "$A/docker.tar" "$A/symlink.tar" /etc/passwd
 for bad in truncated.tar truncated.tar.gz notimage.tar random.bin missing-layer.tar \
     wrong-digest.tar dotdot.tar absolute.tar symlink.tar; do
     berth_rejects "berth load $bad fails" berth load -i "$A/$bad"
-    check_eq "$(berth images -a --no-trunc 2>&1)" "$before" "  ... and berth images -a is unchanged"
+    check_eq "$(store_state)" "$before" "  ... and the images, tags and store are unchanged"
 done
 check_ok "nothing was written outside the store" test ! -e "/tmp/$escape"
 
@@ -318,7 +325,7 @@ berth_rejects "berth load of a 1 GiB manifest.json fails" \
 rm -f "$A/huge.tar"
 check_ok "  ... using less than 256 MiB (peak $(($(tail -1 "$A/huge.rss") / 1024)) MiB)" \
     test "$(tail -1 "$A/huge.rss")" -lt 262144
-check_eq "$(berth images -a --no-trunc 2>&1)" "$before" "  ... and berth images -a is unchanged"
+check_eq "$(store_state)" "$before" "  ... and the images, tags and store are unchanged"
 
 berth_rejects "berth save of an unknown image fails" berth save -o "$A/nothing.tar" nosuch:img
 check_ok "  ... and writes no file" test ! -e "$A/nothing.tar"
