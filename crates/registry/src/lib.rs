@@ -1,1 +1,49 @@
+//! berth's registry server: the OCI Distribution API over pluggable blob
+//! storage and metadata.
+//!
+//! - [`storage`]: content-addressed blobs and uploads ([`storage::BlobStore`]).
+//! - [`metadata`]: repositories, manifests, tags, links ([`metadata::MetadataStore`]).
+//! - [`registry`]: the rules binding them ([`Registry`]), free of HTTP.
+//! - [`api`]: the `/v2/` HTTP API on axum.
+//! - [`error`]: domain errors and the one table of OCI codes and statuses.
+//! - [`server`]: listening, shutdown.
+//!
+//! The embedded default ([`open_local`]) keeps blobs on the filesystem and
+//! metadata in SQLite under one root directory:
+//!
+//! ```text
+//! <root>/
+//!   blobs/ uploads/ tmp/    FsBlobStore (see storage::FsBlobStore)
+//!   metadata.db             SqliteMetadata (WAL: also -wal, -shm)
+//! ```
 
+pub mod api;
+pub mod error;
+pub mod metadata;
+pub mod registry;
+pub mod server;
+pub mod storage;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{Error, ErrorCode};
+pub use registry::{Limits, ManifestRef, Registry, RepoName};
+
+/// Why the embedded backends could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot use registry root {path}: {source}")]
+    Root { path: String, source: std::io::Error },
+    #[error("cannot open registry metadata: {0}")]
+    Metadata(#[from] metadata::MetadataError),
+}
+
+/// Opens the filesystem + SQLite registry under `root`, creating it if needed.
+pub fn open_local(root: &Path, limits: Limits) -> Result<Registry, OpenError> {
+    let io_err = |source| OpenError::Root { path: root.display().to_string(), source };
+    std::fs::create_dir_all(root).map_err(io_err)?;
+    let blobs = storage::FsBlobStore::open(root).map_err(io_err)?;
+    let meta = metadata::SqliteMetadata::open(&root.join("metadata.db"))?;
+    Ok(Registry::new(Arc::new(blobs), Arc::new(meta), limits))
+}

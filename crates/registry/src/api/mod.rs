@@ -1,0 +1,93 @@
+//! The HTTP face of the registry: the OCI Distribution API under `/v2/`.
+//!
+//! Repository names contain slashes, so axum only hands us the path after
+//! `/v2/`; [`route::Route::parse`] splits it on the spec's fixed suffixes
+//! (`/manifests/<ref>`, `/blobs/<digest>`, `/blobs/uploads/<id>`,
+//! `/tags/list`, `/referrers/<digest>`). Handlers turn requests into
+//! [`Registry`] calls; errors become OCI error bodies in [`response`].
+
+mod handlers;
+mod response;
+mod route;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::any;
+
+use crate::registry::Registry;
+
+pub use response::error_response;
+pub use route::Route;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub registry: Registry,
+}
+
+/// The `/v2/` API as an axum router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v2", any(handlers::base))
+        .route("/v2/", any(handlers::base))
+        .route("/v2/{*rest}", any(handlers::dispatch))
+        .layer(axum::middleware::map_response(api_version_header))
+        .with_state(state)
+}
+
+async fn api_version_header(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    res
+}
+
+/// Splits a raw query string into decoded `(key, value)` pairs.
+pub(crate) fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    let Some(q) = req.uri().query() else { return Vec::new() };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes and `+` (as a space, form style).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = |x: u8| (x as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+                i += 3;
+                continue;
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_escapes() {
+        assert_eq!(percent_decode("a%2Bb%2fc"), "a+b/c");
+        assert_eq!(percent_decode("x+y"), "x y");
+        assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
+    }
+}

@@ -1,0 +1,188 @@
+//! The registry's errors, and the one table that maps them to the OCI
+//! Distribution error codes and HTTP statuses.
+//!
+//! Backends report their own typed errors ([`StorageError`],
+//! [`MetadataError`]); the [`crate::Registry`] turns them into [`Error`], and
+//! only [`ErrorCode`] knows what a client sees. Nothing else in the crate
+//! picks a status code for an error.
+
+use crate::metadata::MetadataError;
+use crate::storage::StorageError;
+
+/// The error codes of the OCI Distribution Specification (plus `UNKNOWN` for
+/// server faults), with their message and HTTP status: the single table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    /// An unsupported manifest or content type.
+    Unsupported,
+    /// An unsupported digest algorithm in a request parameter.
+    UnsupportedAlgorithm,
+    TooManyRequests,
+    RangeInvalid,
+    Unknown,
+}
+
+impl ErrorCode {
+    /// `(code, message, HTTP status)`.
+    pub fn entry(self) -> (&'static str, &'static str, u16) {
+        use ErrorCode::*;
+        match self {
+            BlobUnknown => ("BLOB_UNKNOWN", "blob unknown to registry", 404),
+            BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", "blob upload invalid", 400),
+            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", 404),
+            DigestInvalid => {
+                ("DIGEST_INVALID", "provided digest did not match uploaded content", 400)
+            }
+            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry", 404),
+            ManifestInvalid => ("MANIFEST_INVALID", "manifest invalid", 400),
+            ManifestUnknown => ("MANIFEST_UNKNOWN", "manifest unknown", 404),
+            NameInvalid => ("NAME_INVALID", "invalid repository name", 400),
+            NameUnknown => ("NAME_UNKNOWN", "repository name not known to registry", 404),
+            SizeInvalid => ("SIZE_INVALID", "provided length did not match content length", 400),
+            Unauthorized => ("UNAUTHORIZED", "authentication required", 401),
+            Denied => ("DENIED", "requested access to the resource is denied", 403),
+            Unsupported => ("UNSUPPORTED", "The operation is unsupported.", 415),
+            UnsupportedAlgorithm => ("UNSUPPORTED", "unsupported digest algorithm", 400),
+            TooManyRequests => ("TOOMANYREQUESTS", "too many requests", 429),
+            RangeInvalid => ("RANGE_INVALID", "invalid content range", 416),
+            Unknown => ("UNKNOWN", "unknown error", 500),
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        self.entry().0
+    }
+
+    pub fn message(self) -> &'static str {
+        self.entry().1
+    }
+
+    pub fn status(self) -> u16 {
+        self.entry().2
+    }
+}
+
+/// What went wrong in a registry operation. The string is the `detail` shown
+/// to the client: it names the offending digest, tag or header, never paths.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("blob unknown: {0}")]
+    BlobUnknown(String),
+    #[error("blob upload invalid: {0}")]
+    BlobUploadInvalid(String),
+    #[error("blob upload unknown")]
+    BlobUploadUnknown,
+    #[error("digest invalid: {0}")]
+    DigestInvalid(String),
+    #[error("manifest references unknown blob {0}")]
+    ManifestBlobUnknown(String),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("invalid repository name: {0}")]
+    NameInvalid(String),
+    #[error("repository name not known to registry: {0}")]
+    NameUnknown(String),
+    #[error("size invalid: {0}")]
+    SizeInvalid(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("requested access to the resource is denied")]
+    Denied,
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("unsupported digest algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+    #[error("too many requests")]
+    TooManyRequests,
+    #[error("range invalid: {0}")]
+    RangeInvalid(String),
+    #[error("storage: {0}")]
+    Storage(StorageError),
+    #[error("metadata: {0}")]
+    Metadata(#[from] MetadataError),
+}
+
+impl Error {
+    /// The table row for this error.
+    pub fn code(&self) -> ErrorCode {
+        use Error::*;
+        match self {
+            BlobUnknown(_) => ErrorCode::BlobUnknown,
+            BlobUploadInvalid(_) => ErrorCode::BlobUploadInvalid,
+            BlobUploadUnknown => ErrorCode::BlobUploadUnknown,
+            DigestInvalid(_) => ErrorCode::DigestInvalid,
+            ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+            NameInvalid(_) => ErrorCode::NameInvalid,
+            NameUnknown(_) => ErrorCode::NameUnknown,
+            SizeInvalid(_) => ErrorCode::SizeInvalid,
+            Unauthorized => ErrorCode::Unauthorized,
+            Denied => ErrorCode::Denied,
+            Unsupported(_) => ErrorCode::Unsupported,
+            UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
+            TooManyRequests => ErrorCode::TooManyRequests,
+            RangeInvalid(_) => ErrorCode::RangeInvalid,
+            Storage(_) | Metadata(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// The detail a client may see (server faults stay in the log).
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Error::Storage(_) | Error::Metadata(_) => None,
+            Error::Unauthorized | Error::Denied | Error::TooManyRequests => None,
+            Error::BlobUploadUnknown => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Error {
+        match e {
+            StorageError::NotFound => Error::BlobUnknown("not found".into()),
+            StorageError::UploadNotFound => Error::BlobUploadUnknown,
+            StorageError::DigestMismatch { expected, actual } => {
+                Error::DigestInvalid(format!("expected {expected}, content hashes to {actual}"))
+            }
+            StorageError::TooLarge { limit } => {
+                Error::SizeInvalid(format!("content exceeds {limit} bytes"))
+            }
+            StorageError::OffsetMismatch { expected, given } => Error::RangeInvalid(format!(
+                "upload is at offset {expected}, chunk starts at {given}"
+            )),
+            StorageError::InvalidRange => Error::RangeInvalid("range not satisfiable".into()),
+            other => Error::Storage(other),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_statuses() {
+        assert_eq!(ErrorCode::BlobUnknown.status(), 404);
+        assert_eq!(ErrorCode::RangeInvalid.status(), 416);
+        assert_eq!(ErrorCode::Denied.code(), "DENIED");
+        assert_eq!(Error::from(StorageError::UploadNotFound).code(), ErrorCode::BlobUploadUnknown);
+    }
+}

@@ -1,0 +1,126 @@
+//! Registry metadata: repositories, manifests, tags, blob links, uploads.
+//!
+//! [`MetadataStore`] is the boundary a PostgreSQL implementation will also
+//! sit behind, so it speaks only in domain values (validated names,
+//! [`Digest`]s, records) and promises nothing SQLite-specific: each method is
+//! one transaction; lists come back sorted by byte order of the name.
+//! [`SqliteMetadata`] is the embedded default. Every implementation must pass
+//! [`testing::run_suite`].
+//!
+//! Callers validate names and tags before they get here; the store checks
+//! only referential integrity.
+
+mod sqlite;
+pub mod testing;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_reference::Digest;
+
+use crate::storage::UploadId;
+
+pub use sqlite::SqliteMetadata;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A manifest as the registry indexes it (its bytes live in blob storage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// The manifest this one refers to (`subject`), for the referrers API.
+    pub subject: Option<Digest>,
+    /// `artifactType`, or for an image manifest without one, its config's media type.
+    pub artifact_type: Option<String>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Blobs it needs (config and layers).
+    pub blobs: Vec<Digest>,
+    /// Manifests it needs (an index's children).
+    pub children: Vec<Digest>,
+}
+
+/// An upload in progress and the repository it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: UploadId,
+    pub repository: String,
+    /// Seconds since the Unix epoch.
+    pub started: i64,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Whether the repository has ever received a blob or manifest (and was not deleted).
+    async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError>;
+
+    /// Up to `limit` repository names after `after`, sorted.
+    async fn list_repositories(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError>;
+
+    /// Removes a repository with its tags, manifests and blob links.
+    async fn delete_repository(&self, repo: &str) -> Result<bool, MetadataError>;
+
+    /// Records that `repo` holds blob `digest` (creating the repository).
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), MetadataError>;
+
+    /// The size of `digest` if `repo` holds it.
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError>;
+
+    /// Stores a manifest (idempotent) and, if given, points `tag` at it, in
+    /// one transaction. Creates the repository.
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        record: &ManifestRecord,
+        tag: Option<&str>,
+    ) -> Result<(), MetadataError>;
+
+    async fn manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetadataError>;
+
+    /// Removes a manifest and every tag pointing at it.
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError>;
+
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, MetadataError>;
+
+    /// Up to `limit` tags after `after`, sorted.
+    async fn list_tags(
+        &self,
+        repo: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError>;
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, MetadataError>;
+
+    /// Manifests in `repo` whose subject is `subject`.
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<ManifestRecord>, MetadataError>;
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError>;
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError>;
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetadataError>;
+
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError>;
+}

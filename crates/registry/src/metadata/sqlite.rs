@@ -1,0 +1,506 @@
+//! [`MetadataStore`] in one SQLite file (WAL mode), the embedded default.
+//!
+//! Calls run on tokio's blocking pool behind one connection mutex: SQLite
+//! serialises writers anyway, and hot reads are served from the registry's
+//! in-memory cache before they get here.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_reference::Digest;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{ManifestRecord, MetadataError, MetadataStore, UploadRecord};
+use crate::storage::UploadId;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS repositories (
+    name TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_links (
+    repository TEXT NOT NULL REFERENCES repositories(name) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (repository, digest)
+);
+CREATE INDEX IF NOT EXISTS blob_links_by_digest ON blob_links(digest);
+CREATE TABLE IF NOT EXISTS manifests (
+    repository TEXT NOT NULL REFERENCES repositories(name) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    subject TEXT,
+    artifact_type TEXT,
+    annotations TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (repository, digest)
+);
+CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests(repository, subject);
+CREATE TABLE IF NOT EXISTS manifest_refs (
+    repository TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('blob', 'manifest')),
+    position INTEGER NOT NULL,
+    PRIMARY KEY (repository, manifest, position),
+    FOREIGN KEY (repository, manifest) REFERENCES manifests(repository, digest) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS manifest_refs_by_digest ON manifest_refs(digest);
+CREATE TABLE IF NOT EXISTS tags (
+    repository TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (repository, name),
+    FOREIGN KEY (repository, digest) REFERENCES manifests(repository, digest) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    repository TEXT NOT NULL,
+    started INTEGER NOT NULL
+);
+"#;
+
+pub struct SqliteMetadata {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db(e: rusqlite::Error) -> MetadataError {
+    MetadataError::Database(e.to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_digest(s: &str) -> Result<Digest, MetadataError> {
+    Digest::parse(s).map_err(|_| MetadataError::Corrupt(format!("digest {s:?}")))
+}
+
+fn ensure_repository(tx: &Connection, repo: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO repositories (name, created) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![repo, now()],
+    )?;
+    Ok(())
+}
+
+impl SqliteMetadata {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<SqliteMetadata, MetadataError> {
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, MetadataError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, MetadataError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| MetadataError::Database(e.to_string()))?
+    }
+}
+
+fn load_manifest(
+    conn: &Connection,
+    repo: &str,
+    digest: &str,
+) -> Result<Option<ManifestRecord>, MetadataError> {
+    let row = conn
+        .query_row(
+            "SELECT media_type, size, subject, artifact_type, annotations FROM manifests
+             WHERE repository = ?1 AND digest = ?2",
+            params![repo, digest],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((media_type, size, subject, artifact_type, annotations)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT digest, kind FROM manifest_refs WHERE repository = ?1 AND manifest = ?2
+             ORDER BY position",
+        )
+        .map_err(db)?;
+    let mut blobs = Vec::new();
+    let mut children = Vec::new();
+    let rows = stmt
+        .query_map(params![repo, digest], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db)?;
+    for row in rows {
+        let (d, kind) = row.map_err(db)?;
+        let d = parse_digest(&d)?;
+        if kind == "manifest" { children.push(d) } else { blobs.push(d) }
+    }
+    let annotations = match annotations {
+        Some(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| MetadataError::Corrupt(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Some(ManifestRecord {
+        digest: parse_digest(digest)?,
+        media_type,
+        size: size as u64,
+        subject: subject.as_deref().map(parse_digest).transpose()?,
+        artifact_type,
+        annotations,
+        blobs,
+        children,
+    }))
+}
+
+fn list_names(
+    conn: &Connection,
+    sql: &str,
+    scope: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, MetadataError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+    let after = after.unwrap_or("");
+    let limit = limit.min(i64::MAX as usize) as i64;
+    fn name(r: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+        r.get(0)
+    }
+    let rows = match scope {
+        Some(repo) => stmt.query_map(params![repo, after, limit], name),
+        None => stmt.query_map(params![after, limit], name),
+    }
+    .map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadata {
+    async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError> {
+        let repo = repo.to_owned();
+        self.call(move |c| {
+            c.query_row("SELECT 1 FROM repositories WHERE name = ?1", [&repo], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn list_repositories(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError> {
+        let after = after.map(str::to_owned);
+        self.call(move |c| {
+            list_names(
+                c,
+                "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
+                None,
+                after.as_deref(),
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn delete_repository(&self, repo: &str) -> Result<bool, MetadataError> {
+        let repo = repo.to_owned();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute("DELETE FROM tags WHERE repository = ?1", [&repo]).map_err(db)?;
+            tx.execute("DELETE FROM manifest_refs WHERE repository = ?1", [&repo]).map_err(db)?;
+            tx.execute("DELETE FROM uploads WHERE repository = ?1", [&repo]).map_err(db)?;
+            let n = tx.execute("DELETE FROM repositories WHERE name = ?1", [&repo]).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), MetadataError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            ensure_repository(&tx, &repo).map_err(db)?;
+            tx.execute(
+                "INSERT INTO blob_links (repository, digest, size, created) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (repository, digest) DO NOTHING",
+                params![repo, digest, size as i64, now()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.call(move |c| {
+            c.prepare_cached("SELECT size FROM blob_links WHERE repository = ?1 AND digest = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![repo, digest], |r| r.get::<_, i64>(0)).optional()
+                })
+                .map(|o| o.map(|n| n as u64))
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM blob_links WHERE repository = ?1 AND digest = ?2",
+                params![repo, digest],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        record: &ManifestRecord,
+        tag: Option<&str>,
+    ) -> Result<(), MetadataError> {
+        let (repo, record, tag) = (repo.to_owned(), record.clone(), tag.map(str::to_owned));
+        self.call(move |c| {
+            let annotations = record
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::to_string(a).expect("string map serialises"));
+            let digest = record.digest.to_string();
+            let tx = c.transaction().map_err(db)?;
+            ensure_repository(&tx, &repo).map_err(db)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO manifests
+                     (repository, digest, media_type, size, subject, artifact_type, annotations, created)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (repository, digest) DO NOTHING",
+                    params![
+                        repo,
+                        digest,
+                        record.media_type,
+                        record.size as i64,
+                        record.subject.as_ref().map(|d| d.to_string()),
+                        record.artifact_type,
+                        annotations,
+                        now()
+                    ],
+                )
+                .map_err(db)?;
+            if inserted > 0 {
+                let refs = record.blobs.iter().map(|d| (d, "blob"));
+                let refs = refs.chain(record.children.iter().map(|d| (d, "manifest")));
+                for (position, (d, kind)) in refs.enumerate() {
+                    tx.execute(
+                        "INSERT INTO manifest_refs (repository, manifest, digest, kind, position)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![repo, digest, d.to_string(), kind, position as i64],
+                    )
+                    .map_err(db)?;
+                }
+            }
+            if let Some(tag) = tag {
+                tx.execute(
+                    "INSERT INTO tags (repository, name, digest, updated) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
+                     updated = excluded.updated",
+                    params![repo, tag, digest, now()],
+                )
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetadataError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.call(move |c| load_manifest(c, &repo, &digest)).await
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute(
+                "DELETE FROM tags WHERE repository = ?1 AND digest = ?2",
+                params![repo, digest],
+            )
+            .map_err(db)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM manifests WHERE repository = ?1 AND digest = ?2",
+                    params![repo, digest],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, MetadataError> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
+        self.call(move |c| {
+            let d = c
+                .prepare_cached("SELECT digest FROM tags WHERE repository = ?1 AND name = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![repo, tag], |r| r.get::<_, String>(0)).optional()
+                })
+                .map_err(db)?;
+            d.as_deref().map(parse_digest).transpose()
+        })
+        .await
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError> {
+        let (repo, after) = (repo.to_owned(), after.map(str::to_owned));
+        self.call(move |c| {
+            list_names(
+                c,
+                "SELECT name FROM tags WHERE repository = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+                Some(&repo),
+                after.as_deref(),
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, MetadataError> {
+        let (repo, tag) = (repo.to_owned(), tag.to_owned());
+        self.call(move |c| {
+            c.execute("DELETE FROM tags WHERE repository = ?1 AND name = ?2", params![repo, tag])
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<ManifestRecord>, MetadataError> {
+        let (repo, subject) = (repo.to_owned(), subject.to_string());
+        self.call(move |c| {
+            let digests: Vec<String> = {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT digest FROM manifests WHERE repository = ?1 AND subject = ?2
+                         ORDER BY digest",
+                    )
+                    .map_err(db)?;
+                let rows = stmt
+                    .query_map(params![repo, subject], |r| r.get::<_, String>(0))
+                    .map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)?
+            };
+            let mut out = Vec::with_capacity(digests.len());
+            for d in digests {
+                out.extend(load_manifest(c, &repo, &d)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
+        let u = upload.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO uploads (id, repository, started) VALUES (?1, ?2, ?3)",
+                params![u.id.as_str(), u.repository, u.started],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
+        let id = id.clone();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT repository, started FROM uploads WHERE id = ?1",
+                [id.as_str()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map(|o| o.map(|(repository, started)| UploadRecord { id, repository, started }))
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetadataError> {
+        let id = id.clone();
+        self.call(move |c| {
+            c.execute("DELETE FROM uploads WHERE id = ?1", [id.as_str()]).map(|n| n > 0).map_err(db)
+        })
+        .await
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id, repository, started FROM uploads ORDER BY id")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, repository, started) = row.map_err(db)?;
+                let id = UploadId::parse(&id)
+                    .ok_or_else(|| MetadataError::Corrupt(format!("upload id {id:?}")))?;
+                out.push(UploadRecord { id, repository, started });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

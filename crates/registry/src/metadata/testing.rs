@@ -1,0 +1,134 @@
+//! The test suite every [`MetadataStore`] implementation must pass. Call
+//! [`run_suite`] from a `#[tokio::test]` with a fresh, empty store.
+
+use std::collections::BTreeMap;
+
+use berth_reference::Digest;
+
+use super::{ManifestRecord, MetadataStore, UploadRecord};
+use crate::storage::UploadId;
+
+fn d(s: &str) -> Digest {
+    Digest::sha256_of(s.as_bytes())
+}
+
+fn record(name: &str, subject: Option<&str>, children: &[&str]) -> ManifestRecord {
+    ManifestRecord {
+        digest: d(name),
+        media_type: berth_oci::media_type::OCI_MANIFEST.to_owned(),
+        size: 100,
+        subject: subject.map(d),
+        artifact_type: Some("application/x.test".into()),
+        annotations: Some(BTreeMap::from([("k".to_owned(), "v".to_owned())])),
+        blobs: vec![d("config"), d("layer")],
+        children: children.iter().map(|c| d(c)).collect(),
+    }
+}
+
+/// Runs every contract check against `store`, panicking on the first failure.
+pub async fn run_suite(store: &dyn MetadataStore) {
+    blob_links(store).await;
+    manifests_and_tags(store).await;
+    referrers(store).await;
+    listing_pagination(store).await;
+    uploads(store).await;
+    delete_repository(store).await;
+}
+
+async fn blob_links(store: &dyn MetadataStore) {
+    assert!(!store.repository_exists("links/a").await.unwrap());
+    assert_eq!(store.blob_link("links/a", &d("x")).await.unwrap(), None);
+    store.link_blob("links/a", &d("x"), 7).await.unwrap();
+    store.link_blob("links/a", &d("x"), 7).await.unwrap();
+    assert!(store.repository_exists("links/a").await.unwrap());
+    assert_eq!(store.blob_link("links/a", &d("x")).await.unwrap(), Some(7));
+    assert_eq!(store.blob_link("links/b", &d("x")).await.unwrap(), None);
+    assert!(store.unlink_blob("links/a", &d("x")).await.unwrap());
+    assert!(!store.unlink_blob("links/a", &d("x")).await.unwrap());
+    assert_eq!(store.blob_link("links/a", &d("x")).await.unwrap(), None);
+}
+
+async fn manifests_and_tags(store: &dyn MetadataStore) {
+    let repo = "tags/repo";
+    let m1 = record("m1", None, &[]);
+    let index = record("index", None, &["m1"]);
+    store.put_manifest(repo, &m1, Some("v1")).await.unwrap();
+    store.put_manifest(repo, &m1, Some("v1")).await.unwrap();
+    store.put_manifest(repo, &index, Some("latest")).await.unwrap();
+    assert_eq!(store.manifest(repo, &d("m1")).await.unwrap(), Some(m1.clone()));
+    assert_eq!(store.manifest(repo, &d("index")).await.unwrap(), Some(index.clone()));
+    assert_eq!(store.manifest("tags/other", &d("m1")).await.unwrap(), None);
+    assert_eq!(store.resolve_tag(repo, "v1").await.unwrap(), Some(d("m1")));
+    // Re-pointing a tag moves it.
+    store.put_manifest(repo, &index, Some("v1")).await.unwrap();
+    assert_eq!(store.resolve_tag(repo, "v1").await.unwrap(), Some(d("index")));
+    store.put_manifest(repo, &m1, Some("v2")).await.unwrap();
+    assert_eq!(store.list_tags(repo, None, 100).await.unwrap(), ["latest", "v1", "v2"]);
+    assert!(store.delete_tag(repo, "v2").await.unwrap());
+    assert!(!store.delete_tag(repo, "v2").await.unwrap());
+    assert_eq!(store.manifest(repo, &d("m1")).await.unwrap(), Some(m1));
+    // Deleting a manifest removes its tags.
+    assert!(store.delete_manifest(repo, &d("index")).await.unwrap());
+    assert!(!store.delete_manifest(repo, &d("index")).await.unwrap());
+    assert_eq!(store.resolve_tag(repo, "latest").await.unwrap(), None);
+    assert_eq!(store.list_tags(repo, None, 100).await.unwrap(), Vec::<String>::new());
+}
+
+async fn referrers(store: &dyn MetadataStore) {
+    let repo = "ref/repo";
+    store.put_manifest(repo, &record("sig", Some("target"), &[]), None).await.unwrap();
+    store.put_manifest(repo, &record("sbom", Some("target"), &[]), None).await.unwrap();
+    store.put_manifest(repo, &record("other", Some("elsewhere"), &[]), None).await.unwrap();
+    store.put_manifest("ref/second", &record("x", Some("target"), &[]), None).await.unwrap();
+    let mut got: Vec<Digest> =
+        store.referrers(repo, &d("target")).await.unwrap().into_iter().map(|r| r.digest).collect();
+    got.sort();
+    let mut want = vec![d("sig"), d("sbom")];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(store.referrers(repo, &d("nothing")).await.unwrap().is_empty());
+}
+
+async fn listing_pagination(store: &dyn MetadataStore) {
+    let repo = "page/repo";
+    let m = record("paged", None, &[]);
+    for tag in ["c", "a", "b", "d"] {
+        store.put_manifest(repo, &m, Some(tag)).await.unwrap();
+    }
+    assert_eq!(store.list_tags(repo, None, 2).await.unwrap(), ["a", "b"]);
+    assert_eq!(store.list_tags(repo, Some("b"), 2).await.unwrap(), ["c", "d"]);
+    assert!(store.list_tags(repo, Some("d"), 2).await.unwrap().is_empty());
+    let all = store.list_repositories(None, 1000).await.unwrap();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert!(all.contains(&repo.to_owned()));
+    let after = store.list_repositories(Some(repo), 1000).await.unwrap();
+    assert!(after.iter().all(|r| r.as_str() > repo));
+}
+
+async fn uploads(store: &dyn MetadataStore) {
+    let id = UploadId::generate();
+    let rec = UploadRecord { id: id.clone(), repository: "up/repo".into(), started: 1234 };
+    store.create_upload(&rec).await.unwrap();
+    assert_eq!(store.upload(&id).await.unwrap(), Some(rec.clone()));
+    assert!(store.list_uploads().await.unwrap().contains(&rec));
+    assert!(store.delete_upload(&id).await.unwrap());
+    assert_eq!(store.upload(&id).await.unwrap(), None);
+    assert!(!store.delete_upload(&id).await.unwrap());
+}
+
+async fn delete_repository(store: &dyn MetadataStore) {
+    let repo = "gone/repo";
+    store.link_blob(repo, &d("b"), 1).await.unwrap();
+    store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
+    assert!(store.delete_repository(repo).await.unwrap());
+    assert!(!store.repository_exists(repo).await.unwrap());
+    assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), None);
+    assert_eq!(store.manifest(repo, &d("gm")).await.unwrap(), None);
+    assert_eq!(store.blob_link(repo, &d("b")).await.unwrap(), None);
+    // The name can be used again from scratch.
+    store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
+    assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), Some(d("gm")));
+    assert!(!store.delete_repository("never/was").await.unwrap());
+}

@@ -1,0 +1,301 @@
+//! [`BlobStore`] on a local filesystem.
+//!
+//! ```text
+//! <root>/
+//!   blobs/<algorithm>/<first two hex>/<hex>   complete, verified blobs
+//!   uploads/<uuid>                            uploads in progress (appendable)
+//!   tmp/<uuid>                                `put` in progress, renamed into blobs/
+//! ```
+//!
+//! A blob appears by `rename(2)` from `tmp/` or `uploads/` (same filesystem),
+//! so readers never see a partial blob. Paths are built only from a
+//! validated [`Digest`] or [`UploadId`].
+
+use std::collections::HashMap;
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use berth_reference::{Algorithm, Digest, Hasher};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use super::{BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, StorageError, UploadId};
+
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Running sha256 of an upload, so committing a large upload does not read
+/// it back. Lost on restart (or unknown for sha512): commit then re-hashes.
+struct UploadState {
+    hasher: Option<Hasher>,
+}
+
+pub struct FsBlobStore {
+    root: PathBuf,
+    uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store under `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
+        let root = root.into();
+        for dir in ["blobs", "uploads", "tmp"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(FsBlobStore { root, uploads: Mutex::new(HashMap::new()) })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+    }
+
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.root.join("uploads").join(id.as_str())
+    }
+
+    fn upload_state(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<UploadState>> {
+        let mut map = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(UploadState { hasher: None })))
+            .clone()
+    }
+
+    fn forget_upload(&self, id: &UploadId) {
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Moves a verified file into place.
+    async fn install(&self, from: &Path, digest: &Digest) -> Result<(), StorageError> {
+        let to = self.blob_path(digest);
+        if let Some(parent) = to.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(from, &to).await?;
+        Ok(())
+    }
+}
+
+/// Copies `body` to `out`, hashing with `hasher` and refusing more than `limit` bytes.
+async fn copy_limited<W: tokio::io::AsyncWrite + Unpin>(
+    mut body: ByteStream,
+    out: &mut W,
+    hasher: &mut Option<Hasher>,
+    limit: u64,
+) -> Result<u64, StorageError> {
+    let mut written = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(StorageError::TooLarge { limit });
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    Ok(written)
+}
+
+/// Hashes a whole file with `algorithm` (off the async threads).
+async fn hash_file(path: PathBuf, algorithm: Algorithm) -> Result<Digest, StorageError> {
+    tokio::task::spawn_blocking(move || -> io::Result<Digest> {
+        let file = std::fs::File::open(path)?;
+        let mut reader = berth_reference::HashingReader::new(file, algorithm);
+        io::copy(&mut reader, &mut io::sink())?;
+        Ok(reader.finish().0)
+    })
+    .await
+    .map_err(io::Error::other)?
+    .map_err(StorageError::from)
+}
+
+fn not_found_as(e: io::Error, as_: StorageError) -> StorageError {
+    if e.kind() == io::ErrorKind::NotFound { as_ } else { StorageError::Io(e) }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(BlobInfo {
+                digest: digest.clone(),
+                size: m.len(),
+                modified: m.modified()?,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobReader, StorageError> {
+        let mut file = tokio::fs::File::open(self.blob_path(digest))
+            .await
+            .map_err(|e| not_found_as(e, StorageError::NotFound))?;
+        let Some(range) = range else { return Ok(Box::pin(file)) };
+        let size = file.metadata().await?.len();
+        if range.first > range.last || range.last >= size {
+            return Err(StorageError::InvalidRange);
+        }
+        file.seek(SeekFrom::Start(range.first)).await?;
+        Ok(Box::pin(file.take(range.len())))
+    }
+
+    async fn put(
+        &self,
+        digest: &Digest,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<u64, StorageError> {
+        let tmp = self.root.join("tmp").join(UploadId::generate().as_str());
+        let result = async {
+            let file = tokio::fs::File::create(&tmp).await?;
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            let mut hasher = Some(Hasher::new(digest.algorithm()));
+            let size = copy_limited(body, &mut out, &mut hasher, limit).await?;
+            let actual = hasher.take().map(Hasher::finish).expect("hasher present");
+            if actual != *digest {
+                return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
+            }
+            self.install(&tmp, digest).await?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool, StorageError> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<BlobInfo>, StorageError> {
+        let root = self.root.join("blobs");
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<BlobInfo>> {
+            let mut out = Vec::new();
+            for alg in std::fs::read_dir(&root)? {
+                let alg = alg?;
+                let alg_name = alg.file_name().to_string_lossy().into_owned();
+                for prefix in std::fs::read_dir(alg.path())? {
+                    for entry in std::fs::read_dir(prefix?.path())? {
+                        let entry = entry?;
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        // Anything that is not a well-formed digest is not ours.
+                        let Ok(digest) = Digest::parse(&format!("{alg_name}:{name}")) else {
+                            continue;
+                        };
+                        let meta = entry.metadata()?;
+                        out.push(BlobInfo { digest, size: meta.len(), modified: meta.modified()? });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(StorageError::from)
+    }
+
+    async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError> {
+        tokio::fs::File::create(self.upload_path(id)).await?;
+        let state = self.upload_state(id);
+        state.lock().await.hasher = Some(Hasher::new(Algorithm::Sha256));
+        Ok(())
+    }
+
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<u64, StorageError> {
+        let state = self.upload_state(id);
+        let mut state = state.lock().await;
+        let path = self.upload_path(id);
+        let file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| not_found_as(e, StorageError::UploadNotFound))?;
+        let size = file.metadata().await?.len();
+        if size != offset {
+            return Err(StorageError::OffsetMismatch { expected: size, given: offset });
+        }
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        match copy_limited(body, &mut out, &mut state.hasher, limit).await {
+            Ok(n) => Ok(offset + n),
+            Err(e) => {
+                // Part of the chunk may be on disk: drop it so the upload stays
+                // at a size the client was told, and forget the running hash.
+                let _ = out.flush().await;
+                let file = out.into_inner();
+                let _ = file.set_len(offset).await;
+                state.hasher = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_size(&self, id: &UploadId) -> Result<u64, StorageError> {
+        let meta = tokio::fs::metadata(self.upload_path(id))
+            .await
+            .map_err(|e| not_found_as(e, StorageError::UploadNotFound))?;
+        Ok(meta.len())
+    }
+
+    async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StorageError> {
+        let state = self.upload_state(id);
+        let mut state = state.lock().await;
+        self.forget_upload(id);
+        let path = self.upload_path(id);
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.len(),
+            Err(e) => return Err(not_found_as(e, StorageError::UploadNotFound)),
+        };
+        let actual = match state.hasher.take() {
+            Some(h) if digest.algorithm() == Algorithm::Sha256 => h.finish(),
+            _ => hash_file(path.clone(), digest.algorithm()).await?,
+        };
+        if actual != *digest {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
+        }
+        self.install(&path, digest).await?;
+        Ok(size)
+    }
+
+    async fn upload_abort(&self, id: &UploadId) -> Result<(), StorageError> {
+        let state = self.upload_state(id);
+        let _guard = state.lock().await;
+        self.forget_upload(id);
+        tokio::fs::remove_file(self.upload_path(id))
+            .await
+            .map_err(|e| not_found_as(e, StorageError::UploadNotFound))
+    }
+
+    async fn upload_list(&self) -> Result<Vec<(UploadId, SystemTime)>, StorageError> {
+        let mut out = Vec::new();
+        let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            if let Some(id) = UploadId::parse(&entry.file_name().to_string_lossy()) {
+                out.push((id, entry.metadata().await?.modified()?));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,209 @@
+//! A registry on a loopback port and helpers to talk to it, for the
+//! conformance tests. `Backend` names the storage + metadata pair under
+//! test; every backend runs the same tests.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use berth_reference::{Algorithm, Digest};
+use berth_registry::{Limits, Registry, server};
+use reqwest::{Client, Response, StatusCode};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// Filesystem blobs, SQLite metadata: the embedded default.
+    FsSqlite,
+}
+
+pub const BACKENDS: &[Backend] = &[Backend::FsSqlite];
+
+pub struct TestRegistry {
+    pub base: String,
+    pub client: Client,
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Registry {
+    match backend {
+        Backend::FsSqlite => berth_registry::open_local(dir, limits).expect("open registry"),
+    }
+}
+
+pub async fn start(backend: Backend) -> TestRegistry {
+    start_with(backend, Limits::default()).await
+}
+
+pub async fn start_with(backend: Backend, limits: Limits) -> TestRegistry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = open(backend, dir.path(), limits);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, registry, async {
+        let _ = rx.await;
+    }));
+    TestRegistry {
+        base: format!("http://{addr}"),
+        client: Client::new(),
+        addr,
+        _dir: dir,
+        stop: Some(tx),
+    }
+}
+
+impl TestRegistry {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Resolves a `Location` header (relative or absolute).
+    pub fn location(&self, res: &Response) -> String {
+        let loc = res.headers()["location"].to_str().unwrap().to_owned();
+        if loc.starts_with("http") { loc } else { self.url(&loc) }
+    }
+
+    /// Pushes a blob monolithically; returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        self.push_blob_with(repo, data, Algorithm::Sha256).await
+    }
+
+    pub async fn push_blob_with(&self, repo: &str, data: &[u8], alg: Algorithm) -> Digest {
+        let digest = Digest::of(alg, data);
+        let res = self
+            .client
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "push blob: {}", res.text().await.unwrap());
+        digest
+    }
+
+    /// Pushes a manifest; returns the response.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.client
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Pushes a config and one layer, then an image manifest tagged `tag`;
+    /// returns the manifest bytes and digest.
+    pub async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> (Vec<u8>, Digest) {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+        let layer = format!("layer of {seed}");
+        let c = self.push_blob(repo, config.as_bytes()).await;
+        let l = self.push_blob(repo, layer.as_bytes()).await;
+        let manifest = image_manifest(
+            OCI_MANIFEST,
+            (OCI_CONFIG, &c, config.len()),
+            &[(&l, layer.len())],
+            None,
+        );
+        let res = self.put_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+        let digest = Digest::sha256_of(manifest.as_bytes());
+        (manifest.into_bytes(), digest)
+    }
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// An image manifest document (`subject`: an optional `(mediaType, digest, size)`).
+pub fn image_manifest(
+    media_type: &str,
+    config: (&str, &Digest, usize),
+    layers: &[(&Digest, usize)],
+    extra: Option<&str>,
+) -> String {
+    let layer_type = if media_type == DOCKER_MANIFEST { DOCKER_LAYER } else { OCI_LAYER };
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, n)| format!(r#"{{"mediaType":"{layer_type}","digest":"{d}","size":{n}}}"#))
+        .collect();
+    let extra = extra.map(|e| format!(",{e}")).unwrap_or_default();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[{}]{extra}}}"#,
+        config.0,
+        config.1,
+        config.2,
+        layers.join(",")
+    )
+}
+
+/// An index / manifest list over `(digest, size)` image manifests.
+pub fn index(media_type: &str, child_type: &str, children: &[(&Digest, usize)]) -> String {
+    let items: Vec<String> = children
+        .iter()
+        .map(|(d, n)| {
+            format!(
+                r#"{{"mediaType":"{child_type}","digest":"{d}","size":{n},"platform":{{"architecture":"amd64","os":"linux"}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"schemaVersion":2,"mediaType":"{media_type}","manifests":[{}]}}"#, items.join(","))
+}
+
+/// Asserts an OCI error response: status and the first error's code.
+pub async fn assert_error(res: Response, status: StatusCode, code: &str) {
+    assert_eq!(res.status(), status, "expected {code}");
+    let body: serde_json::Value = res.json().await.expect("error body is JSON");
+    assert_eq!(body["errors"][0]["code"], code, "{body}");
+    assert!(body["errors"][0]["message"].is_string(), "{body}");
+}
+
+pub fn header(res: &Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sends a raw HTTP/1.1 request (for paths an HTTP client would normalise)
+/// and returns the status code.
+pub async fn raw_status(reg: &TestRegistry, request_line: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(reg.addr).await.unwrap();
+    let req = format!("{request_line}\r\nHost: test\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+pub fn arc<T>(t: T) -> Arc<T> {
+    Arc::new(t)
+}
