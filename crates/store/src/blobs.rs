@@ -82,15 +82,21 @@ impl Store {
         self.root.join("blobs").join(digest.algorithm().as_str()).join(digest.hex())
     }
 
-    /// Whether the blob is stored. A `true` answer stays true for as long as
-    /// this `Store` lives (it takes the shared lease, so no berth process
-    /// deletes blobs meanwhile), which lets a copy skip writing it and still
-    /// commit safely.
+    /// Whether the blob is stored. No side effects. A copy may skip writing
+    /// a blob this says is present; should another process remove the last
+    /// image using it before the copy commits, `commit_images` fails with
+    /// `MissingBlob` and records nothing (the copy can simply be retried).
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        if self.locks.hold_shared().is_err() {
-            return false;
-        }
         self.blob_path(digest).is_file()
+    }
+
+    /// Ends this store's ingest lease: the caller declares that every blob
+    /// it wrote or probed is now committed or abandoned. Until then (or until
+    /// the `Store` is dropped) no berth process deletes blob files, this one
+    /// included: removals made meanwhile leave their files as orphans for
+    /// the next collection. The next `write_blob`/`has_blob` takes a new lease.
+    pub fn end_ingest(&self) {
+        self.locks.release_shared();
     }
 
     /// A fresh, unique temp file name under `root/tmp`.

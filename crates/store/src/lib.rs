@@ -61,7 +61,7 @@ pub use berth_reference::{Digest, Reference};
 
 pub use check::{CheckReport, Problem};
 pub use error::StoreError;
-pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent};
+pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
 pub use time::parse_rfc3339;
 
 /// A local image store rooted at one directory. `Send + Sync`: share it by

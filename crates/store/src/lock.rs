@@ -46,6 +46,11 @@ impl StoreLock {
         Ok(())
     }
 
+    /// Drops the shared lease (if held).
+    pub(crate) fn release_shared(&self) {
+        self.ingest.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     /// Whether this store currently holds the shared lease.
     pub(crate) fn holds_shared(&self) -> bool {
         self.ingest.lock().unwrap_or_else(|e| e.into_inner()).is_some()
