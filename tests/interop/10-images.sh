@@ -45,9 +45,15 @@ build_busybox_image busybox:musl
 
 build_app_image app:v1
 docker save -o "$T/images.tar" busybox:musl app:v1 || fail "docker save"
+# Another image under the name app:v1: loading it later leaves the first
+# app:v1 dangling (<none>), for the prune checks.
+ctx="$(new_tmpdir)"
+printf 'FROM busybox:musl\nLABEL variant=two\nRUN echo two > /two\n' >"$ctx/Dockerfile"
+DOCKER_BUILDKIT=0 docker build -q --network none -t app:v1 "$ctx" >/dev/null || fail "docker build (app:v1 again)"
+docker save -o "$T/retag.tar" app:v1 || fail "docker save"
 # Docker's view of a LOADED image (no build parents, <missing> history
 # rows) is what berth must reproduce, so docker loads the archive too.
-docker rmi app:v1 busybox:musl >/dev/null
+docker rmi -f $(docker images -a -q) >/dev/null
 docker load -i "$T/images.tar" >/dev/null || fail "docker load"
 bb_id="$(docker inspect --format '{{.Id}}' busybox:musl)"
 app_id="$(docker inspect --format '{{.Id}}' app:v1)"
@@ -108,6 +114,8 @@ for img in app:v1 busybox:musl; do
 done
 on_both history-by-id history "${app_id:7:12}"
 same_table history-by-id CREATED
+on_both image-history image history app:v1
+same_table image-history CREATED
 
 say "== inspect"
 # Docker 25+ no longer prints Container, ContainerConfig and VirtualSize, so
@@ -119,6 +127,9 @@ check_show "inspect: fields agree with docker" \
     compare_json_fields "$O/inspect.docker" "$O/inspect.berth" "$required" "$optional"
 check_ok "inspect: Metadata.LastTagTime is present" \
     jq -e '.[0].Metadata | has("LastTagTime")' "$O/inspect.berth"
+on_both image-inspect image inspect app:v1
+check_ok "image inspect: fields agree with docker" \
+    compare_json_fields "$O/image-inspect.docker" "$O/image-inspect.berth" "$required" ""
 on_both inspect-short-id inspect "${app_id:7:12}"
 check_ok "inspect by short ID: fields agree with docker" \
     compare_json_fields "$O/inspect-short-id.docker" "$O/inspect-short-id.berth" "$required" ""
@@ -145,7 +156,7 @@ if ((before_bytes > 0)); then
 else
     check_eq "$before_bytes" "(some bytes)" "the store holds the loaded blobs"
 fi
-on_both tag-other-repo tag busybox:musl mybox:v1
+on_both tag-other-repo image tag busybox:musl mybox:v1
 same_text tag-other-repo
 on_both images-after-tag images
 same_table images-after-tag CREATED
@@ -173,3 +184,30 @@ check_eq "$(grep -o 'No such image: .*' "$O/rmi-missing.berth")" \
     "$(grep -o 'No such image: .*' "$O/rmi-missing.docker.err")" \
     "rmi of a missing image: docker's error"
 check_ok "berth system check: store consistent after the removals" berth system check
+
+say "== dangling images, prune and system df"
+# The Images row of `system df`, spaces squeezed.
+df_images_row() { grep '^Images ' "$O/$1.$2" | tr -s ' '; }
+on_both reload load -i "$T/images.tar"
+same_text reload
+on_both load-retag load -i "$T/retag.tar"
+same_text load-retag
+on_both images-with-dangling images
+same_table images-with-dangling CREATED
+on_both images-dangling-only images --filter dangling=true
+same_table images-dangling-only CREATED
+on_both system-df system df
+check_eq "$(df_images_row system-df berth)" "$(df_images_row system-df docker)" "system df: the Images row"
+on_both prune image prune -f
+same_text prune
+on_both system-df-after-prune system df
+check_eq "$(df_images_row system-df-after-prune berth)" "$(df_images_row system-df-after-prune docker)" \
+    "system df after prune: the Images row"
+# Docker removes the images in no fixed order, so a layer's `deleted:` line
+# can follow either image: compare the lines as a set.
+on_both prune-all image prune -a -f
+check_eq "$(sort "$O/prune-all.berth")" "$(sort "$O/prune-all.docker")" "image prune -a: same lines as docker"
+check_eq "$(tail -1 "$O/prune-all.berth")" "$(tail -1 "$O/prune-all.docker")" "image prune -a: same total"
+on_both images-after-prune images -a
+same_table images-after-prune
+check_ok "berth system check: store consistent after the prunes" berth system check

@@ -268,6 +268,11 @@ check_ok "umoci unpacks what skopeo copied from berth's archive" \
     umoci unpack --image "$oci_dir/layout:app" "$bundle"
 check_eq "$(cat "$bundle/rootfs/opt/app/data/a.txt" 2>&1)" "hello" "the unpacked rootfs has app:v1's files"
 
+# The tutorial's spelling: docker image save -o / docker image load -i.
+check_ok "berth image save -o" berth image save -o "$A/berth-image-save.tar" app:v1
+check_eq "$(skopeo_id "docker-archive:$A/berth-image-save.tar" 2>&1)" "$app_id" "berth image save: skopeo reads it"
+check_eq "$(BERTH_ROOT="$(new_tmpdir)" "$BERTH" image load -i "$A/berth-image-save.tar" 2>&1)" "Loaded image: app:v1" \
+    "berth image load -i reads it back"
 berth save app:v1 >"$A/berth-stdout.tar" 2>"$A/berth-stdout.err" || _soft_fail "berth save to stdout: $(cat "$A/berth-stdout.err")"
 check_eq "$(skopeo_id "docker-archive:$A/berth-stdout.tar" 2>&1)" "$app_id" "berth save to stdout: skopeo reads it"
 
