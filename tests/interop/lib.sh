@@ -345,7 +345,7 @@ _cleanup() {
     if ((_SOFT_FAILURES > 0)); then
         echo "$_OKS check(s) passed, $_SOFT_FAILURES failed" >&2
         ((rc != 0)) || rc=1
-    elif ((rc == 0)); then
+    elif ((rc == 0 && _OKS > 0)); then
         echo "all $_OKS check(s) passed"
     fi
     exit "$rc"
