@@ -45,6 +45,16 @@ enum Command {
     History(history::Args),
     /// Return low-level information on images
     Inspect(inspect::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
+    /// Search Docker Hub (or REGISTRY/) for images
+    Search(search::Args),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +73,10 @@ enum ImageCommand {
     History(history::Args),
     /// Display detailed information on one or more images
     Inspect(inspect::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
 }
 
 #[derive(Subcommand)]
@@ -83,6 +97,11 @@ fn main() -> ExitCode {
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(&ctx, a),
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(&ctx, a),
         Command::Image(ImageCommand::Prune(a)) => prune::run(&ctx, a),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
+        Command::Login(a) => login::run(&ctx, a),
+        Command::Logout(a) => login::logout(&ctx, a),
+        Command::Search(a) => search::run(&ctx, a),
         Command::System(SystemCommand::Df(a)) => system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => system::check(&ctx, a),
     };

@@ -60,3 +60,50 @@ impl Client {
         Ok(results)
     }
 }
+
+impl Client {
+    /// The tags of `repository` (`/v2/<name>/tags/list`, following `Link` pages).
+    pub async fn list_tags(
+        &self,
+        repository: &berth_reference::Repository,
+    ) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let domain = repository.domain();
+        let base = self.opts.config.base_url(domain);
+        let scopes = [format!("repository:{}:pull", repository.path())];
+        let t = Target { base: &base, domain, scopes: &scopes };
+        let mut url = format!("{base}/v2/{}/tags/list", repository.path());
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let resp = self.send(&t, Method::GET, &url, true, &|rb| rb).await?;
+            if !resp.status().is_success() {
+                return Err(registry_error(resp).await);
+            }
+            // `Link: </v2/x/tags/list?last=a&n=100>; rel="next"`
+            let next = resp
+                .headers()
+                .get("Link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.split_once('<')
+                        .and_then(|(_, r)| r.split_once('>'))
+                        .map(|(u, _)| u.to_owned())
+                })
+                .and_then(|u| resp.url().join(&u).ok());
+            let body = read_limited(resp, 16 << 20).await?;
+            let page: Tags = serde_json::from_slice(&body).map_err(|e| {
+                ClientError::InvalidResponse { url: url.clone(), detail: format!("tag list: {e}") }
+            })?;
+            out.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => url = n.to_string(),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}

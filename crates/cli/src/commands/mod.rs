@@ -3,7 +3,11 @@
 pub mod history;
 pub mod images;
 pub mod inspect;
+pub mod login;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rmi;
+pub mod search;
 pub mod system;
 pub mod tag;

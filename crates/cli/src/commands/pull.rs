@@ -1,0 +1,268 @@
+//! `berth pull`: fetch an image from a registry into the local store.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
+use berth_client::credentials::DockerCredentials;
+use berth_client::hosts::ClientConfig;
+use berth_client::{
+    Client, ClientOptions, ImageStore, KnownLayer, LayerEvent, Progress, PullOptions,
+};
+use berth_oci::{BlobSink, BlobSource, Descriptor, Platform};
+use berth_reference::{Digest, Reference, Repository};
+use berth_store::{NewImage, NewLayer, Store};
+
+use crate::context::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long = "all-tags")]
+    all_tags: bool,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    name: String,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let platform = match &args.platform {
+        Some(p) => Some(
+            Platform::parse(p)
+                .with_context(|| format!("invalid platform {p:?}: want os/arch[/variant]"))?,
+        ),
+        None => None,
+    };
+    let reference = Reference::parse(&args.name)?;
+    let store = LocalStore::open(ctx)?;
+    let client = client()?;
+    let opts = PullOptions { platform, concurrency: client.config().max_concurrent_downloads };
+    runtime()?.block_on(async {
+        let refs = if args.all_tags {
+            if reference.tag().is_some() || reference.digest().is_some() {
+                bail!("tag can't be used with --all-tags/-a");
+            }
+            let mut tags = client.list_tags(reference.repository()).await?;
+            tags.sort();
+            tags.into_iter()
+                .map(|t| Reference::tagged(reference.repository().clone(), &t))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![reference.clone().with_default_tag()]
+        };
+        for r in &refs {
+            pull_one(&client, &store, r, &opts, args.quiet).await?;
+        }
+        if args.all_tags && !args.quiet {
+            println!("{}", reference.repository().full_name());
+        }
+        Ok(())
+    })
+}
+
+async fn pull_one(
+    client: &Client,
+    store: &Arc<LocalStore>,
+    r: &Reference,
+    opts: &PullOptions,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let label = r
+        .tag()
+        .map(str::to_owned)
+        .or_else(|| r.digest().map(|d| d.to_string()))
+        .unwrap_or_default();
+    if !quiet {
+        println!("{label}: Pulling from {}", r.path());
+    }
+    let progress = Printer::new(quiet, "Pulling fs layer");
+    let previous = store.store.resolve(&r.full()).ok();
+    let pulled = client.pull(r, store.clone(), opts, progress.clone()).await;
+    progress.finish();
+    let pulled = pulled?;
+    let image = NewImage {
+        config: pulled.config.clone(),
+        layers: pulled
+            .layers
+            .iter()
+            .map(|l| NewLayer {
+                diff_id: l.diff_id.clone(),
+                blob: l.blob.clone(),
+                uncompressed_size: l.uncompressed_size,
+            })
+            .collect(),
+        tags: r.tag().map(|_| r.clone()).into_iter().collect(),
+        repo_digests: vec![pulled.repo_digest.clone()],
+    };
+    let committed = store.store.commit_images(vec![image])?;
+    let id = &committed[0].id;
+    if !quiet {
+        println!("Digest: {}", pulled.manifest_digest);
+        if previous.as_ref() == Some(id) && !pulled.downloaded_any() {
+            println!("Status: Image is up to date for {}", r.familiar());
+        } else {
+            println!("Status: Downloaded newer image for {}", r.familiar());
+        }
+    }
+    println!("{}", r.full());
+    Ok(())
+}
+
+/// The registry client as the CLI configures it: berth's config file and
+/// the user's docker/podman logins.
+pub(crate) fn client() -> anyhow::Result<Client> {
+    let config = ClientConfig::load()?;
+    Ok(Client::new(ClientOptions {
+        config,
+        credentials: Arc::new(DockerCredentials::from_env()),
+        ..Default::default()
+    })?)
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// The local store as the client sees it.
+pub(crate) struct LocalStore {
+    pub store: Store,
+    /// Layers by the digest of every blob carrying them.
+    known: Mutex<HashMap<Digest, KnownLayer>>,
+    /// Repositories (from RepoDigests) each layer is known to exist in.
+    pub sources: HashMap<Digest, Vec<Repository>>,
+}
+
+impl LocalStore {
+    pub fn open(ctx: &Context) -> anyhow::Result<Arc<LocalStore>> {
+        let store = Store::open(ctx.root())
+            .with_context(|| format!("opening the store at {}", ctx.root().display()))?;
+        let mut known = HashMap::new();
+        let mut sources: HashMap<Digest, Vec<Repository>> = HashMap::new();
+        for summary in store.list_images()? {
+            let image = store.image(&summary.id)?;
+            for layer in &image.layers {
+                for blob in &layer.blobs {
+                    let k = KnownLayer {
+                        diff_id: layer.diff_id.clone(),
+                        uncompressed_size: layer.uncompressed_size,
+                    };
+                    known.insert(blob.digest.clone(), k);
+                }
+                let repos = sources.entry(layer.diff_id.clone()).or_default();
+                for rd in &image.repo_digests {
+                    if !repos.contains(rd.repository()) {
+                        repos.push(rd.repository().clone());
+                    }
+                }
+            }
+        }
+        Ok(Arc::new(LocalStore { store, known: Mutex::new(known), sources }))
+    }
+}
+
+impl BlobSource for LocalStore {
+    fn open_blob(&self, digest: &Digest) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        BlobSource::open_blob(&self.store, digest)
+    }
+    fn blob_size(&self, digest: &Digest) -> std::io::Result<Option<u64>> {
+        self.store.blob_size(digest)
+    }
+}
+
+impl BlobSink for LocalStore {
+    fn write_blob(&self, reader: &mut dyn Read) -> std::io::Result<(Digest, u64)> {
+        self.store.write_blob(reader)
+    }
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.store.has_blob(digest)
+    }
+}
+
+impl ImageStore for LocalStore {
+    fn known_layer(&self, blob: &Digest) -> Option<KnownLayer> {
+        let k = self.known.lock().expect("lock").get(blob).cloned()?;
+        self.store.has_blob(blob).then_some(k)
+    }
+    fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> std::io::Result<()> {
+        self.store.add_layer_blob(diff_id, blob).map_err(std::io::Error::other)
+    }
+}
+
+/// Progress as docker shows it: a bar per layer on a terminal, one line per
+/// layer event when piped, nothing with `-q`.
+pub(crate) struct Printer {
+    quiet: bool,
+    /// docker's word for a queued layer: `Pulling fs layer` / `Preparing`.
+    waiting: &'static str,
+    bars: Option<(indicatif::MultiProgress, Mutex<HashMap<String, indicatif::ProgressBar>>)>,
+}
+
+impl Printer {
+    pub fn new(quiet: bool, waiting: &'static str) -> Arc<Printer> {
+        let bars = (!quiet && std::io::stdout().is_terminal())
+            .then(|| (indicatif::MultiProgress::new(), Mutex::new(HashMap::new())));
+        Arc::new(Printer { quiet, waiting, bars })
+    }
+
+    pub fn finish(&self) {
+        if let Some((multi, _)) = &self.bars {
+            multi.clear().ok();
+        }
+    }
+}
+
+impl Progress for Printer {
+    fn layer(&self, id: &str, event: LayerEvent<'_>) {
+        if self.quiet || id == "config" {
+            return;
+        }
+        let Some((multi, bars)) = &self.bars else {
+            match event {
+                LayerEvent::Waiting { .. } => println!("{id}: {}", self.waiting),
+                LayerEvent::Done(status) => println!("{id}: {status}"),
+                LayerEvent::Retrying { attempt, reason } => {
+                    println!("{id}: Retrying ({attempt}): {reason}")
+                }
+                LayerEvent::Advance { .. } => {}
+            }
+            return;
+        };
+        let mut bars = bars.lock().expect("lock");
+        let bar = bars.entry(id.to_owned()).or_insert_with(|| {
+            let b = multi.add(indicatif::ProgressBar::new(0));
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix}: {msg:<16} [{bar:40}] {bytes}/{total_bytes}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(id.to_owned());
+            b
+        });
+        match event {
+            LayerEvent::Waiting { total } => {
+                bar.set_length(total);
+                bar.set_message(self.waiting);
+            }
+            LayerEvent::Advance { done, total } => {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message("Downloading");
+            }
+            LayerEvent::Retrying { attempt, .. } => {
+                bar.set_message(format!("Retrying ({attempt})"))
+            }
+            LayerEvent::Done(status) => {
+                bar.finish_and_clear();
+                multi.println(format!("{id}: {status}")).ok();
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# berth's registry client against the reference registry (distribution 2.8),
+# open and with htpasswd Basic auth, and the real Docker engine: images pushed
+# by docker are pulled by berth with the same IMAGE ID; images pushed by berth
+# are pulled by docker and copied by skopeo, which verify every digest;
+# login/logout share docker's config.json both ways; errors carry the
+# registry's own message.
+source "$(dirname "$0")/lib.sh"
+
+start_dockerd
+P="$(free_port)"
+start_distribution "$P"
+R="127.0.0.1:$P"
+A_PORT="$(free_port)"
+htpasswd -Bbn alice s3cret >"$T/htpasswd"
+start_distribution "$A_PORT" "$T/htpasswd"
+A="127.0.0.1:$A_PORT"
+O="$(new_tmpdir)"
+
+say "== docker pushes, berth pulls"
+build_busybox_image busybox:musl
+build_app_image app:1
+docker tag app:1 "$R/team/app:1"
+docker push -q "$R/team/app:1" >/dev/null || fail "docker push"
+docker_id="$(docker inspect -f '{{.Id}}' app:1)"
+docker_digest="$(docker inspect -f '{{index .RepoDigests 0}}' "$R/team/app:1")"
+
+berth pull "$R/team/app:1" >"$O/pull1" 2>&1 || { cat "$O/pull1"; fail "berth pull"; }
+check_eq "$(head -1 "$O/pull1")" "1: Pulling from team/app" "pull: first line as docker's"
+check_eq "$(grep -c ': Pull complete$' "$O/pull1")" "$(docker inspect -f '{{len .RootFS.Layers}}' app:1)" \
+    "pull: one 'Pull complete' per layer"
+check_eq "$(grep '^Digest:' "$O/pull1")" "Digest: ${docker_digest#*@}" "pull: Digest line is the manifest digest"
+check_eq "$(grep '^Status:' "$O/pull1")" "Status: Downloaded newer image for $R/team/app:1" "pull: Status line"
+check_eq "$(tail -1 "$O/pull1")" "$R/team/app:1" "pull: full reference last"
+check_eq "$(berth inspect "$R/team/app:1" | jq -r '.[0].Id')" "$docker_id" "pulled image has docker's IMAGE ID"
+check_eq "$(berth inspect "$R/team/app:1" | jq -r '.[0].RepoDigests[0]')" "$docker_digest" "RepoDigests recorded"
+
+berth pull "$R/team/app:1" >"$O/pull2" 2>&1 || fail "second berth pull"
+check_eq "$(grep '^Status:' "$O/pull2")" "Status: Image is up to date for $R/team/app:1" "second pull: up to date"
+check_eq "$(grep -c 'Already exists' "$O/pull2")" "$(grep -c 'Pull complete' "$O/pull1")" "second pull: no layer downloaded"
+check_eq "$(berth pull -q "$R/team/app@${docker_digest#*@}")" "$R/team/app@${docker_digest#*@}" "pull -q by digest"
+
+docker tag busybox:musl "$R/team/app:musl"
+docker push -q "$R/team/app:musl" >/dev/null
+check_ok "pull --all-tags" berth pull -a -q "$R/team/app"
+check_eq "$(berth inspect "$R/team/app:musl" | jq -r '.[0].Id')" "$(docker inspect -f '{{.Id}}' busybox:musl)" \
+    "pull -a fetched the other tag"
+
+say "== berth pushes, docker and skopeo pull"
+berth tag "$R/team/app:1" "$R/other/app:2"
+berth push "$R/other/app:2" >"$O/push1" 2>&1 || { cat "$O/push1"; fail "berth push"; }
+check_eq "$(head -1 "$O/push1")" "The push refers to repository [$R/other/app]" "push: first line as docker's"
+check_ok "push: layers mounted from team/app" grep -q ': Mounted from team/app$' "$O/push1"
+pushed_digest="$(sed -n 's/^2: digest: \(sha256:[0-9a-f]*\) size: [0-9]*$/\1/p' "$O/push1")"
+[[ -n "$pushed_digest" ]] || { cat "$O/push1"; fail "push: no '2: digest: ... size: N' line"; }
+ok "push: digest line"
+check_eq "$(skopeo inspect --tls-verify=false "docker://$R/other/app:2" | jq -r .Digest)" "$pushed_digest" \
+    "skopeo sees the pushed digest"
+check_ok "skopeo copy verifies every blob" skopeo copy -q --src-tls-verify=false "docker://$R/other/app:2" "oci:$T/oci:x"
+docker rmi -f app:1 "$R/team/app:1" >/dev/null
+check_ok "docker pull of berth's push" docker pull -q "$R/other/app:2"
+check_eq "$(docker inspect -f '{{.Id}}' "$R/other/app:2")" "$docker_id" "docker pulls the same IMAGE ID"
+check_ok "docker runs it" docker run --rm --network none --entrypoint /bin/cat "$R/other/app:2" /etc/app.conf
+
+say "== push of a loaded image (layers stored uncompressed: compressed once)"
+docker save busybox:musl -o "$T/bb.tar"
+BERTH_ROOT="$T/berth2" berth load -i "$T/bb.tar" >/dev/null || fail "berth load"
+BERTH_ROOT="$T/berth2" berth tag busybox:musl "$R/loaded/bb:1"
+BERTH_ROOT="$T/berth2" berth push "$R/loaded/bb:1" >"$O/push2" 2>&1 || { cat "$O/push2"; fail "push of a loaded image"; }
+check_ok "loaded image: layer pushed" grep -q ': Pushed$' "$O/push2"
+BERTH_ROOT="$T/berth2" berth push "$R/loaded/bb:1" >"$O/push3" 2>&1 || fail "second push"
+check_ok "second push: Layer already exists" grep -q ': Layer already exists$' "$O/push3"
+check_eq "$(grep -o 'digest: sha256:[0-9a-f]*' "$O/push3")" "$(grep -o 'digest: sha256:[0-9a-f]*' "$O/push2")" \
+    "second push: same manifest (the gzip was kept, not redone)"
+docker pull -q "$R/loaded/bb:1" >/dev/null || fail "docker pull loaded/bb"
+check_eq "$(docker inspect -f '{{.Id}}' "$R/loaded/bb:1")" "$(docker inspect -f '{{.Id}}' busybox:musl)" \
+    "loaded+pushed image keeps its IMAGE ID"
+
+say "== errors carry the registry's message"
+check_fails "pull of a missing tag fails" berth pull "$R/team/app:nope"
+check_eq "$(berth pull "$R/team/app:nope" 2>&1 | tail -1)" "Error: manifest unknown: manifest unknown" \
+    "missing tag: registry's message"
+check_fails "push of a missing image fails" berth push "$R/none/such:1"
+
+say "== Basic auth, login and logout"
+berth tag "$R/other/app:2" "$A/alice/app:1"
+check_eq "$(berth push "$A/alice/app:1" 2>&1 | tail -1)" "Error: unauthorized: authentication required" \
+    "push without login: unauthorized"
+check_fails "login with a wrong password" berth login -u alice -p wrong "$A"
+check_eq "$(berth login -u alice -p wrong "$A" 2>&1 | tail -1)" "Error: unauthorized: authentication required" \
+    "wrong password: registry's message"
+check_eq "$(echo s3cret | berth login -u alice --password-stdin "$A" 2>/dev/null)" "Login Succeeded" "login"
+check_eq "$(stat -c %a "$DOCKER_CONFIG/config.json")" "600" "config.json mode 0600"
+check_ok "push after login" berth push -q "$A/alice/app:1"
+check_ok "docker uses berth's login" docker pull -q "$A/alice/app:1"
+check_eq "$(berth logout "$A")" "Removing login credentials for $A" "logout"
+check_fails "pull after logout" berth pull -q "$A/alice/app:1"
+docker login -u alice -p s3cret "$A" >/dev/null 2>&1 || fail "docker login"
+check_ok "berth uses docker's login" berth pull -q "$A/alice/app:1"
+check_eq "$(berth logout "$A")" "Removing login credentials for $A" "logout of docker's login"
+
+say "== search"
+check_fails "search against a registry without /v1/search fails" berth search "$R/app"
+
+n="$(soft_failures)"
+[[ "$n" == 0 ]] || fail "$n check(s) failed"
+say "40-client: all checks passed"
