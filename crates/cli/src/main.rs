@@ -45,6 +45,10 @@ enum Command {
     History(history::Args),
     /// Return low-level information on images
     Inspect(inspect::Args),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(save::Args),
+    /// Load an image from a tar archive or STDIN
+    Load(load::Args),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -73,6 +77,10 @@ enum ImageCommand {
     History(history::Args),
     /// Display detailed information on one or more images
     Inspect(inspect::Args),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(save::Args),
+    /// Load an image from a tar archive or STDIN
+    Load(load::Args),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -97,6 +105,8 @@ fn main() -> ExitCode {
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(&ctx, a),
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(&ctx, a),
         Command::Image(ImageCommand::Prune(a)) => prune::run(&ctx, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),

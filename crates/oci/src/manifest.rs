@@ -164,6 +164,9 @@ impl ImageIndex {
 }
 
 /// Either kind of manifest document, told apart by media type.
+// Both variants are large and a manifest is parsed once per use, so boxing
+// would only add an indirection to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Manifest {
     Image(ImageManifest),

@@ -17,6 +17,15 @@ pub trait BlobSource {
 
     /// The blob's size, if the source has it.
     fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>>;
+
+    /// The blob as a local file, when the source keeps it in one, so that a
+    /// copy can let the kernel move the bytes (`copy_file_range`,
+    /// `sendfile`). Same content contract as [`BlobSource::open_blob`].
+    /// `Ok(None)` (the default) means: use `open_blob`.
+    fn open_blob_file(&self, digest: &Digest) -> io::Result<Option<std::fs::File>> {
+        let _ = digest;
+        Ok(None)
+    }
 }
 
 /// Somewhere blobs can be written.

@@ -1,0 +1,148 @@
+//! Writing archives: `berth save`.
+
+use std::io::{self, Read, Write};
+
+use berth_oci::{BlobSource, Descriptor, media_type};
+use berth_reference::{Algorithm, Digest, HashingReader, Reference};
+
+use crate::compression::BUFFER_SIZE;
+use crate::error::ArchiveError;
+use crate::tar_writer::TarWriter;
+use crate::{docker_archive, oci_layout};
+
+/// An image to write into an archive.
+#[derive(Debug, Clone)]
+pub struct SaveImage {
+    /// The config JSON, written byte for byte (so the image keeps its ID).
+    pub config: Vec<u8>,
+    /// Bottom first, one per `rootfs.diff_ids` entry.
+    pub layers: Vec<SaveLayer>,
+    /// Tags to record for the image (may be empty: the archive then names
+    /// the image by ID only).
+    pub tags: Vec<Reference>,
+}
+
+/// One layer of a [`SaveImage`]: its identity and the blobs that carry it.
+#[derive(Debug, Clone)]
+pub struct SaveLayer {
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+    /// The stored blobs carrying the layer (uncompressed and/or gzip/zstd),
+    /// in order of preference; at least one.
+    pub blobs: Vec<Descriptor>,
+}
+
+/// Which archive to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveFormat {
+    /// docker-archive, legacy layout (`docker save` before Docker 25).
+    #[default]
+    Docker,
+    /// OCI image layout, plus the manifest.json Docker 25+ adds.
+    Oci,
+}
+
+/// Writes `images` as one archive to `out`, streaming: memory use does not
+/// depend on layer sizes. Images given twice (by ID) are written once with
+/// the union of their tags; layers shared between images are written once.
+///
+/// Contract: blobs come from `source`, which promises their content
+/// matches their digest (see [`BlobSource`]); uncompressed blobs are copied
+/// without rehashing (by the kernel when both ends are files). A layer that
+/// must be decompressed (docker-archive holds uncompressed layers) is
+/// hashed on the way and must match its diff ID and size, or the save
+/// fails. On error `out` holds a partial archive: the caller discards it
+/// (write to a temp file and rename on success).
+pub fn save<W: Write>(
+    images: &[SaveImage],
+    source: &dyn BlobSource,
+    format: SaveFormat,
+    out: W,
+) -> Result<W, ArchiveError> {
+    let images = merge(images);
+    let mut tar = TarWriter::new(out);
+    match format {
+        SaveFormat::Docker => docker_archive::write(&images, source, &mut tar)?,
+        SaveFormat::Oci => oci_layout::write(&images, source, &mut tar)?,
+    }
+    Ok(tar.finish()?)
+}
+
+/// One entry per image ID, tags merged, first occurrence's position kept.
+fn merge(images: &[SaveImage]) -> Vec<SaveImage> {
+    let mut out: Vec<(Digest, SaveImage)> = Vec::new();
+    for image in images {
+        let id = Digest::sha256_of(&image.config);
+        match out.iter_mut().find(|(existing, _)| *existing == id) {
+            Some((_, merged)) => {
+                for tag in &image.tags {
+                    if !merged.tags.contains(tag) {
+                        merged.tags.push(tag.clone());
+                    }
+                }
+            }
+            None => out.push((id, image.clone())),
+        }
+    }
+    out.into_iter().map(|(_, image)| image).collect()
+}
+
+fn compression_of(blob: &Descriptor) -> Option<media_type::LayerCompression> {
+    media_type::layer_compression(&blob.media_type)
+}
+
+/// The blob to copy as is: an uncompressed one if stored, else the first.
+pub(crate) fn preferred_blob(layer: &SaveLayer) -> Result<&Descriptor, ArchiveError> {
+    layer
+        .blobs
+        .iter()
+        .find(|b| compression_of(b) == Some(media_type::LayerCompression::None))
+        .or_else(|| layer.blobs.iter().find(|b| compression_of(b).is_some()))
+        .ok_or_else(|| ArchiveError::NoBlob(layer.diff_id.clone()))
+}
+
+/// Writes `blob` as member `path`, byte for byte.
+pub(crate) fn copy_blob<W: Write>(
+    tar: &mut TarWriter<W>,
+    source: &dyn BlobSource,
+    path: &str,
+    blob: &Descriptor,
+) -> Result<(), ArchiveError> {
+    match source.open_blob_file(&blob.digest)? {
+        Some(file) => tar.file(path, blob.size, file)?,
+        None => tar.reader(path, blob.size, &mut *source.open_blob(&blob.digest)?)?,
+    }
+    Ok(())
+}
+
+/// Writes `layer` uncompressed as member `path`: its uncompressed blob
+/// copied, or a compressed one decompressed and checked against the diff ID.
+pub(crate) fn write_uncompressed_layer<W: Write>(
+    tar: &mut TarWriter<W>,
+    source: &dyn BlobSource,
+    path: &str,
+    layer: &SaveLayer,
+) -> Result<(), ArchiveError> {
+    let blob = preferred_blob(layer)?;
+    let compression = compression_of(blob);
+    if compression == Some(media_type::LayerCompression::None) {
+        return copy_blob(tar, source, path, blob);
+    }
+    let compressed = io::BufReader::with_capacity(BUFFER_SIZE, source.open_blob(&blob.digest)?);
+    let decoded: Box<dyn Read + '_> = match compression {
+        Some(media_type::LayerCompression::Gzip) => {
+            Box::new(flate2::bufread::MultiGzDecoder::new(compressed))
+        }
+        _ => Box::new(zstd::stream::read::Decoder::with_buffer(compressed)?),
+    };
+    let mut hashing = HashingReader::new(decoded, Algorithm::Sha256);
+    let corrupt =
+        |message: String| ArchiveError::CorruptLayer { diff_id: layer.diff_id.clone(), message };
+    tar.reader(path, layer.uncompressed_size, &mut hashing)
+        .map_err(|e| corrupt(format!("decompressing {}: {e}", blob.digest)))?;
+    let (digest, _) = hashing.finish();
+    if digest != layer.diff_id {
+        return Err(corrupt(format!("blob {} decompresses to {digest}", blob.digest)));
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `berth load`: images from a tar archive (docker save, podman save,
+//! skopeo; plain or compressed) into the store, all or nothing.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use berth_archive::LoadedImage;
+use berth_store::{NewImage, NewLayer, Store};
+
+use crate::context::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short, long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let (input, total): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+            let len = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), len)
+        }
+        None => {
+            if io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            (Box::new(io::stdin()), None)
+        }
+    };
+    let input = Progress::wrap(input, "Loading", total, !args.quiet);
+    let store = Store::open(ctx.root())?;
+    let archive = berth_archive::load(input, &store)?;
+    let images: Vec<NewImage> = archive.images.iter().map(new_image).collect();
+    let committed = store.commit_images(images)?;
+
+    let mut out = io::stdout().lock();
+    for (image, committed) in archive.images.iter().zip(&committed) {
+        for tag in &image.tags {
+            if let Some((_, old)) = committed.moved_tags.iter().find(|(moved, _)| moved == tag) {
+                writeln!(
+                    out,
+                    "The image {} already exists, renaming the old one with ID {old} to empty string",
+                    tag.familiar()
+                )?;
+            }
+            writeln!(out, "Loaded image: {}", tag.familiar())?;
+        }
+        if image.tags.is_empty() {
+            writeln!(out, "Loaded image ID: {}", committed.id)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the store records for a verified image from an archive.
+pub(crate) fn new_image(image: &LoadedImage) -> NewImage {
+    NewImage {
+        config: image.config.clone(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| NewLayer {
+                diff_id: l.diff_id.clone(),
+                blob: l.blob.clone(),
+                uncompressed_size: l.uncompressed_size,
+            })
+            .collect(),
+        tags: image.tags.clone(),
+        repo_digests: Vec::new(),
+    }
+}
+
+/// Counts the bytes read through it and, when stderr is a terminal, shows
+/// a one-line progress indicator there (cleared at the end).
+pub(crate) struct Progress<R> {
+    inner: R,
+    label: &'static str,
+    total: Option<u64>,
+    done: u64,
+    shown: bool,
+    last: Instant,
+}
+
+impl<R: Read> Progress<R> {
+    pub fn wrap(inner: R, label: &'static str, total: Option<u64>, enabled: bool) -> Progress<R> {
+        let shown = enabled && io::stderr().is_terminal();
+        Progress { inner, label, total, done: 0, shown, last: Instant::now() }
+    }
+
+    fn draw(&self) {
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                format!("{} {}/{}", self.label, human(self.done), human(total))
+            }
+            _ => format!("{} {}", self.label, human(self.done)),
+        };
+        eprint!("\r\x1b[K{line}");
+    }
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.shown {
+            if n == 0 {
+                eprint!("\r\x1b[K");
+                self.shown = false;
+            } else if self.last.elapsed() >= Duration::from_millis(100) {
+                self.last = Instant::now();
+                self.draw();
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Drop for Progress<R> {
+    fn drop(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// Docker's size units (powers of 1000).
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes}B") } else { format!("{value:.3}{}", UNITS[unit]) }
+}
