@@ -98,13 +98,18 @@ impl Repository {
     /// The short form users type and docker prints: `busybox`,
     /// `user/app`, `127.0.0.1:5000/app`.
     pub fn familiar_name(&self) -> String {
-        if self.domain == DEFAULT_DOMAIN {
-            match self.path.strip_prefix("library/") {
-                Some(rest) if !rest.contains('/') => rest.to_owned(),
-                _ => self.path.clone(),
-            }
-        } else {
-            self.full_name()
+        if self.domain != DEFAULT_DOMAIN {
+            return self.full_name();
+        }
+        // A bare 64-hex name would read as an image ID: keep `library/` then.
+        let short = match self.path.strip_prefix("library/") {
+            Some(rest) if !rest.contains('/') && !is_hex_id(rest) => rest,
+            _ => &self.path,
+        };
+        // `docker.io/a.b/c` must not shorten to `a.b/c`, which names registry `a.b`.
+        match short.split_once('/') {
+            Some((first, _)) if looks_like_domain(first) => self.full_name(),
+            _ => short.to_owned(),
         }
     }
 
@@ -142,7 +147,7 @@ impl Reference {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
         }
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if is_hex_id(s) {
             return Err(ReferenceError::HexadecimalName(s.to_owned()));
         }
         let (rest, digest) = match s.split_once('@') {
@@ -271,15 +276,21 @@ impl FromStr for Reference {
 /// Splits the domain off a name as Docker does (`splitDockerDomain`).
 fn split_domain(name: &str) -> (&str, &str) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
-        {
-            (first, rest)
-        }
+        Some((first, rest)) if looks_like_domain(first) => (first, rest),
         _ => (DEFAULT_DOMAIN, name),
     }
+}
+
+/// Whether `s` has the shape of a full image ID (64 lowercase hex characters).
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether the first component of a name is a registry rather than a path.
+fn looks_like_domain(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Checks a tag: `[\w][\w.-]{0,127}`.
@@ -381,6 +392,7 @@ mod tests {
     fn good_references() {
         let digested = format!("busybox@{D}");
         let tagged_digested = format!("busybox:musl@{D}");
+        let hex_official = format!("library/{}", "f".repeat(64));
         let cases: Vec<(&str, String, String)> = vec![
             ("busybox", "docker.io/library/busybox".into(), "busybox".into()),
             ("busybox:musl", "docker.io/library/busybox:musl".into(), "busybox:musl".into()),
@@ -393,6 +405,12 @@ mod tests {
                 "user/app:v1.0-rc_2".into(),
             ),
             ("docker.io/library/a/b", "docker.io/library/a/b".into(), "library/a/b".into()),
+            ("docker.io/a.b/c", "docker.io/a.b/c".into(), "docker.io/a.b/c".into()),
+            (
+                "docker.io/docker.io/c",
+                "docker.io/docker.io/c".into(),
+                "docker.io/docker.io/c".into(),
+            ),
             ("localhost/app", "localhost/app".into(), "localhost/app".into()),
             ("localhost:5000/app:x", "localhost:5000/app:x".into(), "localhost:5000/app:x".into()),
             ("127.0.0.1:5000/a/b/c", "127.0.0.1:5000/a/b/c".into(), "127.0.0.1:5000/a/b/c".into()),
