@@ -59,6 +59,9 @@ enum Command {
     Logout(login::LogoutArgs),
     /// Search Docker Hub (or REGISTRY/) for images
     Search(search::Args),
+    /// Run and administer an image registry
+    #[command(subcommand)]
+    Registry(registry::Command),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Login(a) => login::run(&ctx, a),
         Command::Logout(a) => login::logout(&ctx, a),
         Command::Search(a) => search::run(&ctx, a),
+        Command::Registry(c) => registry::run(&ctx, c),
         Command::System(SystemCommand::Df(a)) => system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => system::check(&ctx, a),
     };

@@ -6,7 +6,7 @@
 //! - [`registry`]: the rules binding them ([`Registry`]), free of HTTP.
 //! - [`api`]: the `/v2/` HTTP API on axum.
 //! - [`error`]: domain errors and the one table of OCI codes and statuses.
-//! - [`server`]: listening, shutdown.
+//! - [`server`]: listening, shutdown, health, metrics and request logs.
 //!
 //! The embedded default ([`open_local`]) keeps blobs on the filesystem and
 //! metadata in SQLite under one root directory:
@@ -18,8 +18,10 @@
 //! ```
 
 pub mod api;
+pub mod config;
 pub mod error;
 pub mod metadata;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod storage;

@@ -1,12 +1,36 @@
-//! Serving the API on a listener until told to stop.
+//! Serving the API on a listener until told to stop: the `/v2/` router plus
+//! operations endpoints (`/healthz`, `/readyz`, `/metrics`), request logs
+//! and metrics around every request.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
+
+/// The whole HTTP application for `registry`.
+pub fn app(registry: Registry) -> Router {
+    let state = Arc::new(AppState { registry, metrics: Metrics::default() });
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    api::router(state.clone())
+        .merge(ops)
+        .layer(axum::middleware::from_fn_with_state(state, observe))
+}
 
 /// Serves `registry` on `listener` until `shutdown` completes; in-flight
 /// requests are allowed to finish.
@@ -15,7 +39,119 @@ pub async fn serve(
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = Arc::new(AppState { registry });
-    let app = api::router(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(registry)).with_graceful_shutdown(shutdown).await
+}
+
+fn declared_length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Logs and counts every request.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let received = declared_length(req.headers());
+    let res = next.run(req).await;
+    let took = start.elapsed();
+    let status = res.status().as_u16();
+    let sent = declared_length(res.headers());
+    state.metrics.observe(method.as_str(), status, received, sent, took);
+    tracing::info!(
+        target: "berth_registry::access",
+        method = %method,
+        path = %path,
+        status,
+        received,
+        sent,
+        micros = took.as_micros() as u64,
+        "request"
+    );
+    res
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when both backends answer.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let reg = &state.registry;
+    let meta_ok = reg.metadata().repository_exists("readyz/probe").await.is_ok();
+    let blobs_ok = reg.blob_store().upload_list().await.is_ok();
+    let (status, text) = if meta_ok && blobs_ok {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    };
+    let mut res = Response::new(Body::from(text));
+    *res.status_mut() = status;
+    res
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut res = Response::new(Body::from(state.metrics.render()));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    res
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Worded as Docker (Go) words it, so users recognise it.
+    #[error("listen tcp {addr}: bind: {}", bind_reason(.reason))]
+    Bind { addr: String, reason: std::io::Error },
+    #[error("invalid listen address {0:?} (want HOST:PORT)")]
+    Addr(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::AddrNotAvailable => "cannot assign requested address".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Binds `addr` (`HOST:PORT`).
+pub async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
+    let parsed: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| ServeError::Addr(addr.to_owned()))?
+        .collect();
+    let first = parsed.first().ok_or_else(|| ServeError::Addr(addr.to_owned()))?;
+    TcpListener::bind(first)
+        .await
+        .map_err(|reason| ServeError::Bind { addr: addr.to_owned(), reason })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
 }

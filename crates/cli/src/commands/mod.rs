@@ -8,6 +8,7 @@ pub mod load;
 pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod registry;
 pub mod rmi;
 pub mod search;
 pub mod save;

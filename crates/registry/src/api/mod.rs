@@ -26,6 +26,7 @@ pub use route::Route;
 /// What every request handler can reach.
 pub struct AppState {
     pub registry: Registry,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The `/v2/` API as an axum router.

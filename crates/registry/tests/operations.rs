@@ -1,0 +1,71 @@
+//! Health, readiness, metrics and listening errors.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    for &b in BACKENDS {
+        let reg = start(b).await;
+        let res = reg.client.get(reg.url("/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = reg.client.get(reg.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        reg.push_blob("metered", b"twelve bytes").await;
+        let res = reg.client.get(reg.url("/v2/metered/manifests/missing")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let text = reg.client.get(reg.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            text.contains(r#"berth_registry_requests_total{method="POST",status="201"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"berth_registry_requests_total{method="GET",status="404"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("berth_registry_bytes_received_total 12"), "{text}");
+        assert!(text.contains("berth_registry_request_duration_seconds_count"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_taken_port_is_reported_like_docker() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = berth_registry::server::bind(&addr).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("listen tcp {addr}: bind: address already in use"));
+    let err = berth_registry::server::bind("no-port-here").await.unwrap_err();
+    assert!(err.to_string().contains("invalid listen address"), "{err}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_a_request_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = berth_registry::open_local(dir.path(), Default::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_registry::server::serve(listener, registry, async {
+        let _ = rx.await;
+    }));
+    // A streamed upload that is still sending when shutdown starts.
+    let client = reqwest::Client::new();
+    let res = client.post(format!("{base}/v2/slow/blobs/uploads/")).send().await.unwrap();
+    let loc = format!("{base}{}", header(&res, "location"));
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(body_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let patch = tokio::spawn(client.patch(&loc).body(reqwest::Body::wrap_stream(stream)).send());
+    body_tx.send(Ok(b"first half ".to_vec())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tx.send(()).unwrap();
+    body_tx.send(Ok(b"second half".to_vec())).await.unwrap();
+    drop(body_tx);
+    let res = patch.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&res, "range"), "0-21");
+    server.await.unwrap().unwrap();
+}
