@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Registry client benchmark: berth pull/push against docker and skopeo, side
+# by side, on the same ~1 GiB image (LAYERS layers of real system files on
+# top of busybox) served by a local distribution 2.8.
+#
+#   bench/client.sh            # needs root; builds target/release/berth if needed
+#   REPS=3 LAYERS=8 LAYER_MIB=128 bench/client.sh
+#
+# Measures, REPS times each:
+#   docker pull        (rmi first; docker also unpacks)
+#   skopeo copy docker://... oci:DIR   (no decompression, no unpacking)
+#   berth pull         (fresh store; verifies every blob digest and every
+#                       layer's diff ID by decompressing in the same pass)
+#   docker push / berth push of the pulled image to an empty registry
+# and berth's peak RSS. Targets: pull <= 0.5 x docker and <= 1.0 x skopeo,
+# push <= 0.5 x docker, peak RSS < 150 MiB. Not part of .ci/run.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+
+REPS="${REPS:-3}"
+LAYERS="${LAYERS:-8}"
+LAYER_MIB="${LAYER_MIB:-128}"
+
+if [[ -z "${BERTH:-}" ]]; then
+    echo "building target/release/berth"
+    (cd "$repo" && cargo build --release -q -p berth-cli)
+    BERTH="$repo/target/release/berth"
+fi
+export BERTH
+source "$repo/tests/interop/lib.sh"
+source "$here/lib.sh"
+
+say "berth: $BERTH"
+start_dockerd
+P="$(free_port)"
+start_distribution "$P"
+R="127.0.0.1:$P"
+
+# ---------------------------------------------------------------- the image
+# Real files (libraries, binaries, docs), hard-linked into the build context.
+ctx="$(new_tmpdir)"
+python3 - "$ctx" "$LAYERS" "$LAYER_MIB" <<'PY'
+import os, shutil, sys
+ctx, layers, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+sources = ["/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/bin", "/usr/lib", "/usr/include", "/usr/sbin"]
+seen, layer, used = set(), 1, 0
+for src in sources:
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            st = os.lstat(path)
+            if st.st_ino in seen or not os.path.isfile(path) or os.path.islink(path) or st.st_size > budget // 2:
+                continue
+            seen.add(st.st_ino)
+            dst = os.path.join(ctx, f"layer{layer}", path.lstrip("/"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            try:
+                os.link(path, dst)
+            except OSError:
+                shutil.copy2(path, dst)
+            used += st.st_size
+            if used >= budget:
+                layer, used = layer + 1, 0
+                if layer > layers:
+                    sys.exit(0)
+sys.exit(f"only {layer - 1} full layers of real files found")
+PY
+{
+    echo "FROM busybox:musl"
+    for i in $(seq 1 "$LAYERS"); do echo "COPY layer$i/ /"; done
+    echo 'CMD ["/bin/sh"]'
+} >"$ctx/Dockerfile"
+build_busybox_image busybox:musl
+say "building bench:big ($LAYERS layers of ~$LAYER_MIB MiB of system files)"
+DOCKER_BUILDKIT=0 docker build -q --network none -t "$R/bench:big" "$ctx" >/dev/null
+rm -rf "$ctx"
+big_id="$(docker inspect --format '{{.Id}}' "$R/bench:big")"
+docker push -q "$R/bench:big" >/dev/null
+compressed_mib="$(du -sm "$T/distribution-$P/data" | cut -f1)"
+say "image: $(docker inspect --format '{{.Size}}' "$R/bench:big" | awk '{ printf "%d", $1 / 1048576 }') MiB," \
+    "$compressed_mib MiB compressed in the registry, ID ${big_id:7:12}"
+
+declare -a dp sk bp brss dpu bpu bprss
+for rep in $(seq 1 "$REPS"); do
+    # ----------------------------------------------------------------- pull
+    docker rmi -f "$R/bench:big" >/dev/null
+    timed docker pull "$R/bench:big"
+    dp+=("$SECS")
+
+    rm -rf "$T/oci"
+    timed skopeo copy -q --src-tls-verify=false "docker://$R/bench:big" "oci:$T/oci:big"
+    sk+=("$SECS")
+
+    export BERTH_ROOT="$T/store"
+    rm -rf "$BERTH_ROOT"
+    timed "$BERTH" pull "$R/bench:big"
+    bp+=("$SECS") brss+=("$RSS_MIB")
+    say "pull  rep $rep: berth ${bp[-1]}s (peak ${brss[-1]} MiB)  docker ${dp[-1]}s  skopeo ${sk[-1]}s"
+
+    # ----------------------------------------------------------------- push
+    # Each push goes to an empty registry: everything is uploaded.
+    P2="$(free_port)"
+    start_distribution "$P2" >/dev/null
+    docker tag "$R/bench:big" "127.0.0.1:$P2/bench:big"
+    timed docker push "127.0.0.1:$P2/bench:big"
+    dpu+=("$SECS")
+    P3="$(free_port)"
+    start_distribution "$P3" >/dev/null
+    if "$BERTH" tag "$R/bench:big" "127.0.0.1:$P3/bench:big" 2>/dev/null; then
+        timed "$BERTH" push "127.0.0.1:$P3/bench:big"
+        bpu+=("$SECS") bprss+=("$RSS_MIB")
+    else
+        bpu+=(0) bprss+=(0)
+        say "berth tag is not available: berth push not measured"
+    fi
+    say "push  rep $rep: berth ${bpu[-1]}s (peak ${bprss[-1]} MiB)  docker ${dpu[-1]}s"
+    rm -rf "$T/distribution-$P2/data" "$T/distribution-$P3/data"
+done
+
+m_dp="$(median "${dp[@]}")" m_sk="$(median "${sk[@]}")" m_bp="$(median "${bp[@]}")"
+m_dpu="$(median "${dpu[@]}")" m_bpu="$(median "${bpu[@]}")"
+rss="$(printf '%s\n' "${brss[@]}" "${bprss[@]}" | sort -g | tail -1)"
+say ""
+row "measure (median of $REPS)" "berth" "peer" "ratio" "target" "verdict"
+row "pull vs docker pull" "${m_bp}s" "${m_dp}s" "$(ratio "$m_bp" "$m_dp")" "<= 0.5" \
+    "$(verdict le "$(ratio "$m_bp" "$m_dp")" 0.5)"
+row "pull vs skopeo copy to oci:" "${m_bp}s" "${m_sk}s" "$(ratio "$m_bp" "$m_sk")" "<= 1.0" \
+    "$(verdict le "$(ratio "$m_bp" "$m_sk")" 1.0)"
+row "push vs docker push" "${m_bpu}s" "${m_dpu}s" "$(ratio "$m_bpu" "$m_dpu")" "<= 0.5" \
+    "$(verdict le "$(ratio "$m_bpu" "$m_dpu")" 0.5)"
+row "peak RSS of pull and push" "${rss} MiB" "" "" "< 150 MiB" "$(verdict lt "$rss" 150)"

@@ -1,0 +1,128 @@
+//! Push and pull round trips against berth's own registry, in process on a
+//! loopback port.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_client::credentials::Anonymous;
+use berth_client::{
+    Client, ClientOptions, LocalImage, LocalLayer, NoProgress, Progress, PullOptions, PushOptions,
+};
+use berth_oci::{Descriptor, media_type};
+use berth_reference::{Digest, Reference, Repository};
+use support::DirStore;
+
+async fn start_registry() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry =
+        berth_registry::open_local(dir.path(), berth_registry::Limits::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(berth_registry::server::serve(listener, registry, std::future::pending()));
+    (addr, dir)
+}
+
+/// Records docker-style status lines.
+#[derive(Default)]
+struct Lines(std::sync::Mutex<Vec<String>>);
+
+impl Progress for Lines {
+    fn layer(&self, id: &str, event: berth_client::LayerEvent<'_>) {
+        if let berth_client::LayerEvent::Done(s) = event {
+            self.0.lock().unwrap().push(format!("{id}: {s}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn push_pull_and_mount_against_berth_registry() {
+    let (addr, _dir) = start_registry().await;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DirStore::new(store_dir.path().join("s")));
+    let client = Client::new(ClientOptions {
+        credentials: Arc::new(Anonymous),
+        backoff: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .unwrap();
+
+    // An uncompressed image (as `load` leaves one): compressed for the push.
+    let raw: Vec<Vec<u8>> = vec![support::data(21, 6 << 20), support::data(22, 40_000)];
+    let diff_ids: Vec<Digest> = raw.iter().map(|r| store.put(r)).collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let image = LocalImage {
+        config: config.clone(),
+        layers: raw
+            .iter()
+            .zip(&diff_ids)
+            .map(|(r, d)| LocalLayer {
+                diff_id: d.clone(),
+                uncompressed_size: r.len() as u64,
+                blobs: vec![Descriptor::new(media_type::OCI_LAYER, d.clone(), r.len() as u64)],
+                sources: vec![],
+            })
+            .collect(),
+    };
+    let target = Reference::parse(&format!("{addr}/team/app:1")).unwrap();
+    let opts = PushOptions { monolithic_limit: 1 << 20, ..Default::default() };
+    let lines = Arc::new(Lines::default());
+    let pushed = client.push(&target, &image, store.clone(), &opts, lines.clone()).await.unwrap();
+    let pushed_lines = lines.0.lock().unwrap().clone();
+    assert_eq!(
+        pushed_lines.iter().filter(|l| l.ends_with(": Pushed")).count(),
+        2,
+        "{pushed_lines:?}"
+    );
+
+    // Pull it back: same config, same diff IDs, same manifest digest.
+    let pull_dir = tempfile::tempdir().unwrap();
+    let fresh = Arc::new(DirStore::new(pull_dir.path().join("s")));
+    let pulled = client
+        .pull(&target, fresh.clone(), &PullOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!(pulled.config, config);
+    assert_eq!(pulled.manifest_digest, pushed.manifest_digest);
+    assert_eq!(
+        pulled.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
+        diff_ids.iter().collect::<Vec<_>>()
+    );
+
+    // Another repository of the same registry: every layer is mounted.
+    let recorded = store.layer_blobs.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 2, "each layer compressed once");
+    let mounted_image = LocalImage {
+        config: config.clone(),
+        layers: diff_ids
+            .iter()
+            .zip(&raw)
+            .map(|(d, r)| LocalLayer {
+                diff_id: d.clone(),
+                uncompressed_size: r.len() as u64,
+                blobs: recorded.iter().filter(|(id, _)| id == d).map(|(_, b)| b.clone()).collect(),
+                sources: vec![Repository::parse(&format!("{addr}/team/app")).unwrap()],
+            })
+            .collect(),
+    };
+    let other = Reference::parse(&format!("{addr}/other/app:2")).unwrap();
+    let lines = Arc::new(Lines::default());
+    let again =
+        client.push(&other, &mounted_image, store.clone(), &opts, lines.clone()).await.unwrap();
+    let mount_lines = lines.0.lock().unwrap().clone();
+    assert!(mount_lines.iter().all(|l| l.ends_with(": Mounted from team/app")), "{mount_lines:?}");
+    assert_eq!(again.manifest_digest, pushed.manifest_digest);
+
+    // A missing tag: the registry's own error.
+    let missing = Reference::parse(&format!("{addr}/team/app:nope")).unwrap();
+    let err = client
+        .pull(&missing, fresh, &PullOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("manifest unknown"), "{err}");
+}
