@@ -20,6 +20,10 @@ pub enum ArchiveError {
     #[error("invalid archive: unexpected end of file in {path:?} (the archive is truncated)")]
     Truncated { path: String },
 
+    /// `import`: the input is not a complete tar stream.
+    #[error("invalid rootfs tarball: {0}")]
+    InvalidRootfs(String),
+
     /// A valid tar that holds no image: no manifest.json, no index.json.
     #[error(
         "invalid archive: no manifest.json or index.json found: this tar file is not an image archive"

@@ -4,7 +4,7 @@
 //! Formats, one module each: [`docker_archive`] (manifest.json; legacy and
 //! Docker 25+ layouts), [`oci_layout`] (OCI image layout tars), plus
 //! whole-archive compression ([`compression`]: gzip, bzip2, xz, zstd, by
-//! magic bytes).
+//! magic bytes). Entry points: [`load`], [`save`], [`import`].
 //!
 //! This crate knows nothing of where images live: readers write blobs into
 //! a [`berth_oci::BlobSink`] and return verified image descriptions for the
@@ -12,17 +12,22 @@
 //! The local store and a registry client both plug in.
 
 mod archive_path;
+mod changes;
 pub mod compression;
 pub mod docker_archive;
 mod error;
+mod import;
 mod load;
 pub mod oci_layout;
 mod save;
 mod scan;
+mod tar_check;
 mod tar_writer;
 
+pub use changes::apply_changes;
 pub use compression::Compression;
 pub use error::ArchiveError;
+pub use import::{ImportOptions, import};
 pub use load::{ArchiveFormat, LoadedArchive, LoadedImage, LoadedLayer, load};
 pub use save::{SaveFormat, SaveImage, SaveLayer, save};
 pub use scan::{METADATA_MEMBER_LIMIT, METADATA_TOTAL_LIMIT};

@@ -49,6 +49,8 @@ enum Command {
     Save(save::Args),
     /// Load an image from a tar archive or STDIN
     Load(load::Args),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -84,6 +86,8 @@ enum ImageCommand {
     Save(save::Args),
     /// Load an image from a tar archive or STDIN
     Load(load::Args),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         Command::Image(ImageCommand::Prune(a)) => prune::run(&ctx, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(&ctx, a),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),

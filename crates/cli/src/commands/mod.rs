@@ -2,6 +2,7 @@
 
 pub mod history;
 pub mod images;
+pub mod import;
 pub mod inspect;
 pub mod login;
 pub mod load;
