@@ -20,14 +20,15 @@ CREATE TABLE images (
     id            TEXT PRIMARY KEY,      -- sha256 of the config bytes
     config        BLOB NOT NULL,         -- the config bytes (also a blob file)
     created       INTEGER,               -- unix seconds from config.created
-    size          INTEGER NOT NULL,      -- sum of uncompressed layer sizes
+    size          INTEGER NOT NULL,      -- sum of layer content sizes (docker's SIZE)
     added         INTEGER NOT NULL,      -- unix seconds it entered the store
     last_tag_time INTEGER                -- unix nanoseconds of the last `tag`
 ) WITHOUT ROWID;
 
 CREATE TABLE layers (
-    diff_id TEXT PRIMARY KEY,
-    size    INTEGER NOT NULL             -- uncompressed tar size
+    diff_id      TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,       -- uncompressed tar length
+    content_size INTEGER NOT NULL        -- unpacked size, as docker reports it
 ) WITHOUT ROWID;
 
 CREATE TABLE layer_blobs (

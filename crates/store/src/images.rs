@@ -19,6 +19,8 @@ struct Prepared {
     created: Option<i64>,
     size: u64,
     layers: Vec<crate::NewLayer>,
+    /// Docker's content size of each layer.
+    content_sizes: Vec<u64>,
     chains: Vec<Digest>,
     tags: Vec<Reference>,
     repo_digests: Vec<Reference>,
@@ -51,8 +53,12 @@ impl Store {
             )?;
             for (position, layer) in p.layers.iter().enumerate() {
                 tx.execute(
-                    "INSERT OR IGNORE INTO layers (diff_id, size) VALUES (?1, ?2)",
-                    params![layer.diff_id.as_str(), layer.uncompressed_size as i64],
+                    "INSERT OR IGNORE INTO layers (diff_id, size, content_size) VALUES (?1, ?2, ?3)",
+                    params![
+                        layer.diff_id.as_str(),
+                        layer.uncompressed_size as i64,
+                        p.content_sizes[position] as i64
+                    ],
                 )?;
                 tx.execute(
                     "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size) VALUES (?1, ?2, ?3, ?4)",
@@ -130,8 +136,11 @@ impl Store {
         if !self.blob_path(&id).is_file() {
             self.write_blob_bytes(&img.config)?;
         }
-        let size = img.layers.iter().map(|l| l.uncompressed_size).sum();
+        let content_sizes =
+            img.layers.iter().map(|l| self.content_size(l)).collect::<Result<Vec<_>, _>>()?;
+        let size = content_sizes.iter().sum();
         Ok(Prepared {
+            content_sizes,
             chains: chain_ids(diff_ids),
             created: config.created.as_deref().and_then(parse_rfc3339),
             id,
@@ -141,6 +150,43 @@ impl Store {
             tags: img.tags.into_iter().map(Reference::with_default_tag).collect(),
             repo_digests: img.repo_digests,
         })
+    }
+
+    /// Docker's size of a layer: known if the layer is stored or its size
+    /// was noted, else measured from its blob (decompressing if needed).
+    fn content_size(&self, layer: &crate::NewLayer) -> Result<u64, StoreError> {
+        let known: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT content_size FROM layers WHERE diff_id = ?1",
+                [layer.diff_id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(size) = known {
+            return Ok(size as u64);
+        }
+        let noted = self
+            .content_sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&layer.diff_id)
+            .copied();
+        if let Some(size) = noted {
+            return Ok(size);
+        }
+        Ok(crate::layer_size::content_size_of_blob(
+            &self.blob_path(&layer.blob.digest),
+            &layer.blob.media_type,
+        )?)
+    }
+
+    /// Records docker's content size of layer `diff_id`, measured by the
+    /// caller while it streamed the uncompressed layer through a
+    /// [`crate::TarContentSize`]. Optional: without it `commit_images`
+    /// measures the size itself by reading (and decompressing) the blob once.
+    pub fn note_content_size(&self, diff_id: &Digest, size: u64) {
+        self.content_sizes.lock().unwrap_or_else(|e| e.into_inner()).insert(diff_id.clone(), size);
     }
 
     fn expect_blob(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
@@ -410,7 +456,7 @@ pub(crate) fn image_in(conn: &Connection, id: &Digest) -> Result<ImageRecord, St
 
     let mut layers: Vec<LayerRecord> = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT il.diff_id, il.chain_id, l.size, lb.digest, lb.media_type, lb.size
+        "SELECT il.diff_id, il.chain_id, l.size, lb.digest, lb.media_type, lb.size, l.content_size
          FROM image_layers il JOIN layers l ON l.diff_id = il.diff_id
          LEFT JOIN layer_blobs lb ON lb.diff_id = il.diff_id
          WHERE il.image_id = ?1
@@ -427,6 +473,7 @@ pub(crate) fn image_in(conn: &Connection, id: &Digest) -> Result<ImageRecord, St
                 diff_id: parse_digest(&diff)?,
                 chain_id: parse_digest(&chain)?,
                 uncompressed_size: r.get::<_, i64>(2)? as u64,
+                content_size: r.get::<_, i64>(6)? as u64,
                 blobs: Vec::new(),
             });
             last_position_diff = Some(key);

@@ -10,7 +10,7 @@
 //! │                         exclusive while deleting blob files
 //! ├── berth.db              SQLite (WAL; berth.db-wal, berth.db-shm beside it)
 //! │   ├── images            id (= config digest), config bytes, created, size, added
-//! │   ├── layers            diff_id, uncompressed size
+//! │   ├── layers            diff_id, tar length, content size (docker's layer size)
 //! │   ├── layer_blobs       diff_id -> blob digest, media type, size (a layer may be
 //! │   │                     stored uncompressed and/or compressed)
 //! │   ├── image_layers      image id, position (bottom = 0), diff_id, chain id
@@ -49,6 +49,7 @@ mod check;
 mod db;
 mod error;
 mod images;
+mod layer_size;
 mod lock;
 mod remove;
 mod time;
@@ -61,6 +62,7 @@ pub use berth_reference::{Digest, Reference};
 
 pub use check::{CheckReport, Problem};
 pub use error::StoreError;
+pub use layer_size::TarContentSize;
 pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
 pub use time::parse_rfc3339;
 
@@ -70,6 +72,9 @@ pub struct Store {
     root: PathBuf,
     conn: Mutex<rusqlite::Connection>,
     locks: lock::StoreLock,
+    /// Content sizes callers measured while streaming layers (see
+    /// [`Store::note_content_size`]), so commit need not re-read them.
+    content_sizes: Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 impl Store {
@@ -82,7 +87,12 @@ impl Store {
         std::fs::create_dir_all(root.join("tmp"))?;
         let conn = db::open(&root.join("berth.db"))?;
         let locks = lock::StoreLock::new(root.join("lock"));
-        Ok(Store { root: root.to_owned(), conn: Mutex::new(conn), locks })
+        Ok(Store {
+            root: root.to_owned(),
+            conn: Mutex::new(conn),
+            locks,
+            content_sizes: Mutex::new(Default::default()),
+        })
     }
 
     /// The directory this store lives in.
@@ -120,7 +130,9 @@ pub struct NewLayer {
     /// (OCI_LAYER / DOCKER_LAYER) `blob.digest` must equal `diff_id`; for a
     /// compressed one the caller has verified the diff ID by decompressing.
     pub blob: Descriptor,
-    /// Size of the uncompressed tar (docker's layer size).
+    /// Length of the uncompressed tar. (Docker's layer SIZE is the unpacked
+    /// content size, which the store measures itself, see
+    /// [`Store::note_content_size`].)
     pub uncompressed_size: u64,
 }
 
@@ -145,7 +157,7 @@ pub struct ImageRecord {
     pub tags: Vec<Reference>,
     /// Sorted by their full form.
     pub repo_digests: Vec<Reference>,
-    /// Sum of the uncompressed layer sizes (docker's SIZE).
+    /// Sum of the layers' content sizes (docker's SIZE).
     pub size: u64,
     /// Unix seconds from the config's `created`, if it has a valid one.
     pub created: Option<i64>,
@@ -162,7 +174,11 @@ pub struct LayerRecord {
     pub diff_id: Digest,
     /// Docker's chain ID of the layer stack ending here.
     pub chain_id: Digest,
+    /// Length of the uncompressed tar.
     pub uncompressed_size: u64,
+    /// What the layer occupies unpacked (docker's layer SIZE, as `history`
+    /// shows it): regular file sizes plus symlink target lengths.
+    pub content_size: u64,
     /// Every stored blob carrying this layer, uncompressed first if present.
     pub blobs: Vec<Descriptor>,
 }
@@ -172,6 +188,7 @@ pub struct LayerRecord {
 pub struct ImageSummary {
     pub id: Digest,
     pub created: Option<i64>,
+    /// docker's SIZE (sum of layer content sizes).
     pub size: u64,
     pub added: i64,
     /// Sorted by their full form.

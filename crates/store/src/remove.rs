@@ -44,7 +44,7 @@ pub struct PruneOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
     pub events: Vec<RemoveEvent>,
-    /// Sum of the uncompressed sizes of the layer stacks deleted (docker's
+    /// Sum of the content sizes of the layer stacks deleted (docker's
     /// "Total reclaimed space").
     pub space_reclaimed: u64,
 }
@@ -373,7 +373,7 @@ fn conflict(
 fn delete_image(conn: &Connection, id: &Digest, removal: &mut Removal) -> Result<(), StoreError> {
     let layers: Vec<(String, String, i64)> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT il.diff_id, il.chain_id, l.size FROM image_layers il
+            "SELECT il.diff_id, il.chain_id, l.content_size FROM image_layers il
              JOIN layers l ON l.diff_id = il.diff_id
              WHERE il.image_id = ?1 ORDER BY il.position DESC",
         )?;
