@@ -5,6 +5,7 @@
 //! addr = "127.0.0.1:5000"
 //! root = "/srv/berth-registry"
 //! auth = false
+//! service = "berth-registry"
 //!
 //! [limits]
 //! manifest_max = 4194304        # bytes
@@ -24,6 +25,8 @@ pub struct Config {
     pub addr: Option<String>,
     pub root: Option<PathBuf>,
     pub auth: Option<bool>,
+    /// The token service name (default `berth-registry`).
+    pub service: Option<String>,
     #[serde(default)]
     pub limits: LimitsConfig,
 }

@@ -6,6 +6,7 @@
 //! only [`ErrorCode`] knows what a client sees. Nothing else in the crate
 //! picks a status code for an error.
 
+use crate::auth::Challenge;
 use crate::metadata::MetadataError;
 use crate::storage::StorageError;
 
@@ -25,6 +26,10 @@ pub enum ErrorCode {
     SizeInvalid,
     Unauthorized,
     Denied,
+    /// A token without the access asked for: `DENIED` with a 401 and a
+    /// challenge, which docker prints as "denied: requested access to the
+    /// resource is denied".
+    InsufficientScope,
     /// An unsupported manifest or content type.
     Unsupported,
     /// An unsupported digest algorithm in a request parameter.
@@ -53,6 +58,7 @@ impl ErrorCode {
             SizeInvalid => ("SIZE_INVALID", "provided length did not match content length", 400),
             Unauthorized => ("UNAUTHORIZED", "authentication required", 401),
             Denied => ("DENIED", "requested access to the resource is denied", 403),
+            InsufficientScope => ("DENIED", "requested access to the resource is denied", 401),
             Unsupported => ("UNSUPPORTED", "The operation is unsupported.", 415),
             UnsupportedAlgorithm => ("UNSUPPORTED", "unsupported digest algorithm", 400),
             TooManyRequests => ("TOOMANYREQUESTS", "too many requests", 429),
@@ -98,10 +104,13 @@ pub enum Error {
     NameUnknown(String),
     #[error("size invalid: {0}")]
     SizeInvalid(String),
+    /// No or bad credentials; the challenge tells the client where to log in.
     #[error("authentication required")]
-    Unauthorized,
+    Unauthorized(Option<Challenge>),
     #[error("requested access to the resource is denied")]
     Denied,
+    #[error("requested access to the resource is denied")]
+    InsufficientScope(Challenge),
     #[error("unsupported: {0}")]
     Unsupported(String),
     #[error("unsupported digest algorithm: {0}")]
@@ -131,8 +140,9 @@ impl Error {
             NameInvalid(_) => ErrorCode::NameInvalid,
             NameUnknown(_) => ErrorCode::NameUnknown,
             SizeInvalid(_) => ErrorCode::SizeInvalid,
-            Unauthorized => ErrorCode::Unauthorized,
+            Unauthorized(_) => ErrorCode::Unauthorized,
             Denied => ErrorCode::Denied,
+            InsufficientScope(_) => ErrorCode::InsufficientScope,
             Unsupported(_) => ErrorCode::Unsupported,
             UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
             TooManyRequests => ErrorCode::TooManyRequests,
@@ -142,10 +152,20 @@ impl Error {
     }
 
     /// The detail a client may see (server faults stay in the log).
+    /// The `WWW-Authenticate` challenge to send with this error, if any.
+    pub fn challenge(&self) -> Option<&Challenge> {
+        match self {
+            Error::Unauthorized(c) => c.as_ref(),
+            Error::InsufficientScope(c) => Some(c),
+            _ => None,
+        }
+    }
+
     pub fn detail(&self) -> Option<String> {
         match self {
             Error::Storage(_) | Error::Metadata(_) => None,
-            Error::Unauthorized | Error::Denied | Error::TooManyRequests => None,
+            Error::Unauthorized(_) | Error::Denied | Error::TooManyRequests => None,
+            Error::InsufficientScope(_) => None,
             Error::BlobUploadUnknown => None,
             other => Some(other.to_string()),
         }

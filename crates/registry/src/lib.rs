@@ -5,6 +5,7 @@
 //! - [`metadata`]: repositories, manifests, tags, links ([`metadata::MetadataStore`]).
 //! - [`registry`]: the rules binding them ([`Registry`]), free of HTTP.
 //! - [`api`]: the `/v2/` HTTP API on axum.
+//! - [`auth`]: accounts, Docker Hub's permission rules, Basic and token auth.
 //! - [`error`]: domain errors and the one table of OCI codes and statuses.
 //! - [`server`]: listening, shutdown, health, metrics and request logs.
 //!
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metadata;

@@ -16,12 +16,14 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::auth::Auth;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-/// The whole HTTP application for `registry`.
-pub fn app(registry: Registry) -> Router {
-    let state = Arc::new(AppState { registry, metrics: Metrics::default() });
+/// The whole HTTP application for `registry`; with `auth`, Docker Hub's
+/// accounts and permissions apply, without it the registry is open.
+pub fn app(registry: Registry, auth: Option<Auth>) -> Router {
+    let state = Arc::new(AppState { registry, metrics: Metrics::default(), auth, scheme: "http" });
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -32,14 +34,14 @@ pub fn app(registry: Registry) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, observe))
 }
 
-/// Serves `registry` on `listener` until `shutdown` completes; in-flight
+/// Serves `app` on `listener` until `shutdown` completes; in-flight
 /// requests are allowed to finish.
 pub async fn serve(
     listener: TcpListener,
-    registry: Registry,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(registry)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 fn declared_length(headers: &axum::http::HeaderMap) -> u64 {

@@ -47,7 +47,8 @@ async fn graceful_shutdown_lets_a_request_finish() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_registry::server::serve(listener, registry, async {
+    let app = berth_registry::server::app(registry, None);
+    let server = tokio::spawn(berth_registry::server::serve(listener, app, async {
         let _ = rx.await;
     }));
     // A streamed upload that is still sending when shutdown starts.

@@ -8,17 +8,100 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use berth_registry::RepoName;
+use berth_registry::auth::{Auth, password};
 use berth_registry::config::Config;
+use berth_registry::metadata::{MetadataStore, SqliteMetadata, UserRecord};
 use berth_registry::server;
 
 use crate::context::Context;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 
+/// The token service name clients echo back (`service=` in challenges).
+pub const SERVICE: &str = "berth-registry";
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Run the registry server (OCI Distribution API) in the foreground
     Serve(ServeArgs),
+    /// Manage accounts
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organisations (namespaces with members)
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage repositories
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Create an account
+    Add {
+        name: String,
+        /// May push official images (`library/...`) and manage everything
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove an account
+    #[command(visible_alias = "remove")]
+    Rm { name: String },
+    /// List accounts
+    #[command(visible_alias = "ls")]
+    List,
+    /// Change a password
+    Passwd {
+        name: String,
+        /// Read the password from standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create accounts from an htpasswd file (bcrypt entries, `htpasswd -B`)
+    ImportHtpasswd { file: PathBuf },
+}
+
+#[derive(clap::Subcommand)]
+pub enum OrgCommand {
+    /// Create an organisation
+    Add {
+        name: String,
+        /// Mark it a verified publisher
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Show an organisation and its members
+    Show { name: String },
+    /// Set or clear the verified-publisher flag
+    Verify {
+        name: String,
+        #[arg(long)]
+        unset: bool,
+    },
+    /// Manage members
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum MemberCommand {
+    /// Add USER to ORG
+    Add { org: String, user: String },
+    /// Remove USER from ORG
+    #[command(visible_alias = "remove")]
+    Rm { org: String, user: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum RepoCommand {
+    /// Make a repository private: only its namespace's members may pull it
+    Private { name: String },
+    /// Make a repository public (anyone may pull)
+    Public { name: String },
 }
 
 #[derive(clap::Args)]
@@ -40,7 +123,150 @@ pub struct ServeArgs {
 pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Serve(args) => serve(ctx, args),
+        Command::User(c) => admin(ctx, |meta| Box::pin(user(meta, c))),
+        Command::Org(c) => admin(ctx, |meta| Box::pin(org(meta, c))),
+        Command::Repo(c) => admin(ctx, |meta| Box::pin(repo(meta, c))),
     }
+}
+
+type Meta = std::sync::Arc<dyn MetadataStore>;
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
+/// Runs an administrative command against the registry's metadata (safe
+/// while the server runs: SQLite in WAL mode serialises writers).
+fn admin(ctx: &Context, f: impl FnOnce(Meta) -> BoxFuture) -> anyhow::Result<()> {
+    let root = registry_root(ctx, &Config::default());
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create registry root {}", root.display()))?;
+    let meta: Meta = std::sync::Arc::new(SqliteMetadata::open(&root.join("metadata.db"))?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(f(meta))
+}
+
+/// An account or organisation name: one lowercase path component.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.contains('/') && RepoName::parse(name).is_ok() && name != "library";
+    anyhow::ensure!(
+        ok,
+        "invalid name {name:?}: use lowercase letters, digits and . _ - (not \"library\")"
+    );
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    anyhow::ensure!(from_stdin, "give the password on standard input with --password-stdin");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "the password must not be empty");
+    Ok(password)
+}
+
+async fn user(meta: Meta, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { name, admin, password_stdin } => {
+            check_name(&name)?;
+            let password = read_password(password_stdin)?;
+            let record =
+                UserRecord { name: name.clone(), password_hash: password::hash(&password), admin };
+            anyhow::ensure!(meta.create_user(&record).await?, "the name {name:?} is already taken");
+            println!("Created user {name}{}", if admin { " (administrator)" } else { "" });
+        }
+        UserCommand::Rm { name } => {
+            anyhow::ensure!(meta.delete_user(&name).await?, "no such user: {name}");
+            println!("Removed user {name}");
+        }
+        UserCommand::List => {
+            println!("{:<32} ADMIN", "NAME");
+            for u in meta.list_users().await? {
+                println!("{:<32} {}", u.name, if u.admin { "yes" } else { "no" });
+            }
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let password = read_password(password_stdin)?;
+            anyhow::ensure!(
+                meta.set_password(&name, &password::hash(&password)).await?,
+                "no such user: {name}"
+            );
+            println!("Password changed for {name}");
+        }
+        UserCommand::ImportHtpasswd { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let entries = password::parse_htpasswd(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            for (name, _) in &entries {
+                check_name(name)?;
+            }
+            for (name, hash) in entries {
+                let record =
+                    UserRecord { name: name.clone(), password_hash: hash.clone(), admin: false };
+                if meta.create_user(&record).await? {
+                    println!("Created user {name}");
+                } else if meta.set_password(&name, &hash).await? {
+                    println!("Updated password of {name}");
+                } else {
+                    anyhow::bail!("the name {name:?} belongs to an organisation");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn org(meta: Meta, cmd: OrgCommand) -> anyhow::Result<()> {
+    match cmd {
+        OrgCommand::Add { name, verified } => {
+            check_name(&name)?;
+            anyhow::ensure!(meta.create_org(&name).await?, "the name {name:?} is already taken");
+            if verified {
+                meta.set_org_verified(&name, true).await?;
+            }
+            println!("Created organisation {name}");
+        }
+        OrgCommand::Show { name } => {
+            let org =
+                meta.org(&name).await?.with_context(|| format!("no such organisation: {name}"))?;
+            println!("{}{}", org.name, if org.verified { " (verified publisher)" } else { "" });
+            for m in org.members {
+                println!("  {m}");
+            }
+        }
+        OrgCommand::Verify { name, unset } => {
+            anyhow::ensure!(
+                meta.set_org_verified(&name, !unset).await?,
+                "no such organisation: {name}"
+            );
+        }
+        OrgCommand::Member(MemberCommand::Add { org, user }) => {
+            anyhow::ensure!(
+                meta.add_org_member(&org, &user).await?,
+                "no such organisation or user: {org}, {user}"
+            );
+            println!("Added {user} to {org}");
+        }
+        OrgCommand::Member(MemberCommand::Rm { org, user }) => {
+            anyhow::ensure!(
+                meta.remove_org_member(&org, &user).await?,
+                "{user} is not a member of {org}"
+            );
+            println!("Removed {user} from {org}");
+        }
+    }
+    Ok(())
+}
+
+async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
+    let (name, private) = match cmd {
+        RepoCommand::Private { name } => (name, true),
+        RepoCommand::Public { name } => (name, false),
+    };
+    RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    meta.set_repository_private(&name, private).await?;
+    println!("{name} is now {}", if private { "private" } else { "public" });
+    Ok(())
 }
 
 /// The registry root: `BERTH_REGISTRY_ROOT`, else the config file's, else `<root>/registry`.
@@ -66,20 +292,25 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     };
     let addr = args.addr.or_else(|| config.addr.clone()).unwrap_or_else(|| DEFAULT_ADDR.into());
     let auth = args.auth || config.auth.unwrap_or(false);
-    if auth {
-        anyhow::bail!("--auth is not available yet: accounts and tokens are still to come");
-    }
     let root = registry_root(ctx, &config);
     init_logging(&args.log_level)?;
     let registry = berth_registry::open_local(&root, config.limits())?;
+    let auth = if auth {
+        let service = config.service.clone().unwrap_or_else(|| SERVICE.into());
+        let auth = Auth::open(&root, registry.metadata().clone(), &service)
+            .with_context(|| format!("cannot set up the token key under {}", root.display()))?;
+        Some(auth)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = server::bind(&addr).await?;
-        tracing::info!(addr = %addr, root = %root.display(), "registry listening");
-        server::serve(listener, registry, server::shutdown_signal()).await?;
+        tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), "registry listening");
+        server::serve(listener, server::app(registry, auth), server::shutdown_signal()).await?;
         Ok::<(), anyhow::Error>(())
     })
 }

@@ -11,9 +11,11 @@ use berth_oci::{ImageIndex, media_type};
 use futures_util::TryStreamExt;
 use tokio_util::io::ReaderStream;
 
+use super::access;
 use super::response::error_response;
 use super::route::Route;
 use super::{AppState, query_pairs};
+use crate::auth::{Action, Identity};
 use crate::error::{Error, Result};
 use crate::registry::{ManifestRef, RepoName, parse_digest};
 use crate::storage::{ByteRange, ByteStream, UploadId};
@@ -26,9 +28,52 @@ const CATALOG_PAGE_DEFAULT: usize = 1_000;
 type App = State<Arc<AppState>>;
 type Query = Vec<(String, String)>;
 
-/// `GET /v2/`: the API version check.
-pub async fn base(_: App) -> Response {
+/// `GET /v2/`: the API version check. With auth on, it is also where
+/// clients learn the challenge: anonymous callers get a 401.
+pub async fn base(State(app): App, headers: HeaderMap) -> Response {
+    if let Some(auth) = &app.auth {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let unauthorized = || {
+            let c = access::challenge(auth, app.scheme, &headers, None);
+            error_response(&Error::Unauthorized(Some(c)), false)
+        };
+        match auth.identify(authorization).await {
+            Ok(Identity::Anonymous) | Err(Error::Unauthorized(_)) => return unauthorized(),
+            Ok(_) => {}
+            Err(e) => return error_response(&e, false),
+        }
+    }
     json_response(StatusCode::OK, b"{}".to_vec())
+}
+
+/// `GET /token`: the Docker token endpoint. Basic credentials (optional)
+/// say who asks; `scope` parameters say for what. The token grants what
+/// is both asked and allowed.
+pub async fn token(State(app): App, req: Request) -> Response {
+    let Some(auth) = &app.auth else { return plain(StatusCode::NOT_FOUND) };
+    let scopes: Vec<String> =
+        query_pairs(&req).into_iter().filter(|(k, _)| k == "scope").map(|(_, v)| v).collect();
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let user = match authorization {
+        None => None,
+        Some(value) => {
+            let creds = value
+                .strip_prefix("Basic ")
+                .or_else(|| value.strip_prefix("basic "))
+                .and_then(|b| crate::auth::decode_basic(b.trim()));
+            let Some((name, password)) = creds else {
+                return error_response(&Error::Unauthorized(None), false);
+            };
+            match auth.login(&name, &password).await {
+                Ok(u) => Some(u),
+                Err(e) => return error_response(&e, false),
+            }
+        }
+    };
+    match auth.issue(user.as_ref(), &scopes).await {
+        Ok(t) => json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json")),
+        Err(e) => error_response(&e, false),
+    }
 }
 
 /// Every `/v2/<rest>` request.
@@ -40,6 +85,15 @@ pub async fn dispatch(State(app): App, req: Request) -> Response {
         Some(Err(e)) => return error_response(&e, head),
         Some(Ok(route)) => route,
     };
+    let mut req = req;
+    if let Some(auth) = &app.auth {
+        match access::authorize(auth, app.scheme, &route, req.method(), req.headers()).await {
+            Ok(identity) => {
+                req.extensions_mut().insert(identity);
+            }
+            Err(e) => return error_response(&e, head),
+        }
+    }
     match handle(&app, route, req).await {
         Ok(res) => res,
         Err(e) => error_response(&e, head),
@@ -49,7 +103,10 @@ pub async fn dispatch(State(app): App, req: Request) -> Response {
 async fn handle(app: &AppState, route: Route, req: Request) -> Result<Response> {
     let method = req.method().clone();
     match (route, method) {
-        (Route::Catalog, Method::GET) => catalog(app, query_pairs(&req)).await,
+        (Route::Catalog, Method::GET) => {
+            let identity = req.extensions().get::<Identity>().cloned();
+            catalog(app, query_pairs(&req), identity).await
+        }
         (Route::Manifest(repo, r), Method::GET) => get_manifest(app, &repo, &r, false).await,
         (Route::Manifest(repo, r), Method::HEAD) => get_manifest(app, &repo, &r, true).await,
         (Route::Manifest(repo, r), Method::PUT) => put_manifest(app, &repo, &r, req).await,
@@ -269,7 +326,17 @@ async fn start_upload(app: &AppState, repo: &RepoName, req: Request) -> Result<R
     if let Some(mount) = param("mount") {
         let digest = parse_digest(&mount)?;
         let from = param("from").map(|f| RepoName::parse(&f)).transpose()?;
-        if app.registry.mount_blob(repo, &digest, from.as_ref()).await? {
+        // With accounts, a mount needs pull access to the source; without a
+        // source the caller's right to the blob cannot be shown, so it is
+        // an ordinary upload.
+        let may_mount = match (&app.auth, req.extensions().get::<Identity>(), &from) {
+            (None, _, _) => true,
+            (Some(auth), Some(identity), Some(from)) => {
+                auth.permits(identity, from.as_str(), Action::Pull).await?
+            }
+            (Some(_), _, _) => false,
+        };
+        if may_mount && app.registry.mount_blob(repo, &digest, from.as_ref()).await? {
             return blob_created(repo, &digest);
         }
     } else if let Some(d) = param("digest") {
@@ -376,10 +443,36 @@ async fn tags(app: &AppState, repo: &RepoName, query: Query) -> Result<Response>
     Ok(res)
 }
 
-async fn catalog(app: &AppState, query: Query) -> Result<Response> {
+async fn catalog(app: &AppState, query: Query, identity: Option<Identity>) -> Result<Response> {
     let (n, last) = page(query, CATALOG_PAGE_DEFAULT, TAGS_PAGE_MAX)?;
-    let items =
-        if n == 0 { Vec::new() } else { app.registry.catalog(last.as_deref(), n + 1).await? };
+    let items = match (&app.auth, n) {
+        (_, 0) => Vec::new(),
+        (None, _) => app.registry.catalog(last.as_deref(), n + 1).await?,
+        (Some(auth), _) => {
+            // Only what the caller may pull, fetched page by page.
+            let user = match &identity {
+                Some(i) => auth.user_of(i).await?,
+                None => None,
+            };
+            let mut visible = Vec::new();
+            let mut cursor = last.clone();
+            loop {
+                let batch = app.registry.catalog(cursor.as_deref(), n + 1).await?;
+                let done = batch.len() <= n;
+                cursor = batch.last().cloned();
+                for repo in batch {
+                    if auth.allowed(user.as_ref(), &repo).await?.contains(&Action::Pull) {
+                        visible.push(repo);
+                    }
+                }
+                if done || visible.len() > n {
+                    break;
+                }
+            }
+            visible.truncate(n + 1);
+            visible
+        }
+    };
     let (repos, next) = paginate(items, n);
     let body = serde_json::json!({ "repositories": repos });
     let mut res = json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json"));

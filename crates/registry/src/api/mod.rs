@@ -6,6 +6,7 @@
 //! `/tags/list`, `/referrers/<digest>`). Handlers turn requests into
 //! [`Registry`] calls; errors become OCI error bodies in [`response`].
 
+mod access;
 mod handlers;
 mod response;
 mod route;
@@ -27,6 +28,10 @@ pub use route::Route;
 pub struct AppState {
     pub registry: Registry,
     pub metrics: crate::metrics::Metrics,
+    /// `None`: an open registry (anonymous pull and push, like `registry:2`).
+    pub auth: Option<crate::auth::Auth>,
+    /// `http` or `https`, for the token realm URL.
+    pub scheme: &'static str,
 }
 
 /// The `/v2/` API as an axum router.
@@ -35,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2", any(handlers::base))
         .route("/v2/", any(handlers::base))
         .route("/v2/{*rest}", any(handlers::dispatch))
+        .route("/token", axum::routing::get(handlers::token))
         .layer(axum::middleware::map_response(api_version_header))
         .with_state(state)
 }

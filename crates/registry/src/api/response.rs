@@ -27,5 +27,10 @@ pub fn error_response(err: &Error, head: bool) -> Response {
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(challenge) = err.challenge()
+        && let Ok(v) = HeaderValue::from_str(&challenge.header_value())
+    {
+        h.insert(header::WWW_AUTHENTICATE, v);
+    }
     res
 }

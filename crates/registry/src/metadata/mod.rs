@@ -56,6 +56,24 @@ pub struct UploadRecord {
     pub started: i64,
 }
 
+/// An account that can log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    /// A bcrypt hash (`$2b$...` / `$2y$...`), never the password.
+    pub password_hash: String,
+    pub admin: bool,
+}
+
+/// An organisation: a namespace its members may push to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub name: String,
+    /// A verified publisher.
+    pub verified: bool,
+    pub members: Vec<String>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Whether the repository has ever received a blob or manifest (and was not deleted).
@@ -123,4 +141,36 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetadataError>;
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError>;
+
+    // ---- accounts (users and organisations share one namespace) ----
+
+    /// Creates a user; `false` if the name is taken by a user or an organisation.
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, MetadataError>;
+
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>, MetadataError>;
+
+    /// Every user, sorted by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, MetadataError>;
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, MetadataError>;
+
+    /// Removes a user and their organisation memberships.
+    async fn delete_user(&self, name: &str) -> Result<bool, MetadataError>;
+
+    /// Creates an organisation; `false` if the name is taken.
+    async fn create_org(&self, name: &str) -> Result<bool, MetadataError>;
+
+    async fn org(&self, name: &str) -> Result<Option<OrgRecord>, MetadataError>;
+
+    async fn set_org_verified(&self, name: &str, verified: bool) -> Result<bool, MetadataError>;
+
+    /// Adds a member (both must exist; `false` otherwise).
+    async fn add_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError>;
+
+    async fn remove_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError>;
+
+    /// Marks a repository private or public (it need not exist yet).
+    async fn set_repository_private(&self, repo: &str, private: bool) -> Result<(), MetadataError>;
+
+    async fn repository_private(&self, repo: &str) -> Result<bool, MetadataError>;
 }

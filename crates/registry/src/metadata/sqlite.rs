@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use berth_reference::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ManifestRecord, MetadataError, MetadataStore, UploadRecord};
+use super::{ManifestRecord, MetadataError, MetadataStore, OrgRecord, UploadRecord, UserRecord};
 use crate::storage::UploadId;
 
 const SCHEMA: &str = r#"
@@ -56,6 +56,26 @@ CREATE TABLE IF NOT EXISTS tags (
     updated INTEGER NOT NULL,
     PRIMARY KEY (repository, name),
     FOREIGN KEY (repository, digest) REFERENCES manifests(repository, digest) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orgs (
+    name TEXT PRIMARY KEY,
+    verified INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS org_members (
+    org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    PRIMARY KEY (org, user)
+);
+CREATE TABLE IF NOT EXISTS repository_settings (
+    name TEXT PRIMARY KEY,
+    private INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
@@ -237,6 +257,7 @@ impl MetadataStore for SqliteMetadata {
             tx.execute("DELETE FROM tags WHERE repository = ?1", [&repo]).map_err(db)?;
             tx.execute("DELETE FROM manifest_refs WHERE repository = ?1", [&repo]).map_err(db)?;
             tx.execute("DELETE FROM uploads WHERE repository = ?1", [&repo]).map_err(db)?;
+            tx.execute("DELETE FROM repository_settings WHERE name = ?1", [&repo]).map_err(db)?;
             let n = tx.execute("DELETE FROM repositories WHERE name = ?1", [&repo]).map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(n > 0)
@@ -500,6 +521,198 @@ impl MetadataStore for SqliteMetadata {
                 out.push(UploadRecord { id, repository, started });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, MetadataError> {
+        let u = user.clone();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let org_taken = tx
+                .query_row("SELECT 1 FROM orgs WHERE name = ?1", [&u.name], |_| Ok(()))
+                .optional()
+                .map_err(db)?
+                .is_some();
+            if org_taken {
+                return Ok(false);
+            }
+            let n = tx
+                .execute(
+                    "INSERT INTO users (name, password_hash, admin, created) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![u.name, u.password_hash, u.admin, now()],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>, MetadataError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            c.query_row("SELECT password_hash, admin FROM users WHERE name = ?1", [&name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+            })
+            .optional()
+            .map(|o| o.map(|(password_hash, admin)| UserRecord { name, password_hash, admin }))
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, MetadataError> {
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT name, password_hash, admin FROM users ORDER BY name")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(UserRecord { name: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)? })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, MetadataError> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.call(move |c| {
+            c.execute("UPDATE users SET password_hash = ?2 WHERE name = ?1", params![name, hash])
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, MetadataError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute("DELETE FROM org_members WHERE user = ?1", [&name]).map_err(db)?;
+            let n = tx.execute("DELETE FROM users WHERE name = ?1", [&name]).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn create_org(&self, name: &str) -> Result<bool, MetadataError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let user_taken = tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", [&name], |_| Ok(()))
+                .optional()
+                .map_err(db)?
+                .is_some();
+            if user_taken {
+                return Ok(false);
+            }
+            let n = tx
+                .execute(
+                    "INSERT INTO orgs (name, verified, created) VALUES (?1, 0, ?2)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![name, now()],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn org(&self, name: &str) -> Result<Option<OrgRecord>, MetadataError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            let verified = c
+                .query_row("SELECT verified FROM orgs WHERE name = ?1", [&name], |r| {
+                    r.get::<_, bool>(0)
+                })
+                .optional()
+                .map_err(db)?;
+            let Some(verified) = verified else { return Ok(None) };
+            let mut stmt = c
+                .prepare_cached("SELECT user FROM org_members WHERE org = ?1 ORDER BY user")
+                .map_err(db)?;
+            let members = stmt
+                .query_map([&name], |r| r.get::<_, String>(0))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            Ok(Some(OrgRecord { name, verified, members }))
+        })
+        .await
+    }
+
+    async fn set_org_verified(&self, name: &str, verified: bool) -> Result<bool, MetadataError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            c.execute("UPDATE orgs SET verified = ?2 WHERE name = ?1", params![name, verified])
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn add_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError> {
+        let (org, user) = (org.to_owned(), user.to_owned());
+        self.call(move |c| {
+            let both = c
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM orgs WHERE name = ?1)
+                          + (SELECT COUNT(*) FROM users WHERE name = ?2)",
+                    params![org, user],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db)?;
+            if both != 2 {
+                return Ok(false);
+            }
+            c.execute(
+                "INSERT INTO org_members (org, user) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![org, user],
+            )
+            .map(|_| true)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn remove_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError> {
+        let (org, user) = (org.to_owned(), user.to_owned());
+        self.call(move |c| {
+            c.execute("DELETE FROM org_members WHERE org = ?1 AND user = ?2", params![org, user])
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_repository_private(&self, repo: &str, private: bool) -> Result<(), MetadataError> {
+        let repo = repo.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO repository_settings (name, private) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET private = excluded.private",
+                params![repo, private],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn repository_private(&self, repo: &str) -> Result<bool, MetadataError> {
+        let repo = repo.to_owned();
+        self.call(move |c| {
+            c.prepare_cached("SELECT private FROM repository_settings WHERE name = ?1")
+                .and_then(|mut s| s.query_row([&repo], |r| r.get::<_, bool>(0)).optional())
+                .map(|o| o.unwrap_or(false))
+                .map_err(db)
         })
         .await
     }

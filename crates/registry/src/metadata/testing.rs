@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_reference::Digest;
 
-use super::{ManifestRecord, MetadataStore, UploadRecord};
+use super::{ManifestRecord, MetadataStore, UploadRecord, UserRecord};
 use crate::storage::UploadId;
 
 fn d(s: &str) -> Digest {
@@ -33,6 +33,7 @@ pub async fn run_suite(store: &dyn MetadataStore) {
     listing_pagination(store).await;
     uploads(store).await;
     delete_repository(store).await;
+    accounts(store).await;
 }
 
 async fn blob_links(store: &dyn MetadataStore) {
@@ -131,4 +132,48 @@ async fn delete_repository(store: &dyn MetadataStore) {
     store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
     assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), Some(d("gm")));
     assert!(!store.delete_repository("never/was").await.unwrap());
+}
+
+async fn accounts(store: &dyn MetadataStore) {
+    let alice = UserRecord { name: "alice".into(), password_hash: "$2b$x".into(), admin: false };
+    assert!(store.create_user(&alice).await.unwrap());
+    assert!(!store.create_user(&alice).await.unwrap());
+    assert_eq!(store.user("alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user("nobody").await.unwrap(), None);
+    assert!(store.set_password("alice", "$2b$y").await.unwrap());
+    assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash, "$2b$y");
+    assert!(!store.set_password("nobody", "$2b$y").await.unwrap());
+    let root = UserRecord { name: "root".into(), password_hash: "$2b$z".into(), admin: true };
+    store.create_user(&root).await.unwrap();
+    let names: Vec<String> =
+        store.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["alice", "root"]);
+
+    // Users and organisations share the namespace.
+    assert!(!store.create_org("alice").await.unwrap());
+    assert!(store.create_org("acme").await.unwrap());
+    assert!(!store.create_org("acme").await.unwrap());
+    let squatter = UserRecord { name: "acme".into(), ..alice.clone() };
+    assert!(!store.create_user(&squatter).await.unwrap());
+    assert!(store.add_org_member("acme", "alice").await.unwrap());
+    assert!(!store.add_org_member("acme", "ghost").await.unwrap());
+    assert!(!store.add_org_member("ghost-org", "alice").await.unwrap());
+    assert!(store.set_org_verified("acme", true).await.unwrap());
+    let acme = store.org("acme").await.unwrap().unwrap();
+    assert!(acme.verified);
+    assert_eq!(acme.members, ["alice"]);
+    assert!(store.remove_org_member("acme", "alice").await.unwrap());
+    assert!(store.org("acme").await.unwrap().unwrap().members.is_empty());
+    store.add_org_member("acme", "alice").await.unwrap();
+    assert!(store.delete_user("alice").await.unwrap());
+    assert!(!store.delete_user("alice").await.unwrap());
+    assert!(store.org("acme").await.unwrap().unwrap().members.is_empty());
+
+    // Visibility may be set before the first push.
+    assert!(!store.repository_private("acme/secret").await.unwrap());
+    store.set_repository_private("acme/secret", true).await.unwrap();
+    assert!(store.repository_private("acme/secret").await.unwrap());
+    assert!(!store.repository_exists("acme/secret").await.unwrap());
+    store.set_repository_private("acme/secret", false).await.unwrap();
+    assert!(!store.repository_private("acme/secret").await.unwrap());
 }

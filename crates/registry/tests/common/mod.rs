@@ -46,12 +46,42 @@ pub async fn start(backend: Backend) -> TestRegistry {
 }
 
 pub async fn start_with(backend: Backend, limits: Limits) -> TestRegistry {
+    start_full(backend, limits, None).await
+}
+
+pub const SERVICE: &str = "test-registry";
+
+/// A registry with accounts: `admin` (administrator), `alice`, `bob`, all
+/// with password `<name>-pw`, and organisation `acme` with member `bob`.
+pub async fn start_auth(backend: Backend) -> TestRegistry {
+    start_full(backend, Limits::default(), Some(())).await
+}
+
+async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestRegistry {
     let dir = tempfile::tempdir().expect("tempdir");
     let registry = open(backend, dir.path(), limits);
+    let auth = match auth {
+        None => None,
+        Some(()) => {
+            let meta = registry.metadata().clone();
+            for (name, admin) in [("admin", true), ("alice", false), ("bob", false)] {
+                let hash = berth_registry::auth::password::hash(&format!("{name}-pw"));
+                let user = berth_registry::metadata::UserRecord {
+                    name: name.into(),
+                    password_hash: hash,
+                    admin,
+                };
+                assert!(meta.create_user(&user).await.unwrap());
+            }
+            assert!(meta.create_org("acme").await.unwrap());
+            assert!(meta.add_org_member("acme", "bob").await.unwrap());
+            Some(berth_registry::auth::Auth::open(dir.path(), meta, SERVICE).unwrap())
+        }
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, registry, async {
+    tokio::spawn(server::serve(listener, server::app(registry, auth), async {
         let _ = rx.await;
     }));
     TestRegistry {
@@ -64,6 +94,10 @@ pub async fn start_with(backend: Backend, limits: Limits) -> TestRegistry {
 }
 
 impl TestRegistry {
+    pub fn root(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -1,0 +1,412 @@
+//! Accounts, permissions and tokens: Docker Hub's rules on the registry.
+//!
+//! Who may do what ([`policy`]):
+//! - administrators: everything;
+//! - a user: everything in the namespace `USER/...` and in the namespaces of
+//!   organisations they belong to;
+//! - official images (one-component names and `library/...`): pushed only by
+//!   administrators;
+//! - everyone, anonymous included: pull of public repositories.
+//!   Private repositories are invisible to everyone else.
+//!
+//! Clients authenticate with Basic credentials on any request, or follow the
+//! Docker token flow: a 401 names the realm (`/token`), the client asks it
+//! for a token covering a scope, and the token lists the granted `access`
+//! (the intersection of what was asked and what [`policy`] allows; a partial
+//! grant is not an error). Wrong passwords are throttled per user name.
+
+pub mod password;
+pub mod token;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use sha2::Digest as _;
+
+use crate::error::{Error, Result};
+use crate::metadata::{MetadataStore, UserRecord};
+pub use token::{Access, Claims, TokenKey};
+
+/// How long an issued token is valid.
+pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+/// How long a verified Basic credential is remembered (bcrypt is slow on purpose).
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Failed logins allowed before throttling starts.
+const FREE_FAILURES: u32 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Pull, Action::Push, Action::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Anonymous,
+    /// Logged in with Basic credentials.
+    User(UserRecord),
+    /// Presented a valid token (`sub` empty: anonymous).
+    Token(Claims),
+}
+
+impl Identity {
+    pub fn user_name(&self) -> Option<&str> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::User(u) => Some(&u.name),
+            Identity::Token(c) => (!c.sub.is_empty()).then_some(c.sub.as_str()),
+        }
+    }
+}
+
+/// What a 401 tells the client to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub service: String,
+    /// `repository:NAME:pull,push`, when a repository was involved.
+    pub scope: Option<String>,
+    /// The token lacked the access: `error="insufficient_scope"`.
+    pub insufficient_scope: bool,
+}
+
+impl Challenge {
+    /// The `WWW-Authenticate` value.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("Bearer realm=\"{}\",service=\"{}\"", self.realm, self.service);
+        if let Some(scope) = &self.scope {
+            v.push_str(&format!(",scope=\"{scope}\""));
+        }
+        if self.insufficient_scope {
+            v.push_str(",error=\"insufficient_scope\"");
+        }
+        v
+    }
+}
+
+/// The namespace that owns `repo`, or `None` for official images.
+pub fn namespace(repo: &str) -> Option<&str> {
+    match repo.split_once('/') {
+        None => None,
+        Some(("library", _)) => None,
+        Some((ns, _)) => Some(ns),
+    }
+}
+
+/// What `user` (None: anonymous) may do on `repo`. `owns_namespace`: the
+/// user is the namespace or a member of the organisation that is.
+pub fn policy(user: Option<&UserRecord>, owns_namespace: bool, private: bool) -> Vec<Action> {
+    match user {
+        Some(u) if u.admin => Action::ALL.to_vec(),
+        Some(_) if owns_namespace => Action::ALL.to_vec(),
+        _ if private => Vec::new(),
+        _ => vec![Action::Pull],
+    }
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    last: Option<Instant>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub struct Auth {
+    meta: Arc<dyn MetadataStore>,
+    key: TokenKey,
+    service: String,
+    failures: Mutex<HashMap<String, Failures>>,
+    basic_cache: Mutex<HashMap<[u8; 32], (UserRecord, Instant)>>,
+}
+
+/// A token as the token endpoint returns it.
+#[derive(Debug, serde::Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub access_token: String,
+    pub expires_in: u64,
+    pub issued_at: String,
+}
+
+impl Auth {
+    /// Uses (or creates) the signing key `<root>/token.key`.
+    pub fn open(root: &Path, meta: Arc<dyn MetadataStore>, service: &str) -> std::io::Result<Auth> {
+        let key = TokenKey::load_or_create(&root.join("token.key"))?;
+        Ok(Auth::with_key(key, meta, service))
+    }
+
+    pub fn with_key(key: TokenKey, meta: Arc<dyn MetadataStore>, service: &str) -> Auth {
+        Auth {
+            meta,
+            key,
+            service: service.to_owned(),
+            failures: Mutex::new(HashMap::new()),
+            basic_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Checks a user name and password, throttling repeated failures.
+    pub async fn login(&self, name: &str, password: &str) -> Result<UserRecord> {
+        let cache_key: [u8; 32] = sha2::Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        {
+            let cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((user, at)) = cache.get(&cache_key)
+                && at.elapsed() < BASIC_CACHE_TTL
+            {
+                return Ok(user.clone());
+            }
+        }
+        {
+            let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = failures.get(name)
+                && f.count >= FREE_FAILURES
+            {
+                let wait = Duration::from_secs(1 << (f.count - FREE_FAILURES).min(6));
+                if f.last.is_some_and(|l| l.elapsed() < wait) {
+                    return Err(Error::TooManyRequests);
+                }
+            }
+        }
+        let user = self.meta.user(name).await?;
+        let ok = match &user {
+            Some(u) => {
+                let (p, h) = (password.to_owned(), u.password_hash.clone());
+                tokio::task::spawn_blocking(move || password::verify(&p, &h)).await.unwrap_or(false)
+            }
+            None => false,
+        };
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match user {
+            Some(user) if ok => {
+                failures.remove(name);
+                drop(failures);
+                let mut cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(cache_key, (user.clone(), Instant::now()));
+                Ok(user)
+            }
+            _ => {
+                if failures.len() > 100_000 {
+                    failures.clear();
+                }
+                let f = failures.entry(name.to_owned()).or_default();
+                f.count += 1;
+                f.last = Some(Instant::now());
+                tracing::warn!(user = name, failures = f.count, "failed login");
+                Err(Error::Unauthorized(None))
+            }
+        }
+    }
+
+    /// Reads the `Authorization` header. No header: anonymous. Bad
+    /// credentials or an invalid token: `UNAUTHORIZED`.
+    pub async fn identify(&self, authorization: Option<&str>) -> Result<Identity> {
+        let Some(value) = authorization else { return Ok(Identity::Anonymous) };
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            let (name, pass) = decode_basic(rest.trim()).ok_or(Error::Unauthorized(None))?;
+            return Ok(Identity::User(self.login(&name, &pass).await?));
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let claims = self.key.verify(rest.trim(), &self.service, now_secs()).map_err(|e| {
+                tracing::info!(error = %e, "refused token");
+                Error::Unauthorized(None)
+            })?;
+            return Ok(Identity::Token(claims));
+        }
+        Err(Error::Unauthorized(None))
+    }
+
+    /// What the (optional) user may do on `repo`.
+    pub async fn allowed(&self, user: Option<&UserRecord>, repo: &str) -> Result<Vec<Action>> {
+        let owns = match (user, namespace(repo)) {
+            (Some(u), Some(ns)) if u.name == ns => true,
+            (Some(u), Some(ns)) => {
+                self.meta.org(ns).await?.is_some_and(|o| o.members.contains(&u.name))
+            }
+            _ => false,
+        };
+        let private = self.meta.repository_private(repo).await?;
+        Ok(policy(user, owns, private))
+    }
+
+    /// Whether `identity` may do `action` on `repo`.
+    pub async fn permits(&self, identity: &Identity, repo: &str, action: Action) -> Result<bool> {
+        match identity {
+            Identity::Token(c) => Ok(c.access.iter().any(|a| {
+                a.kind == "repository"
+                    && a.name == repo
+                    && a.actions.iter().any(|x| x == action.as_str())
+            })),
+            Identity::User(u) => Ok(self.allowed(Some(u), repo).await?.contains(&action)),
+            Identity::Anonymous => Ok(self.allowed(None, repo).await?.contains(&action)),
+        }
+    }
+
+    /// The user behind an identity (a token's subject is looked up again,
+    /// so a deleted user's tokens lose their standing for listings).
+    pub async fn user_of(&self, identity: &Identity) -> Result<Option<UserRecord>> {
+        match identity {
+            Identity::Anonymous => Ok(None),
+            Identity::User(u) => Ok(Some(u.clone())),
+            Identity::Token(c) if c.sub.is_empty() => Ok(None),
+            Identity::Token(c) => Ok(self.meta.user(&c.sub).await?),
+        }
+    }
+
+    /// Issues a token for `scopes` (`repository:NAME:ACTIONS`); what is not
+    /// allowed is left out, unknown scopes are ignored.
+    pub async fn issue(
+        &self,
+        user: Option<&UserRecord>,
+        scopes: &[String],
+    ) -> Result<TokenResponse> {
+        let mut access: Vec<Access> = Vec::new();
+        for scope in scopes {
+            for (name, asked) in parse_scope(scope) {
+                let allowed = self.allowed(user, &name).await?;
+                let granted: Vec<String> = asked
+                    .iter()
+                    .filter(|a| allowed.contains(a))
+                    .map(|a| a.as_str().to_owned())
+                    .collect();
+                if granted.is_empty() {
+                    continue;
+                }
+                match access.iter_mut().find(|a| a.name == name) {
+                    Some(existing) => {
+                        for g in granted {
+                            if !existing.actions.contains(&g) {
+                                existing.actions.push(g);
+                            }
+                        }
+                    }
+                    None => {
+                        access.push(Access { kind: "repository".into(), name, actions: granted })
+                    }
+                }
+            }
+        }
+        let now = now_secs();
+        let claims = Claims {
+            iss: token::ISSUER.into(),
+            sub: user.map(|u| u.name.clone()).unwrap_or_default(),
+            aud: self.service.clone(),
+            exp: now + TOKEN_TTL.as_secs(),
+            nbf: now,
+            iat: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            access,
+        };
+        let token = self.key.sign(&claims);
+        Ok(TokenResponse {
+            access_token: token.clone(),
+            token,
+            expires_in: TOKEN_TTL.as_secs(),
+            issued_at: token::rfc3339(now),
+        })
+    }
+}
+
+/// `repository:NAME:pull,push` → `(NAME, [Pull, Push])`; `*` means every
+/// action. Anything else (other resource types, bad names) yields nothing.
+pub fn parse_scope(scope: &str) -> Vec<(String, Vec<Action>)> {
+    scope
+        .split(' ')
+        .filter_map(|s| {
+            let rest = s.strip_prefix("repository:")?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            let name = crate::registry::RepoName::parse(name).ok()?;
+            let actions: Vec<Action> = if actions == "*" {
+                Action::ALL.to_vec()
+            } else {
+                actions.split(',').filter_map(Action::parse).collect()
+            };
+            Some((name.as_str().to_owned(), actions))
+        })
+        .collect()
+}
+
+/// Decodes `base64(user:password)`.
+pub fn decode_basic(b64: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, admin: bool) -> UserRecord {
+        UserRecord { name: name.into(), password_hash: String::new(), admin }
+    }
+
+    #[test]
+    fn namespaces() {
+        assert_eq!(namespace("mynanoserver"), None);
+        assert_eq!(namespace("library/busybox"), None);
+        assert_eq!(namespace("alice/app"), Some("alice"));
+        assert_eq!(namespace("acme/team/app"), Some("acme"));
+    }
+
+    #[test]
+    fn rules() {
+        let alice = user("alice", false);
+        let admin = user("root", true);
+        assert_eq!(policy(Some(&alice), true, true), Action::ALL);
+        assert_eq!(policy(Some(&alice), false, false), [Action::Pull]);
+        assert!(policy(Some(&alice), false, true).is_empty());
+        assert_eq!(policy(None, false, false), [Action::Pull]);
+        assert!(policy(None, false, true).is_empty());
+        assert_eq!(policy(Some(&admin), false, true), Action::ALL);
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(
+            parse_scope("repository:alice/app:pull,push"),
+            [("alice/app".to_owned(), vec![Action::Pull, Action::Push])]
+        );
+        assert_eq!(parse_scope("repository:x:*")[0].1, Action::ALL);
+        assert!(parse_scope("registry:catalog:*").is_empty());
+        assert!(parse_scope("repository:Bad/Name:pull").is_empty());
+        assert_eq!(decode_basic("YWxpY2U6cDpzcw=="), Some(("alice".to_owned(), "p:ss".to_owned())));
+    }
+}

@@ -1,0 +1,241 @@
+//! Bearer tokens: JWTs signed with HMAC-SHA256 by a key kept under the
+//! registry root. Only this registry verifies them (clients treat tokens as
+//! opaque), so a shared-secret signature is enough; the key never leaves
+//! the server.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+pub const ISSUER: &str = "berth-registry";
+
+/// One `access` entry, as the Docker token specification words it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The user, or empty for an anonymous token.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub access: Vec<Access>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued for another service")]
+    WrongAudience,
+}
+
+/// The signing key.
+pub struct TokenKey {
+    key: [u8; 32],
+    kid: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    typ: String,
+    kid: String,
+}
+
+impl TokenKey {
+    pub fn from_bytes(key: [u8; 32]) -> TokenKey {
+        let kid = hex::encode(&<Sha256 as sha2::Digest>::digest(key)[..8]);
+        TokenKey { key, kid }
+    }
+
+    /// Reads the key at `path`, or creates one (mode 0600) on first start.
+    pub fn load_or_create(path: &Path) -> io::Result<TokenKey> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| io::Error::other(format!("{} is not a key", path.display())))?;
+                Ok(TokenKey::from_bytes(bytes))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::getrandom(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                match options.open(path) {
+                    Ok(mut f) => {
+                        f.write_all(hex::encode(key).as_bytes())?;
+                        f.sync_all()?;
+                        Ok(TokenKey::from_bytes(key))
+                    }
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        TokenKey::load_or_create(path)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let header = Header { alg: "HS256".into(), typ: "JWT".into(), kid: self.kid.clone() };
+        let h = B64.encode(serde_json::to_vec(&header).expect("json"));
+        let c = B64.encode(serde_json::to_vec(claims).expect("json"));
+        let mut mac = self.mac();
+        mac.update(format!("{h}.{c}").as_bytes());
+        let sig = B64.encode(mac.finalize().into_bytes());
+        format!("{h}.{c}.{sig}")
+    }
+
+    /// Checks signature, algorithm, audience and time (with a minute of leeway for `nbf`).
+    pub fn verify(&self, token: &str, service: &str, now: u64) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: Header = B64
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        // Only our algorithm: never "none", never a key the token names.
+        if header.alg != "HS256" {
+            return Err(TokenError::BadSignature);
+        }
+        let sig = B64.decode(s).map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&token.as_bytes()[..h.len() + 1 + c.len()]);
+        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        let claims: Claims = B64
+            .decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        if claims.iss != ISSUER || claims.aud != service {
+            return Err(TokenError::WrongAudience);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now + 60 {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (the token response's `issued_at`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            iss: ISSUER.into(),
+            sub: "alice".into(),
+            aud: "svc".into(),
+            exp,
+            nbf: 100,
+            iat: 100,
+            jti: "j".into(),
+            access: vec![Access {
+                kind: "repository".into(),
+                name: "alice/app".into(),
+                actions: vec!["pull".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn sign_verify_and_refuse() {
+        let key = TokenKey::from_bytes([7; 32]);
+        let t = key.sign(&claims(1000));
+        assert_eq!(key.verify(&t, "svc", 500).unwrap(), claims(1000));
+        assert_eq!(key.verify(&t, "svc", 1000), Err(TokenError::Expired));
+        assert_eq!(key.verify(&t, "other", 500), Err(TokenError::WrongAudience));
+        let other = TokenKey::from_bytes([8; 32]);
+        assert_eq!(other.verify(&t, "svc", 500), Err(TokenError::BadSignature));
+        // Widening the access without re-signing breaks the signature.
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut forged = claims(1000);
+        forged.access[0].actions.push("push".into());
+        let c = B64.encode(serde_json::to_vec(&forged).unwrap());
+        let tampered = format!("{}.{c}.{}", parts[0], parts[2]);
+        assert_eq!(key.verify(&tampered, "svc", 500), Err(TokenError::BadSignature));
+        // alg "none" is refused.
+        let none = B64.encode(br#"{"alg":"none","typ":"JWT","kid":"x"}"#);
+        let unsigned = format!("{none}.{}.", parts[1]);
+        assert_eq!(key.verify(&unsigned, "svc", 500), Err(TokenError::BadSignature));
+        assert_eq!(key.verify("garbage", "svc", 500), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn key_file_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.key");
+        let a = TokenKey::load_or_create(&path).unwrap();
+        let b = TokenKey::load_or_create(&path).unwrap();
+        assert_eq!(a.key, b.key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

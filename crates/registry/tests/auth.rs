@@ -1,0 +1,296 @@
+//! Docker Hub semantics with `--auth`: accounts, namespaces, private
+//! repositories, Basic auth and the token flow.
+
+mod common;
+
+use berth_registry::auth::{Access, Claims, TokenKey};
+use common::*;
+use reqwest::StatusCode;
+
+/// Asks the token endpoint for `scope`, as `user` (or anonymously).
+async fn token(reg: &TestRegistry, user: Option<&str>, scope: &str) -> (String, serde_json::Value) {
+    let mut req = reg.client.get(reg.url("/token")).query(&[
+        ("service", SERVICE),
+        ("scope", scope),
+        ("client_id", "docker"),
+    ]);
+    if let Some(u) = user {
+        req = req.basic_auth(u, Some(format!("{u}-pw")));
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["token"], body["access_token"]);
+    assert_eq!(body["expires_in"], 300);
+    assert!(body["issued_at"].as_str().unwrap().ends_with('Z'));
+    let t = body["token"].as_str().unwrap().to_owned();
+    let payload = t.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    (t, serde_json::from_slice(&claims).unwrap())
+}
+
+/// Starts an upload with a bearer token; returns the response.
+async fn start_upload(reg: &TestRegistry, repo: &str, bearer: &str) -> reqwest::Response {
+    reg.client
+        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn base_endpoint_challenges_anonymous_callers() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        let res = reg.client.get(reg.url("/v2/")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let challenge = header(&res, "www-authenticate");
+        assert_eq!(
+            challenge,
+            format!(r#"Bearer realm="http://{}/token",service="{SERVICE}""#, reg.addr)
+        );
+        let res = reg.client.get(reg.url("/v2/")).basic_auth("alice", Some("alice-pw")).send();
+        assert_eq!(res.await.unwrap().status(), StatusCode::OK);
+        let res = reg.client.get(reg.url("/v2/")).basic_auth("alice", Some("nope")).send();
+        assert_error(res.await.unwrap(), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let (t, _) = token(&reg, Some("alice"), "").await;
+        let res = reg.client.get(reg.url("/v2/")).bearer_auth(&t).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn token_grants_the_intersection_of_asked_and_allowed() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        let (_, c) = token(&reg, Some("alice"), "repository:alice/app:pull,push").await;
+        assert_eq!(c["sub"], "alice");
+        assert_eq!(c["aud"], SERVICE);
+        assert_eq!(c["access"][0]["name"], "alice/app");
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull", "push"]));
+        // Someone else's namespace: pull only. Official images: pull only.
+        let (_, c) = token(&reg, Some("alice"), "repository:bob/app:pull,push").await;
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull"]));
+        let (_, c) = token(&reg, Some("alice"), "repository:mynanoserver:push,pull").await;
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull"]));
+        // Anonymous: pull of public repositories.
+        let (_, c) = token(&reg, None, "repository:alice/app:pull,push").await;
+        assert_eq!(c["sub"], "");
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull"]));
+        // Organisation members and administrators.
+        let (_, c) = token(&reg, Some("bob"), "repository:acme/tool:pull,push").await;
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull", "push"]));
+        let (_, c) = token(&reg, Some("alice"), "repository:acme/tool:pull,push").await;
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull"]));
+        let (_, c) = token(&reg, Some("admin"), "repository:library/busybox:*").await;
+        assert_eq!(c["access"][0]["actions"], serde_json::json!(["pull", "push", "delete"]));
+        // A wrong password gets no token at all.
+        let res = reg
+            .client
+            .get(reg.url("/token"))
+            .query(&[("scope", "repository:alice/app:pull")])
+            .basic_auth("alice", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+}
+
+#[tokio::test]
+async fn the_workshop_push_is_denied_until_namespaced() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        // `docker push mynanoserver:dev`, anonymous then logged in: denied.
+        for user in [None, Some("alice")] {
+            let (t, _) = token(&reg, user, "repository:mynanoserver:push,pull").await;
+            let res = start_upload(&reg, "mynanoserver", &t).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            let challenge = header(&res, "www-authenticate");
+            assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+            assert!(
+                challenge.contains(r#"scope="repository:mynanoserver:pull,push""#),
+                "{challenge}"
+            );
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["errors"][0]["code"], "DENIED");
+            assert_eq!(body["errors"][0]["message"], "requested access to the resource is denied");
+        }
+        // Without any token the client is told where to get one.
+        let res = reg.client.post(reg.url("/v2/mynanoserver/blobs/uploads/")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(header(&res, "www-authenticate").starts_with("Bearer realm="));
+        // `alice/mynanoserver:dev` pushes, and anyone can pull it.
+        let (t, _) = token(&reg, Some("alice"), "repository:alice/mynanoserver:push,pull").await;
+        let res = start_upload(&reg, "alice/mynanoserver", &t).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let data = b"nanoserver layer";
+        let digest = berth_reference::Digest::sha256_of(data);
+        let res = reg
+            .client
+            .put(format!("{}?digest={digest}", reg.location(&res)))
+            .bearer_auth(&t)
+            .body(&data[..])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let (anon, _) = token(&reg, None, "repository:alice/mynanoserver:pull").await;
+        let res = reg
+            .client
+            .get(reg.url(&format!("/v2/alice/mynanoserver/blobs/{digest}")))
+            .bearer_auth(&anon)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.bytes().await.unwrap().as_ref(), data);
+        // An administrator may push official images.
+        let (t, _) = token(&reg, Some("admin"), "repository:mynanoserver:push,pull").await;
+        assert_eq!(start_upload(&reg, "mynanoserver", &t).await.status(), StatusCode::ACCEPTED);
+    }
+}
+
+#[tokio::test]
+async fn basic_auth_on_requests() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        let post = |repo: &str, user: &str, pw: &str| {
+            reg.client
+                .post(reg.url(&format!("/v2/{repo}/blobs/uploads/")))
+                .basic_auth(user, Some(pw))
+                .send()
+        };
+        assert_eq!(
+            post("alice/x", "alice", "alice-pw").await.unwrap().status(),
+            StatusCode::ACCEPTED
+        );
+        assert_error(
+            post("bob/x", "alice", "alice-pw").await.unwrap(),
+            StatusCode::FORBIDDEN,
+            "DENIED",
+        )
+        .await;
+        assert_error(
+            post("alice/x", "alice", "bad").await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn private_repositories_are_invisible_to_others() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        // alice pushes with Basic auth, then makes the repository private.
+        let push = |repo: &'static str| {
+            reg.client
+                .post(reg.url(&format!(
+                    "/v2/{repo}/blobs/uploads/?digest={}",
+                    berth_reference::Digest::sha256_of(b"x")
+                )))
+                .basic_auth("alice", Some("alice-pw"))
+                .body(&b"x"[..])
+                .send()
+        };
+        assert_eq!(push("alice/secret").await.unwrap().status(), StatusCode::CREATED);
+        assert_eq!(push("alice/open").await.unwrap().status(), StatusCode::CREATED);
+        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
+            .unwrap();
+        use berth_registry::metadata::MetadataStore;
+        meta.set_repository_private("alice/secret", true).await.unwrap();
+
+        let url = reg.url("/v2/alice/secret/tags/list");
+        let res = reg.client.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let (bob, c) = token(&reg, Some("bob"), "repository:alice/secret:pull").await;
+        assert_eq!(c["access"], serde_json::json!([]));
+        let res = reg.client.get(&url).bearer_auth(&bob).send().await.unwrap();
+        assert_error(res, StatusCode::UNAUTHORIZED, "DENIED").await;
+        let (alice, _) = token(&reg, Some("alice"), "repository:alice/secret:pull").await;
+        let res = reg.client.get(&url).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+
+        // The catalog shows it only to its owner (and administrators).
+        let list = |user: &'static str| {
+            reg.client
+                .get(reg.url("/v2/_catalog"))
+                .basic_auth(user, Some(format!("{user}-pw")))
+                .send()
+        };
+        let seen: serde_json::Value = list("bob").await.unwrap().json().await.unwrap();
+        assert_eq!(seen["repositories"], serde_json::json!(["alice/open"]));
+        let seen: serde_json::Value = list("alice").await.unwrap().json().await.unwrap();
+        assert_eq!(seen["repositories"], serde_json::json!(["alice/open", "alice/secret"]));
+        let seen: serde_json::Value = list("admin").await.unwrap().json().await.unwrap();
+        assert_eq!(seen["repositories"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn forged_expired_and_foreign_tokens_are_refused() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = |exp: u64, aud: &str| Claims {
+            iss: "berth-registry".into(),
+            sub: "alice".into(),
+            aud: aud.into(),
+            exp,
+            nbf: now - 10,
+            iat: now - 10,
+            jti: "t".into(),
+            access: vec![Access {
+                kind: "repository".into(),
+                name: "alice/app".into(),
+                actions: vec!["pull".into(), "push".into()],
+            }],
+        };
+        let real_key = TokenKey::load_or_create(&reg.root().join("token.key")).unwrap();
+        let url = reg.url("/v2/alice/app/blobs/uploads/");
+        let try_token = |t: String| reg.client.post(&url).bearer_auth(t).send();
+        // The real key, valid claims: accepted (proves the others fail for their flaw).
+        let ok = try_token(real_key.sign(&claims(now + 60, SERVICE))).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::ACCEPTED);
+        let expired = try_token(real_key.sign(&claims(now - 1, SERVICE))).await.unwrap();
+        assert_error(expired, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let foreign = try_token(real_key.sign(&claims(now + 60, "other-service"))).await.unwrap();
+        assert_error(foreign, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let forged = TokenKey::from_bytes([42; 32]).sign(&claims(now + 60, SERVICE));
+        let res = try_token(forged).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(header(&res, "www-authenticate").starts_with("Bearer realm="));
+        // A valid token for another repository does not open this one.
+        let (t, _) = token(&reg, Some("alice"), "repository:alice/other:pull,push").await;
+        let res = try_token(t).await.unwrap();
+        assert_error(res, StatusCode::UNAUTHORIZED, "DENIED").await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        let attempt =
+            |pw: &'static str| reg.client.get(reg.url("/v2/")).basic_auth("bob", Some(pw)).send();
+        for _ in 0..5 {
+            assert_eq!(attempt("guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_error(
+            attempt("guess").await.unwrap(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+        )
+        .await;
+        // Even the right password waits out the lockout; other users are unaffected.
+        assert_eq!(attempt("bob-pw").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+        let res = reg.client.get(reg.url("/v2/")).basic_auth("alice", Some("alice-pw")).send();
+        assert_eq!(res.await.unwrap().status(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(attempt("bob-pw").await.unwrap().status(), StatusCode::OK);
+    }
+}
