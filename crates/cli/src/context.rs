@@ -1,6 +1,9 @@
-//! What every command needs: where the store is.
+//! What every command needs: where the store is, and the store itself.
 
 use std::path::PathBuf;
+
+use anyhow::Context as _;
+use berth_store::Store;
 
 pub struct Context {
     root: PathBuf,
@@ -14,6 +17,13 @@ impl Context {
     /// The local store's directory.
     pub fn root(&self) -> &std::path::Path {
         &self.root
+    }
+
+    /// Opens the local store (one SQLite open; the schema is only touched
+    /// when it is missing or old).
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.root)
+            .with_context(|| format!("opening the image store at {}", self.root.display()))
     }
 }
 

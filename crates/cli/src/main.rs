@@ -4,6 +4,7 @@
 
 mod commands;
 mod context;
+mod format;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,96 @@
+//! Go's `text/tabwriter` as docker's formatter configures it: minimum cell
+//! width 10, padding 3, spaces, left-aligned. A cell ends at a tab; the text
+//! after a line's last tab is not aligned. Column widths are computed per
+//! block of consecutive lines that have the column, like tabwriter does.
+
+const MIN_WIDTH: usize = 10;
+const PADDING: usize = 3;
+
+#[derive(Default)]
+pub struct Table {
+    lines: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    /// Adds one line; `\t` separates cells, `\n` starts further lines.
+    pub fn push(&mut self, text: &str) {
+        for line in text.split('\n') {
+            self.lines.push(line.split('\t').map(str::to_owned).collect());
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut widths = Vec::new();
+        self.format(&mut out, &mut widths, 0, self.lines.len());
+        out
+    }
+
+    fn format(&self, out: &mut String, widths: &mut Vec<usize>, mut line0: usize, line1: usize) {
+        let column = widths.len();
+        let mut this = line0;
+        while this < line1 {
+            if column + 1 >= self.lines[this].len() {
+                this += 1;
+                continue;
+            }
+            // A block of lines with a cell in this column starts here.
+            self.write_lines(out, widths, line0, this);
+            line0 = this;
+            let mut width = MIN_WIDTH;
+            while this < line1 && column + 1 < self.lines[this].len() {
+                width = width.max(self.lines[this][column].chars().count() + PADDING);
+                this += 1;
+            }
+            widths.push(width);
+            self.format(out, widths, line0, this);
+            widths.pop();
+            line0 = this;
+        }
+        self.write_lines(out, widths, line0, line1);
+    }
+
+    fn write_lines(&self, out: &mut String, widths: &[usize], line0: usize, line1: usize) {
+        for line in &self.lines[line0..line1] {
+            for (j, cell) in line.iter().enumerate() {
+                out.push_str(cell);
+                if let Some(&w) = widths.get(j) {
+                    let pad = w.saturating_sub(cell.chars().count());
+                    out.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            out.push('\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligns_like_docker() {
+        let mut t = Table::new();
+        t.push("REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE");
+        t.push("busybox\tlocal\ta2e664b69a19\t2 minutes ago\t1.99MB");
+        t.push("other/bb\t1\ta2e664b69a19\t2 minutes ago\t1.99MB");
+        assert_eq!(
+            t.render(),
+            "REPOSITORY   TAG       IMAGE ID       CREATED         SIZE\n\
+             busybox      local     a2e664b69a19   2 minutes ago   1.99MB\n\
+             other/bb     1         a2e664b69a19   2 minutes ago   1.99MB\n"
+        );
+    }
+
+    #[test]
+    fn trailing_empty_cell_pads_the_previous_column() {
+        let mut t = Table::new();
+        t.push("IMAGE\tSIZE\tCOMMENT");
+        t.push("<missing>\t0B\t");
+        assert_eq!(t.render(), "IMAGE       SIZE      COMMENT\n<missing>   0B        \n");
+    }
+}
