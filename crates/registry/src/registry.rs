@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use berth_oci::{Descriptor, Manifest, ManifestError, media_type};
 use berth_reference::{Digest, DigestError, NAME_TOTAL_LENGTH_MAX, validate_path, validate_tag};
@@ -19,6 +20,9 @@ use tokio::io::AsyncReadExt;
 use crate::error::{Error, Result};
 use crate::metadata::{ManifestRecord, MetadataStore, UploadRecord};
 use crate::storage::{BlobReader, BlobStore, ByteRange, ByteStream, UploadId, bytes_stream};
+
+/// The image label search shows as a repository's description.
+pub const DESCRIPTION_LABEL: &str = "org.opencontainers.image.description";
 
 /// The largest manifest accepted (the spec's recommended minimum limit).
 pub const MANIFEST_MAX: usize = 4 << 20;
@@ -115,21 +119,29 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
 }
 
-/// Hot manifests by `(repository, tag or digest)`. Writes bump a generation
-/// and drop the repository's entries; a reader inserts only if no write
-/// happened since it started, so a stale answer is never cached.
+/// Hot manifests by `(repository, tag or digest)`. Writes through this
+/// process bump a generation and drop the repository's entries; a reader
+/// inserts only if no write happened since it started, so a stale answer is
+/// never cached. Writes by other processes (admin commands, other replicas)
+/// are seen within [`CACHE_TTL`].
 #[derive(Default)]
 struct ManifestCache {
     generation: AtomicU64,
-    entries: RwLock<HashMap<String, HashMap<String, Arc<ManifestContent>>>>,
+    entries: RwLock<HashMap<String, RepoEntries>>,
 }
 
+/// One repository's cached manifests by tag or digest, with when they were read.
+type RepoEntries = HashMap<String, (Instant, Arc<ManifestContent>)>;
+
 const CACHE_MAX_REPOSITORIES: usize = 4096;
+/// How long a cached manifest is served without asking the metadata store.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
 impl ManifestCache {
     fn get(&self, repo: &RepoName, key: &str) -> Option<Arc<ManifestContent>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(repo.as_str())?.get(key).cloned()
+        let (at, value) = entries.get(repo.as_str())?.get(key)?;
+        (at.elapsed() < CACHE_TTL).then(|| value.clone())
     }
 
     fn insert(&self, generation: u64, repo: &RepoName, key: &str, value: Arc<ManifestContent>) {
@@ -140,7 +152,7 @@ impl ManifestCache {
         if entries.len() >= CACHE_MAX_REPOSITORIES && !entries.contains_key(repo.as_str()) {
             entries.clear();
         }
-        entries.entry(repo.0.clone()).or_default().insert(key.to_owned(), value);
+        entries.entry(repo.0.clone()).or_default().insert(key.to_owned(), (Instant::now(), value));
     }
 
     fn invalidate(&self, repo: &RepoName) {
@@ -253,7 +265,40 @@ impl Registry {
         };
         self.meta.put_manifest(repo.as_str(), &record, tag).await?;
         self.cache.invalidate(repo);
+        if let (Some(_), Manifest::Image(m)) = (tag, &manifest) {
+            self.record_description(repo, &m.config).await;
+        }
         Ok(PushedManifest { digest, subject: record.subject })
+    }
+
+    /// Takes the repository's search description from a tagged image's
+    /// `org.opencontainers.image.description` label. Best effort: a config
+    /// that is not an image config simply has none.
+    async fn record_description(&self, repo: &RepoName, config: &Descriptor) {
+        const CONFIG_MAX: u64 = 1 << 20;
+        if config.size > CONFIG_MAX {
+            return;
+        }
+        let Ok(mut reader) = self.blobs.get(&config.digest, None).await else { return };
+        let mut bytes = Vec::new();
+        if reader.read_to_end(&mut bytes).await.is_err() {
+            return;
+        }
+        let Ok(parsed) = berth_oci::ImageConfig::parse(&bytes) else { return };
+        if let Some(text) = parsed.labels().get(DESCRIPTION_LABEL) {
+            let text: String = text.chars().take(1000).collect();
+            if let Err(e) = self.meta.set_repository_description(repo.as_str(), Some(&text)).await {
+                tracing::warn!(error = %e, "cannot record the repository description");
+            }
+        }
+    }
+
+    /// Removes a repository: its tags, manifests and blob links (the bytes
+    /// go when garbage collection finds them unused).
+    pub async fn delete_repository(&self, repo: &RepoName) -> Result<()> {
+        let found = self.meta.delete_repository(repo.as_str()).await?;
+        self.cache.invalidate(repo);
+        if found { Ok(()) } else { Err(Error::NameUnknown(repo.to_string())) }
     }
 
     /// Checks that everything `manifest` points at is in `repo` with the

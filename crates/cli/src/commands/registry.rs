@@ -102,6 +102,11 @@ pub enum RepoCommand {
     Private { name: String },
     /// Make a repository public (anyone may pull)
     Public { name: String },
+    /// Set the description search shows (empty: clear it)
+    Describe { name: String, description: String },
+    /// Delete a whole repository: tags, manifests and blob links
+    #[command(visible_alias = "remove")]
+    Rm { name: String },
 }
 
 #[derive(clap::Args)]
@@ -262,6 +267,18 @@ async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
     let (name, private) = match cmd {
         RepoCommand::Private { name } => (name, true),
         RepoCommand::Public { name } => (name, false),
+        RepoCommand::Describe { name, description } => {
+            RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let text = Some(description.as_str()).filter(|d| !d.is_empty());
+            meta.set_repository_description(&name, text).await?;
+            return Ok(());
+        }
+        RepoCommand::Rm { name } => {
+            RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(meta.delete_repository(&name).await?, "no such repository: {name}");
+            println!("Deleted repository {name}");
+            return Ok(());
+        }
     };
     RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
     meta.set_repository_private(&name, private).await?;

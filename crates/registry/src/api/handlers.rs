@@ -25,7 +25,7 @@ const READ_CHUNK: usize = 512 * 1024;
 const TAGS_PAGE_MAX: usize = 10_000;
 const CATALOG_PAGE_DEFAULT: usize = 1_000;
 
-type App = State<Arc<AppState>>;
+pub(super) type App = State<Arc<AppState>>;
 type Query = Vec<(String, String)>;
 
 /// `GET /v2/`: the API version check. With auth on, it is also where
@@ -519,11 +519,11 @@ fn status_only(status: StatusCode) -> Response {
     res
 }
 
-fn plain(status: StatusCode) -> Response {
+pub(super) fn plain(status: StatusCode) -> Response {
     status_only(status)
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let len = body.len();
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;

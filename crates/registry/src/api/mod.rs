@@ -8,6 +8,7 @@
 
 mod access;
 mod handlers;
+mod hub;
 mod response;
 mod route;
 
@@ -41,6 +42,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/", any(handlers::base))
         .route("/v2/{*rest}", any(handlers::dispatch))
         .route("/token", axum::routing::get(handlers::token))
+        .route("/v1/_ping", axum::routing::get(hub::ping))
+        .route("/v1/search", axum::routing::get(hub::search))
+        .route("/v1/repositories/{*rest}", any(hub::repositories))
         .layer(axum::middleware::map_response(api_version_header))
         .with_state(state)
 }

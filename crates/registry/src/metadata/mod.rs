@@ -74,6 +74,15 @@ pub struct OrgRecord {
     pub members: Vec<String>,
 }
 
+/// A repository as search shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSummary {
+    pub name: String,
+    pub description: Option<String>,
+    pub stars: u64,
+    pub private: bool,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Whether the repository has ever received a blob or manifest (and was not deleted).
@@ -173,4 +182,26 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn set_repository_private(&self, repo: &str, private: bool) -> Result<(), MetadataError>;
 
     async fn repository_private(&self, repo: &str) -> Result<bool, MetadataError>;
+
+    // ---- search and stars ----
+
+    /// Sets (or with `None` clears) a repository's description.
+    async fn set_repository_description(
+        &self,
+        repo: &str,
+        description: Option<&str>,
+    ) -> Result<(), MetadataError>;
+
+    /// Existing repositories whose name or description contains `query`
+    /// (case-insensitively), most starred first, then by name; at most `limit`.
+    async fn search_repositories(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<RepoSummary>, MetadataError>;
+
+    /// `user` stars `repo`; `false` if it already had.
+    async fn star(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
+
+    async fn unstar(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
 }

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use berth_reference::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ManifestRecord, MetadataError, MetadataStore, OrgRecord, UploadRecord, UserRecord};
+use super::{
+    ManifestRecord, MetadataError, MetadataStore, OrgRecord, RepoSummary, UploadRecord, UserRecord,
+};
 use crate::storage::UploadId;
 
 const SCHEMA: &str = r#"
@@ -77,6 +79,16 @@ CREATE TABLE IF NOT EXISTS repository_settings (
     name TEXT PRIMARY KEY,
     private INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS repository_descriptions (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stars (
+    user TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (user, repository)
+);
+CREATE INDEX IF NOT EXISTS stars_by_repository ON stars(repository);
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     repository TEXT NOT NULL,
@@ -258,6 +270,9 @@ impl MetadataStore for SqliteMetadata {
             tx.execute("DELETE FROM manifest_refs WHERE repository = ?1", [&repo]).map_err(db)?;
             tx.execute("DELETE FROM uploads WHERE repository = ?1", [&repo]).map_err(db)?;
             tx.execute("DELETE FROM repository_settings WHERE name = ?1", [&repo]).map_err(db)?;
+            tx.execute("DELETE FROM repository_descriptions WHERE name = ?1", [&repo])
+                .map_err(db)?;
+            tx.execute("DELETE FROM stars WHERE repository = ?1", [&repo]).map_err(db)?;
             let n = tx.execute("DELETE FROM repositories WHERE name = ?1", [&repo]).map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(n > 0)
@@ -593,6 +608,7 @@ impl MetadataStore for SqliteMetadata {
         self.call(move |c| {
             let tx = c.transaction().map_err(db)?;
             tx.execute("DELETE FROM org_members WHERE user = ?1", [&name]).map_err(db)?;
+            tx.execute("DELETE FROM stars WHERE user = ?1", [&name]).map_err(db)?;
             let n = tx.execute("DELETE FROM users WHERE name = ?1", [&name]).map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(n > 0)
@@ -712,6 +728,87 @@ impl MetadataStore for SqliteMetadata {
             c.prepare_cached("SELECT private FROM repository_settings WHERE name = ?1")
                 .and_then(|mut s| s.query_row([&repo], |r| r.get::<_, bool>(0)).optional())
                 .map(|o| o.unwrap_or(false))
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_repository_description(
+        &self,
+        repo: &str,
+        description: Option<&str>,
+    ) -> Result<(), MetadataError> {
+        let (repo, description) = (repo.to_owned(), description.map(str::to_owned));
+        self.call(move |c| {
+            match description {
+                Some(d) => c.execute(
+                    "INSERT INTO repository_descriptions (name, description) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+                    params![repo, d],
+                ),
+                None => c.execute("DELETE FROM repository_descriptions WHERE name = ?1", [&repo]),
+            }
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn search_repositories(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<RepoSummary>, MetadataError> {
+        let query = query.to_lowercase();
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT r.name, d.description,
+                            (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name) AS n,
+                            COALESCE(p.private, 0)
+                     FROM repositories r
+                     LEFT JOIN repository_descriptions d ON d.name = r.name
+                     LEFT JOIN repository_settings p ON p.name = r.name
+                     WHERE instr(lower(r.name), ?1) > 0
+                        OR instr(lower(COALESCE(d.description, '')), ?1) > 0
+                     ORDER BY n DESC, r.name
+                     LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![query, limit], |r| {
+                    Ok(RepoSummary {
+                        name: r.get(0)?,
+                        description: r.get(1)?,
+                        stars: r.get::<_, i64>(2)? as u64,
+                        private: r.get(3)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn star(&self, user: &str, repo: &str) -> Result<bool, MetadataError> {
+        let (user, repo) = (user.to_owned(), repo.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO stars (user, repository) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![user, repo],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn unstar(&self, user: &str, repo: &str) -> Result<bool, MetadataError> {
+        let (user, repo) = (user.to_owned(), repo.to_owned());
+        self.call(move |c| {
+            c.execute("DELETE FROM stars WHERE user = ?1 AND repository = ?2", params![user, repo])
+                .map(|n| n > 0)
                 .map_err(db)
         })
         .await

@@ -34,6 +34,7 @@ pub async fn run_suite(store: &dyn MetadataStore) {
     uploads(store).await;
     delete_repository(store).await;
     accounts(store).await;
+    search_and_stars(store).await;
 }
 
 async fn blob_links(store: &dyn MetadataStore) {
@@ -176,4 +177,29 @@ async fn accounts(store: &dyn MetadataStore) {
     assert!(!store.repository_exists("acme/secret").await.unwrap());
     store.set_repository_private("acme/secret", false).await.unwrap();
     assert!(!store.repository_private("acme/secret").await.unwrap());
+}
+
+async fn search_and_stars(store: &dyn MetadataStore) {
+    store.link_blob("find/alpha", &d("s"), 1).await.unwrap();
+    store.link_blob("find/beta", &d("s"), 1).await.unwrap();
+    store.link_blob("other/gamma", &d("s"), 1).await.unwrap();
+    store.set_repository_description("other/gamma", Some("An ALPHA tool")).await.unwrap();
+    store.set_repository_private("find/beta", true).await.unwrap();
+    assert!(store.star("u1", "find/beta").await.unwrap());
+    assert!(!store.star("u1", "find/beta").await.unwrap());
+    assert!(store.star("u2", "find/beta").await.unwrap());
+    let hits = store.search_repositories("ALPHA", 10).await.unwrap();
+    let names: Vec<&str> = hits.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["find/alpha", "other/gamma"]);
+    assert_eq!(hits[1].description.as_deref(), Some("An ALPHA tool"));
+    let hits = store.search_repositories("find", 10).await.unwrap();
+    assert_eq!(hits[0].name, "find/beta");
+    assert_eq!(hits[0].stars, 2);
+    assert!(hits[0].private);
+    assert_eq!(store.search_repositories("find", 1).await.unwrap().len(), 1);
+    assert!(store.unstar("u2", "find/beta").await.unwrap());
+    assert!(!store.unstar("u2", "find/beta").await.unwrap());
+    assert_eq!(store.search_repositories("beta", 10).await.unwrap()[0].stars, 1);
+    store.set_repository_description("other/gamma", None).await.unwrap();
+    assert_eq!(store.search_repositories("gamma", 10).await.unwrap()[0].description, None);
 }

@@ -1,0 +1,169 @@
+//! Docker Hub's endpoints beyond the distribution API: `docker search`
+//! (`/v1/_ping`, `/v1/search`), stars, and deleting a whole repository.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use serde::Serialize;
+
+use super::handlers::{App, json_response, plain};
+use super::response::error_response;
+use super::{AppState, query_pairs};
+use crate::auth::{Action, Identity, namespace};
+use crate::error::{Error, Result};
+use crate::registry::RepoName;
+
+const SEARCH_DEFAULT: usize = 25;
+const SEARCH_MAX: usize = 100;
+/// Matches considered before filtering by visibility and paging.
+const SEARCH_SCAN: usize = 10_000;
+
+/// `GET /v1/_ping`: docker search checks it before searching.
+pub async fn ping() -> Response {
+    let mut res = json_response(StatusCode::OK, br#"{"standalone":true}"#.to_vec());
+    res.headers_mut().insert("x-docker-registry-standalone", "true".parse().expect("static"));
+    res
+}
+
+#[derive(Serialize)]
+struct SearchResult {
+    name: String,
+    description: String,
+    star_count: u64,
+    is_official: bool,
+    is_automated: bool,
+}
+
+#[derive(Serialize)]
+struct SearchPage {
+    num_pages: usize,
+    num_results: usize,
+    page: usize,
+    page_size: usize,
+    query: String,
+    results: Vec<SearchResult>,
+}
+
+/// Who is calling, for endpoints outside `/v2/` (no credentials: anonymous;
+/// bad credentials: 401).
+async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Identity> {
+    let Some(auth) = &app.auth else { return Ok(Identity::Anonymous) };
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    auth.identify(authorization).await
+}
+
+/// `GET /v1/search?q=&n=&page=`: repositories whose name or description
+/// contains `q`, visible to the caller.
+pub async fn search(State(app): App, req: Request) -> Response {
+    match search_inner(&app, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, false),
+    }
+}
+
+async fn search_inner(app: &AppState, req: Request) -> Result<Response> {
+    let query = query_pairs(&req);
+    let param = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let q = param("q").unwrap_or_default();
+    let number =
+        |k: &str, default: usize| -> Result<usize> {
+            match param(k) {
+                None => Ok(default),
+                Some(v) => v.parse::<usize>().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                    Error::Unsupported(format!("{k}={v:?} is not a positive number"))
+                }),
+            }
+        };
+    let n = number("n", SEARCH_DEFAULT)?.min(SEARCH_MAX);
+    let page = number("page", 1)?;
+    let identity = caller(app, req.headers()).await?;
+    let user = match &app.auth {
+        Some(auth) => auth.user_of(&identity).await?,
+        None => None,
+    };
+    let mut visible = Vec::new();
+    for hit in app.registry.metadata().search_repositories(&q, SEARCH_SCAN).await? {
+        let may_pull = match &app.auth {
+            Some(auth) => auth.allowed(user.as_ref(), &hit.name).await?.contains(&Action::Pull),
+            None => true,
+        };
+        if may_pull {
+            visible.push(hit);
+        }
+    }
+    let total = visible.len();
+    let results = visible
+        .into_iter()
+        .skip((page - 1).saturating_mul(n))
+        .take(n)
+        .map(|h| SearchResult {
+            is_official: namespace(&h.name).is_none(),
+            name: h.name.strip_prefix("library/").unwrap_or(&h.name).to_owned(),
+            description: h.description.unwrap_or_default(),
+            star_count: h.stars,
+            is_automated: false,
+        })
+        .collect();
+    let body = SearchPage {
+        num_pages: total.div_ceil(n),
+        num_results: total,
+        page,
+        page_size: n,
+        query: q,
+        results,
+    };
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json")))
+}
+
+/// `/v1/repositories/<name>/star` (PUT stars, DELETE unstars) and
+/// `DELETE /v1/repositories/<name>/` (removes the whole repository).
+pub async fn repositories(State(app): App, req: Request) -> Response {
+    match repositories_inner(&app, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, false),
+    }
+}
+
+async fn repositories_inner(app: &AppState, req: Request) -> Result<Response> {
+    let rest = req.uri().path().strip_prefix("/v1/repositories/").unwrap_or_default();
+    let rest = rest.trim_end_matches('/');
+    let (name, star) = match rest.strip_suffix("/star") {
+        Some(name) => (name, true),
+        None => (rest, false),
+    };
+    let repo = RepoName::parse(name)?;
+    let identity = caller(app, req.headers()).await?;
+    match (star, req.method().clone()) {
+        (true, m @ (Method::PUT | Method::DELETE)) => {
+            let auth = app.auth.as_ref().ok_or_else(|| {
+                Error::Unsupported("stars need accounts: run the registry with --auth".into())
+            })?;
+            let user = auth.user_of(&identity).await?.ok_or(Error::Unauthorized(None))?;
+            if !auth.allowed(Some(&user), repo.as_str()).await?.contains(&Action::Pull)
+                || !app.registry.metadata().repository_exists(repo.as_str()).await?
+            {
+                return Err(Error::NameUnknown(repo.to_string()));
+            }
+            let meta = app.registry.metadata();
+            if m == Method::PUT {
+                meta.star(&user.name, repo.as_str()).await?;
+            } else {
+                meta.unstar(&user.name, repo.as_str()).await?;
+            }
+            Ok(plain(StatusCode::OK))
+        }
+        (false, Method::DELETE) => {
+            if let Some(auth) = &app.auth {
+                if matches!(identity, Identity::Anonymous) {
+                    return Err(Error::Unauthorized(None));
+                }
+                if !auth.permits(&identity, repo.as_str(), Action::Delete).await? {
+                    return Err(Error::Denied);
+                }
+            }
+            app.registry.delete_repository(&repo).await?;
+            Ok(plain(StatusCode::ACCEPTED))
+        }
+        _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED)),
+    }
+}
