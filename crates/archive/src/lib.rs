@@ -28,6 +28,6 @@ pub use changes::apply_changes;
 pub use compression::Compression;
 pub use error::ArchiveError;
 pub use import::{ImportOptions, import};
-pub use load::{ArchiveFormat, LoadedArchive, LoadedImage, LoadedLayer, load};
+pub use load::{ArchiveFormat, LoadedArchive, LoadedImage, LoadedLayer, load, load_dir};
 pub use save::{SaveFormat, SaveImage, SaveLayer, save};
 pub use scan::{METADATA_MEMBER_LIMIT, METADATA_TOTAL_LIMIT};

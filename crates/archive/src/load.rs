@@ -1,11 +1,13 @@
 //! Reading archives: `berth load`.
 
-use std::io::Read;
+use std::io::{self, Read};
+use std::path::Path;
+use std::thread;
 
 use berth_oci::{BlobSink, Descriptor, ImageConfig, media_type};
 use berth_reference::{Digest, Reference};
 
-use crate::compression::{Compression, decompress};
+use crate::compression::{BUFFER_SIZE, Compression, decompress};
 use crate::error::ArchiveError;
 use crate::scan::{Scan, scan};
 use crate::{docker_archive, oci_layout};
@@ -80,6 +82,30 @@ pub fn load<R: Read + Send + 'static>(
     })?;
     let (format, images) = resolve(&scan, sink)?;
     Ok(LoadedArchive { compression, format, images })
+}
+
+/// Reads an unpacked archive: an OCI image layout directory (`oci:` as
+/// skopeo writes it) or an extracted docker-archive. Same contract as
+/// [`load`]: the directory is streamed as a tar, so every check applies
+/// (symlinks stay symlinks and must stay inside the directory).
+pub fn load_dir(dir: &Path, sink: &dyn BlobSink) -> Result<LoadedArchive, ArchiveError> {
+    let (reader, writer) = io::pipe()?;
+    let root = dir.to_owned();
+    let producer = thread::spawn(move || -> io::Result<()> {
+        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(BUFFER_SIZE, writer));
+        builder.follow_symlinks(false);
+        builder.append_dir_all(".", &root)?;
+        builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    });
+    let loaded = load(reader, sink);
+    // A failure to read the directory explains a short stream best.
+    match producer.join() {
+        Ok(Err(e)) if loaded.is_err() && e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(ArchiveError::Io(e))
+        }
+        _ => loaded,
+    }
 }
 
 fn resolve(

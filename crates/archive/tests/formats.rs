@@ -138,3 +138,22 @@ fn gzip_compressed_layer_tar_in_a_docker_archive_is_verified_by_its_diff_id() {
     assert_eq!(layer.blob.media_type, berth_oci::media_type::OCI_LAYER_GZIP);
     assert_eq!(layer.uncompressed_size, 2048);
 }
+
+#[test]
+fn an_oci_layout_directory_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    tar::Archive::new(&fixture_bytes("skopeo-oci.tar")[..]).unpack(dir.path()).unwrap();
+    let a = berth_archive::load_dir(dir.path(), &DirBlobs::new()).unwrap();
+    assert_eq!(a.format, ArchiveFormat::OciLayout);
+    assert_eq!(a.images[0].id.as_str(), TINY_OCI_ID);
+    assert_eq!(a.images[0].tags[0].familiar(), "tiny:1.0");
+
+    // A symlink out of the directory is refused like any escaping member.
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("blobs/sha256/evil")).unwrap();
+    let err = berth_archive::load_dir(dir.path(), &DirBlobs::new()).unwrap_err();
+    assert!(err.to_string().contains("symlink to an absolute path"), "{err}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = berth_archive::load_dir(empty.path(), &DirBlobs::new()).unwrap_err();
+    assert!(matches!(err, berth_archive::ArchiveError::NotAnImageArchive), "{err}");
+}

@@ -466,3 +466,13 @@ fn import_makes_a_tagged_one_layer_image() {
 fn sha256_hex(data: &[u8]) -> String {
     berth_reference::Digest::sha256_of(data).hex().to_owned()
 }
+
+#[test]
+fn load_reads_an_oci_layout_directory() {
+    let env = Env::new();
+    let dir = env.path("layout");
+    tar::Archive::new(&fs::read(fixture("skopeo-oci.tar")).unwrap()[..]).unpack(&dir).unwrap();
+    let out = env.ok(&["load", "-i", dir.to_str().unwrap()]);
+    assert_eq!(out, "Loaded image: tiny:1.0\n");
+    assert_eq!(env.images(), vec![(TINY_OCI.to_string(), s(&[DIFF_1, DIFF_2]), s(&["tiny:1.0"]))]);
+}

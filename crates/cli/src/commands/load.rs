@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use berth_archive::LoadedImage;
+use berth_archive::{LoadedArchive, LoadedImage};
 use berth_store::{NewImage, NewLayer, Store};
 
 use crate::context::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Read from tar archive file, instead of STDIN
+    /// Read from tar archive file (or OCI layout directory), instead of STDIN
     #[arg(short, long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// Suppress the load output
@@ -23,22 +23,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let (input, total): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
-        Some(path) => {
-            let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
-            let len = file.metadata().ok().map(|m| m.len());
-            (Box::new(file), len)
-        }
-        None => {
-            if io::stdin().is_terminal() {
-                bail!("requested load from stdin, but stdin is empty");
-            }
-            (Box::new(io::stdin()), None)
-        }
-    };
-    let input = Progress::wrap(input, "Loading", total, !args.quiet);
     let store = Store::open(ctx.root())?;
-    let archive = berth_archive::load(input, &store)?;
+    let archive = match &args.input {
+        // An OCI image layout directory (`oci:`), or an unpacked archive.
+        Some(dir) if dir.is_dir() => berth_archive::load_dir(dir, &store)?,
+        _ => load_stream(&args, &store)?,
+    };
     let images: Vec<NewImage> = archive.images.iter().map(new_image).collect();
     let committed = store.commit_images(images)?;
 
@@ -59,6 +49,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads an archive file, or stdin, showing progress on a terminal.
+fn load_stream(args: &Args, store: &Store) -> anyhow::Result<LoadedArchive> {
+    let (input, total): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+            let len = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), len)
+        }
+        None => {
+            if io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            (Box::new(io::stdin()), None)
+        }
+    };
+    let input = Progress::wrap(input, "Loading", total, !args.quiet);
+    Ok(berth_archive::load(input, store)?)
 }
 
 /// What the store records for a verified image from an archive.
