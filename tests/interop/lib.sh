@@ -68,6 +68,7 @@ if [[ -z "${BERTH:-}" ]]; then
 fi
 if [[ -z "${BERTH:-}" || ! -x "$BERTH" ]]; then
     echo "FAIL: no berth binary (build it with 'cargo build -p berth-cli' or set BERTH)" >&2
+    rm -rf "$T"
     exit 1
 fi
 export BERTH
