@@ -82,6 +82,18 @@ impl Env {
         err
     }
 
+    /// Every file under the store's blobs/ and tmp/, sorted.
+    fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for dir in ["blobs/sha256", "tmp"] {
+            for e in fs::read_dir(self.root().join(dir)).unwrap() {
+                out.push(format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()));
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Every image: ID, diff IDs, tags (familiar, sorted), sorted by ID.
     fn images(&self) -> Vec<(String, Vec<String>, Vec<String>)> {
         let store = Store::open(&self.root()).unwrap();
@@ -301,6 +313,7 @@ fn bad_archives_fail_clearly_and_change_nothing() {
     let env = Env::new();
     env.ok(&["load", "-i", fixture("podman-save-docker.tar").to_str().unwrap()]);
     let before = env.images();
+    let files_before = env.files();
     let good = fs::read(fixture("docker-save-tiny.tar")).unwrap();
     let layer = "9069693abddc2bf8a0eddba7fdca55978bd4a9e4598df97dc5f78f996bfc6c9e.tar";
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -376,10 +389,12 @@ fn bad_archives_fail_clearly_and_change_nothing() {
         let err = env.fails(&["load", "-i", file.to_str().unwrap()], None);
         assert!(err.contains(message), "{what}: {err}");
         assert_eq!(env.images(), before, "{what}: the store changed");
+        assert_eq!(env.files(), files_before, "{what}: blobs were left behind");
         // And from stdin.
         let err = env.fails(&["load"], Some(&bytes));
         assert!(err.contains(message), "{what} (stdin): {err}");
         assert_eq!(env.images(), before, "{what}: the store changed");
+        assert_eq!(env.files(), files_before, "{what}: blobs were left behind");
     }
 }
 
@@ -453,6 +468,7 @@ fn import_makes_a_tagged_one_layer_image() {
 
     // Bad input changes nothing.
     let before = env.images();
+    let files_before = env.files();
     env.fails(&["import", "-c", "RUN rm -rf /", file.to_str().unwrap()], None);
     env.fails(&["import", file.to_str().unwrap(), "Bad:Name"], None);
     let err = env.fails(
@@ -461,6 +477,7 @@ fn import_makes_a_tagged_one_layer_image() {
     );
     assert!(err.contains("invalid rootfs tarball"), "{err}");
     assert_eq!(env.images(), before);
+    assert_eq!(env.files(), files_before, "blobs were left behind");
 }
 
 fn sha256_hex(data: &[u8]) -> String {

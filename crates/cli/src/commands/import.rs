@@ -11,7 +11,7 @@ use berth_oci::Platform;
 use berth_reference::Reference;
 use berth_store::{Store, StoreError};
 
-use crate::commands::load::{Progress, new_image};
+use crate::commands::load::{Progress, discard_orphans, new_image};
 use crate::context::Context;
 
 #[derive(clap::Args)]
@@ -69,9 +69,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         created: SystemTime::now(),
     };
     let store = Store::open(ctx.root())?;
-    let mut image = berth_archive::import(input, &store, &options)?;
-    image.tags.extend(tag);
-    let committed = store.commit_images(vec![new_image(&image)])?;
+    let imported = berth_archive::import(input, &store, &options)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut image| {
+            image.tags.extend(tag);
+            Ok(store.commit_images(vec![new_image(&image)])?)
+        });
+    drop(store);
+    let committed = imported.inspect_err(|_| discard_orphans(ctx))?;
     println!("{}", committed[0].id);
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use berth_archive::{LoadedArchive, LoadedImage};
-use berth_store::{NewImage, NewLayer, Store};
+use berth_store::{Committed, NewImage, NewLayer, Store};
 
 use crate::context::Context;
 
@@ -24,13 +24,9 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let store = Store::open(ctx.root())?;
-    let archive = match &args.input {
-        // An OCI image layout directory (`oci:`), or an unpacked archive.
-        Some(dir) if dir.is_dir() => berth_archive::load_dir(dir, &store)?,
-        _ => load_stream(&args, &store)?,
-    };
-    let images: Vec<NewImage> = archive.images.iter().map(new_image).collect();
-    let committed = store.commit_images(images)?;
+    let loaded = load_and_commit(&store, &args);
+    drop(store);
+    let (archive, committed) = loaded.inspect_err(|_| discard_orphans(ctx))?;
 
     let mut out = io::stdout().lock();
     for (image, committed) in archive.images.iter().zip(&committed) {
@@ -49,6 +45,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads the archive and commits its images in one transaction.
+fn load_and_commit(store: &Store, args: &Args) -> anyhow::Result<(LoadedArchive, Vec<Committed>)> {
+    let archive = match &args.input {
+        // An OCI image layout directory (`oci:`), or an unpacked archive.
+        Some(dir) if dir.is_dir() => berth_archive::load_dir(dir, store)?,
+        _ => load_stream(args, store)?,
+    };
+    let images: Vec<NewImage> = archive.images.iter().map(new_image).collect();
+    let committed = store.commit_images(images)?;
+    Ok((archive, committed))
+}
+
+/// After a failed load or import, removes the blobs it wrote that no image
+/// references, so bad input leaves the store exactly as it was. Skipped
+/// (the garbage collector gets them later) while another berth process is
+/// ingesting, since its blobs are not committed yet either.
+pub(crate) fn discard_orphans(ctx: &Context) {
+    if let Ok(store) = Store::open(ctx.root()) {
+        let _ = store.collect_garbage();
+    }
 }
 
 /// Reads an archive file, or stdin, showing progress on a terminal.
