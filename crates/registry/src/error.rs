@@ -122,7 +122,7 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(StorageError),
     #[error("metadata: {0}")]
-    Metadata(#[from] MetadataError),
+    Metadata(MetadataError),
 }
 
 impl Error {
@@ -188,6 +188,15 @@ impl From<StorageError> for Error {
             )),
             StorageError::InvalidRange => Error::RangeInvalid("range not satisfiable".into()),
             other => Error::Storage(other),
+        }
+    }
+}
+
+impl From<MetadataError> for Error {
+    fn from(e: MetadataError) -> Error {
+        match e {
+            MetadataError::MissingBlob(d) => Error::ManifestBlobUnknown(d.to_string()),
+            other => Error::Metadata(other),
         }
     }
 }

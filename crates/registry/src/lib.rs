@@ -7,6 +7,7 @@
 //! - [`api`]: the `/v2/` HTTP API on axum.
 //! - [`auth`]: accounts, Docker Hub's permission rules, Basic and token auth.
 //! - [`error`]: domain errors and the one table of OCI codes and statuses.
+//! - [`gc`]: garbage collection, safe during pushes (grace period).
 //! - [`server`]: listening, shutdown, health, metrics and request logs.
 //!
 //! The embedded default ([`open_local`]) keeps blobs on the filesystem and
@@ -22,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod metadata;
 pub mod metrics;
 pub mod registry;

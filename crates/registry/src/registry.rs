@@ -409,7 +409,7 @@ impl Registry {
     }
 
     /// Links an existing blob into `repo` from `from` (or, if allowed and
-    /// `from` is absent, from anywhere). `false`: not mountable.
+    /// `from` is absent, from any repository). `false`: not mountable.
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
@@ -421,10 +421,14 @@ impl Registry {
                 Some(size) => size,
                 None => return Ok(false),
             },
-            None if self.limits.mount_without_from => match self.blobs.stat(digest).await? {
-                Some(info) => info.size,
-                None => return Ok(false),
-            },
+            // "Known to the registry" means linked somewhere: a stored blob
+            // nothing links is garbage that collection may be removing.
+            None if self.limits.mount_without_from => {
+                match self.meta.blob_linked_anywhere(digest).await? {
+                    Some(size) => size,
+                    None => return Ok(false),
+                }
+            }
             None => return Ok(false),
         };
         if self.blobs.stat(digest).await?.is_none() {

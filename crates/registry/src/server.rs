@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -17,13 +17,47 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::auth::Auth;
+use crate::gc::GcOptions;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 /// The whole HTTP application for `registry`; with `auth`, Docker Hub's
 /// accounts and permissions apply, without it the registry is open.
 pub fn app(registry: Registry, auth: Option<Auth>) -> Router {
+    router(Arc::new(AppState { registry, metrics: Metrics::default(), auth, scheme: "http" }))
+}
+
+/// [`app`], plus garbage collection every `every` in the background (must
+/// be called inside a tokio runtime).
+pub fn app_with_gc(
+    registry: Registry,
+    auth: Option<Auth>,
+    gc: GcOptions,
+    every: Duration,
+) -> Router {
     let state = Arc::new(AppState { registry, metrics: Metrics::default(), auth, scheme: "http" });
+    let for_gc = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match for_gc.registry.collect_garbage(&gc).await {
+                Ok(r) => tracing::info!(
+                    blobs = r.blobs_deleted.len(),
+                    bytes = r.bytes_reclaimed,
+                    manifests = r.manifests_deleted.len(),
+                    uploads = r.uploads_expired,
+                    "garbage collection"
+                ),
+                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+            }
+        }
+    });
+    router(state)
+}
+
+fn router(state: Arc<AppState>) -> Router {
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

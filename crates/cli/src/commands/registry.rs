@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use berth_registry::RepoName;
 use berth_registry::auth::{Auth, password};
 use berth_registry::config::Config;
+use berth_registry::gc::GcOptions;
 use berth_registry::metadata::{MetadataStore, SqliteMetadata, UserRecord};
 use berth_registry::server;
 
@@ -34,6 +35,24 @@ pub enum Command {
     /// Manage repositories
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Delete blobs nothing uses (safe while the server runs)
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GcArgs {
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep blobs younger than this many minutes (pushes in progress need them)
+    #[arg(long, default_value_t = 30, value_name = "MINUTES")]
+    grace_minutes: u64,
+    /// Remove uploads idle for this many hours
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    upload_expiry_hours: u64,
+    /// Also delete manifests that no tag reaches (children of tagged indexes stay)
+    #[arg(long)]
+    delete_untagged: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -131,7 +150,43 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
         Command::User(c) => admin(ctx, |meta| Box::pin(user(meta, c))),
         Command::Org(c) => admin(ctx, |meta| Box::pin(org(meta, c))),
         Command::Repo(c) => admin(ctx, |meta| Box::pin(repo(meta, c))),
+        Command::Gc(args) => gc(ctx, args),
     }
+}
+
+fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
+    let root = registry_root(ctx, &Config::default());
+    let registry = berth_registry::open_local(&root, Default::default())?;
+    let opts = GcOptions {
+        dry_run: args.dry_run,
+        grace: std::time::Duration::from_secs(args.grace_minutes * 60),
+        upload_expiry: std::time::Duration::from_secs(args.upload_expiry_hours * 3600),
+        delete_untagged: args.delete_untagged,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(registry.collect_garbage(&opts))?;
+    let verb = if args.dry_run { "Would delete" } else { "Deleted" };
+    for (repo, digest) in &report.manifests_deleted {
+        println!("{verb} manifest {repo}@{digest}");
+    }
+    for (digest, size) in &report.blobs_deleted {
+        println!("{verb} blob {digest} ({size} bytes)");
+    }
+    println!(
+        "{} {} blob(s), {} manifest(s), {} upload(s); {} unreferenced blob(s) kept (younger than {} minutes)",
+        verb,
+        report.blobs_deleted.len(),
+        report.manifests_deleted.len(),
+        report.uploads_expired,
+        report.blobs_kept_young,
+        args.grace_minutes
+    );
+    let what = if args.dry_run { "Reclaimable space" } else { "Total reclaimed space" };
+    println!("{what}: {} bytes", report.bytes_reclaimed);
+    Ok(())
 }
 
 type Meta = std::sync::Arc<dyn MetadataStore>;
@@ -327,7 +382,11 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = server::bind(&addr).await?;
         tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), "registry listening");
-        server::serve(listener, server::app(registry, auth), server::shutdown_signal()).await?;
+        let app = match config.gc() {
+            Some((opts, every)) => server::app_with_gc(registry, auth, opts, every),
+            None => server::app(registry, auth),
+        };
+        server::serve(listener, app, server::shutdown_signal()).await?;
         Ok::<(), anyhow::Error>(())
     })
 }

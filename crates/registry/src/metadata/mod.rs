@@ -28,6 +28,10 @@ pub enum MetadataError {
     Database(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// A manifest names a blob its repository does not hold (checked in the
+    /// same transaction that stores the manifest).
+    #[error("blob {0} is not in the repository")]
+    MissingBlob(Digest),
 }
 
 /// A manifest as the registry indexes it (its bytes live in blob storage).
@@ -83,6 +87,17 @@ pub struct RepoSummary {
     pub private: bool,
 }
 
+/// Everything garbage collection needs to know, read in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct GcSnapshot {
+    /// Every manifest with its repository and creation time (Unix seconds).
+    pub manifests: Vec<(String, ManifestRecord, i64)>,
+    /// Every tag: repository and the manifest it points at.
+    pub tags: Vec<(String, Digest)>,
+    /// Every blob link: repository, blob, when it was linked (Unix seconds).
+    pub links: Vec<(String, Digest, i64)>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Whether the repository has ever received a blob or manifest (and was not deleted).
@@ -107,7 +122,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError>;
 
     /// Stores a manifest (idempotent) and, if given, points `tag` at it, in
-    /// one transaction. Creates the repository.
+    /// one transaction. Creates the repository. Every blob in `record.blobs`
+    /// must be linked in `repo` at commit time (`MissingBlob` otherwise), so
+    /// a concurrent garbage collection cannot strand the manifest.
     async fn put_manifest(
         &self,
         repo: &str,
@@ -204,4 +221,25 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn star(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
 
     async fn unstar(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
+
+    // ---- garbage collection ----
+
+    /// The size of `digest` if any repository holds it.
+    async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+
+    async fn gc_snapshot(&self) -> Result<GcSnapshot, MetadataError>;
+
+    /// Removes the link of `digest` from `repo` if it was made before
+    /// `linked_before` and no manifest of `repo` references it (one
+    /// transaction). `true` if removed.
+    async fn unlink_stale_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        linked_before: i64,
+    ) -> Result<bool, MetadataError>;
+
+    /// Whether anything still needs `digest`: a link, a manifest reference,
+    /// or a manifest with that digest, in any repository.
+    async fn blob_in_use(&self, digest: &Digest) -> Result<bool, MetadataError>;
 }

@@ -12,7 +12,8 @@ use berth_reference::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ManifestRecord, MetadataError, MetadataStore, OrgRecord, RepoSummary, UploadRecord, UserRecord,
+    GcSnapshot, ManifestRecord, MetadataError, MetadataStore, OrgRecord, RepoSummary, UploadRecord,
+    UserRecord,
 };
 use crate::storage::UploadId;
 
@@ -355,6 +356,19 @@ impl MetadataStore for SqliteMetadata {
                     ],
                 )
                 .map_err(db)?;
+            for blob in &record.blobs {
+                let linked = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM blob_links WHERE repository = ?1 AND digest = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![repo, blob.to_string()], |_| Ok(())).optional()
+                    })
+                    .map_err(db)?;
+                if linked.is_none() {
+                    return Err(MetadataError::MissingBlob(blob.clone()));
+                }
+            }
             if inserted > 0 {
                 let refs = record.blobs.iter().map(|d| (d, "blob"));
                 let refs = refs.chain(record.children.iter().map(|d| (d, "manifest")));
@@ -810,6 +824,99 @@ impl MetadataStore for SqliteMetadata {
             c.execute("DELETE FROM stars WHERE user = ?1 AND repository = ?2", params![user, repo])
                 .map(|n| n > 0)
                 .map_err(db)
+        })
+        .await
+    }
+
+    async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+        let digest = digest.to_string();
+        self.call(move |c| {
+            c.query_row("SELECT size FROM blob_links WHERE digest = ?1 LIMIT 1", [&digest], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|o| o.map(|n| n as u64))
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn gc_snapshot(&self) -> Result<GcSnapshot, MetadataError> {
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut snapshot = GcSnapshot::default();
+            let keys: Vec<(String, String, i64)> = {
+                let mut stmt =
+                    tx.prepare("SELECT repository, digest, created FROM manifests").map_err(db)?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)?
+            };
+            for (repo, digest, created) in keys {
+                if let Some(record) = load_manifest(&tx, &repo, &digest)? {
+                    snapshot.manifests.push((repo, record, created));
+                }
+            }
+            {
+                let mut stmt = tx.prepare("SELECT repository, digest FROM tags").map_err(db)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(db)?;
+                for row in rows {
+                    let (repo, d) = row.map_err(db)?;
+                    snapshot.tags.push((repo, parse_digest(&d)?));
+                }
+            }
+            {
+                let mut stmt =
+                    tx.prepare("SELECT repository, digest, created FROM blob_links").map_err(db)?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    })
+                    .map_err(db)?;
+                for row in rows {
+                    let (repo, d, created) = row.map_err(db)?;
+                    snapshot.links.push((repo, parse_digest(&d)?, created));
+                }
+            }
+            Ok(snapshot)
+        })
+        .await
+    }
+
+    async fn unlink_stale_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        linked_before: i64,
+    ) -> Result<bool, MetadataError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM blob_links
+                 WHERE repository = ?1 AND digest = ?2 AND created < ?3
+                   AND NOT EXISTS (SELECT 1 FROM manifest_refs
+                                   WHERE repository = ?1 AND digest = ?2)",
+                params![repo, digest, linked_before],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn blob_in_use(&self, digest: &Digest) -> Result<bool, MetadataError> {
+        let digest = digest.to_string();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = ?1)
+                     OR EXISTS (SELECT 1 FROM manifest_refs WHERE digest = ?1)
+                     OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
+                [&digest],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(db)
         })
         .await
     }

@@ -25,6 +25,12 @@ fn record(name: &str, subject: Option<&str>, children: &[&str]) -> ManifestRecor
     }
 }
 
+/// Links the blobs [`record`] names, as a push would before the manifest.
+async fn link_record_blobs(store: &dyn MetadataStore, repo: &str) {
+    store.link_blob(repo, &d("config"), 1).await.unwrap();
+    store.link_blob(repo, &d("layer"), 1).await.unwrap();
+}
+
 /// Runs every contract check against `store`, panicking on the first failure.
 pub async fn run_suite(store: &dyn MetadataStore) {
     blob_links(store).await;
@@ -35,6 +41,8 @@ pub async fn run_suite(store: &dyn MetadataStore) {
     delete_repository(store).await;
     accounts(store).await;
     search_and_stars(store).await;
+    gc_view(store).await;
+    gc_view_links(store).await;
 }
 
 async fn blob_links(store: &dyn MetadataStore) {
@@ -52,6 +60,7 @@ async fn blob_links(store: &dyn MetadataStore) {
 
 async fn manifests_and_tags(store: &dyn MetadataStore) {
     let repo = "tags/repo";
+    link_record_blobs(store, repo).await;
     let m1 = record("m1", None, &[]);
     let index = record("index", None, &["m1"]);
     store.put_manifest(repo, &m1, Some("v1")).await.unwrap();
@@ -78,6 +87,8 @@ async fn manifests_and_tags(store: &dyn MetadataStore) {
 
 async fn referrers(store: &dyn MetadataStore) {
     let repo = "ref/repo";
+    link_record_blobs(store, repo).await;
+    link_record_blobs(store, "ref/second").await;
     store.put_manifest(repo, &record("sig", Some("target"), &[]), None).await.unwrap();
     store.put_manifest(repo, &record("sbom", Some("target"), &[]), None).await.unwrap();
     store.put_manifest(repo, &record("other", Some("elsewhere"), &[]), None).await.unwrap();
@@ -93,6 +104,7 @@ async fn referrers(store: &dyn MetadataStore) {
 
 async fn listing_pagination(store: &dyn MetadataStore) {
     let repo = "page/repo";
+    link_record_blobs(store, repo).await;
     let m = record("paged", None, &[]);
     for tag in ["c", "a", "b", "d"] {
         store.put_manifest(repo, &m, Some(tag)).await.unwrap();
@@ -123,6 +135,7 @@ async fn uploads(store: &dyn MetadataStore) {
 async fn delete_repository(store: &dyn MetadataStore) {
     let repo = "gone/repo";
     store.link_blob(repo, &d("b"), 1).await.unwrap();
+    link_record_blobs(store, repo).await;
     store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
     assert!(store.delete_repository(repo).await.unwrap());
     assert!(!store.repository_exists(repo).await.unwrap());
@@ -130,6 +143,7 @@ async fn delete_repository(store: &dyn MetadataStore) {
     assert_eq!(store.manifest(repo, &d("gm")).await.unwrap(), None);
     assert_eq!(store.blob_link(repo, &d("b")).await.unwrap(), None);
     // The name can be used again from scratch.
+    link_record_blobs(store, repo).await;
     store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
     assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), Some(d("gm")));
     assert!(!store.delete_repository("never/was").await.unwrap());
@@ -202,4 +216,41 @@ async fn search_and_stars(store: &dyn MetadataStore) {
     assert_eq!(store.search_repositories("beta", 10).await.unwrap()[0].stars, 1);
     store.set_repository_description("other/gamma", None).await.unwrap();
     assert_eq!(store.search_repositories("gamma", 10).await.unwrap()[0].description, None);
+}
+
+async fn gc_view(store: &dyn MetadataStore) {
+    let repo = "gc/view";
+    store.link_blob(repo, &d("gc-linked"), 3).await.unwrap();
+    link_record_blobs(store, repo).await;
+    store.put_manifest(repo, &record("gc-m", None, &[]), Some("t")).await.unwrap();
+    assert_eq!(store.blob_linked_anywhere(&d("gc-linked")).await.unwrap(), Some(3));
+    assert_eq!(store.blob_linked_anywhere(&d("gc-none")).await.unwrap(), None);
+    let snap = store.gc_snapshot().await.unwrap();
+    assert!(snap.links.iter().any(|(r, b, t)| r == repo && *b == d("gc-linked") && *t > 0));
+    assert!(snap.tags.contains(&(repo.to_owned(), d("gc-m"))));
+    let (_, m, created) =
+        snap.manifests.iter().find(|(r, m, _)| r == repo && m.digest == d("gc-m")).unwrap();
+    assert_eq!(m.blobs, [d("config"), d("layer")]);
+    assert!(*created > 0);
+}
+
+async fn gc_view_links(store: &dyn MetadataStore) {
+    let repo = "gc/links";
+    let far_future = i64::MAX;
+    // A manifest cannot name a blob its repository does not hold.
+    let err = store.put_manifest(repo, &record("needs-blobs", None, &[]), None).await.unwrap_err();
+    assert!(matches!(err, super::MetadataError::MissingBlob(_)), "{err:?}");
+    assert_eq!(store.manifest(repo, &d("needs-blobs")).await.unwrap(), None);
+    store.link_blob(repo, &d("config"), 1).await.unwrap();
+    store.link_blob(repo, &d("layer"), 1).await.unwrap();
+    store.link_blob(repo, &d("loose"), 1).await.unwrap();
+    store.put_manifest(repo, &record("uses", None, &[]), None).await.unwrap();
+    // Links a manifest uses stay; a loose one goes, but only if old enough.
+    assert!(!store.unlink_stale_blob(repo, &d("layer"), far_future).await.unwrap());
+    assert!(!store.unlink_stale_blob(repo, &d("loose"), 0).await.unwrap());
+    assert!(store.blob_in_use(&d("loose")).await.unwrap());
+    assert!(store.unlink_stale_blob(repo, &d("loose"), far_future).await.unwrap());
+    assert!(!store.blob_in_use(&d("loose")).await.unwrap());
+    assert!(store.blob_in_use(&d("uses")).await.unwrap());
+    assert!(store.blob_in_use(&d("layer")).await.unwrap());
 }
