@@ -90,6 +90,8 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
+    /// Starts reading `inner` on a new thread. Its errors reach the reader
+    /// in order, after the data read before them.
     pub fn spawn(mut inner: Box<dyn Read + Send>) -> ReadAhead {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
         thread::spawn(move || {
