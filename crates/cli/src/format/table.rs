@@ -6,9 +6,15 @@
 const MIN_WIDTH: usize = 10;
 const PADDING: usize = 3;
 
+/// Cells live in one buffer: a table of 10,000 rows costs a handful of
+/// allocations, not one per cell.
 #[derive(Default)]
 pub struct Table {
-    lines: Vec<Vec<String>>,
+    text: String,
+    /// Per cell: byte range in `text` and display width.
+    cells: Vec<(usize, usize, usize)>,
+    /// Per line: range of its cells in `cells`.
+    lines: Vec<(usize, usize)>,
 }
 
 impl Table {
@@ -16,15 +22,40 @@ impl Table {
         Table::default()
     }
 
-    /// Adds one line; `\t` separates cells, `\n` starts further lines.
+    /// Adds text: `\t` separates cells, `\n` starts further lines.
     pub fn push(&mut self, text: &str) {
         for line in text.split('\n') {
-            self.lines.push(line.split('\t').map(str::to_owned).collect());
+            let first = self.cells.len();
+            for cell in line.split('\t') {
+                self.add_cell(cell);
+            }
+            self.lines.push((first, self.cells.len()));
         }
     }
 
+    /// Adds one line made of `cells`.
+    pub fn push_cells(&mut self, cells: &[&str]) {
+        let first = self.cells.len();
+        for cell in cells {
+            self.add_cell(cell);
+        }
+        self.lines.push((first, self.cells.len()));
+    }
+
+    fn add_cell(&mut self, cell: &str) {
+        let start = self.text.len();
+        self.text.push_str(cell);
+        let width = if cell.is_ascii() { cell.len() } else { cell.chars().count() };
+        self.cells.push((start, self.text.len(), width));
+    }
+
+    fn cell_count(&self, line: usize) -> usize {
+        let (a, b) = self.lines[line];
+        b - a
+    }
+
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.text.len() * 2);
         let mut widths = Vec::new();
         self.format(&mut out, &mut widths, 0, self.lines.len());
         out
@@ -34,7 +65,7 @@ impl Table {
         let column = widths.len();
         let mut this = line0;
         while this < line1 {
-            if column + 1 >= self.lines[this].len() {
+            if column + 1 >= self.cell_count(this) {
                 this += 1;
                 continue;
             }
@@ -42,8 +73,8 @@ impl Table {
             self.write_lines(out, widths, line0, this);
             line0 = this;
             let mut width = MIN_WIDTH;
-            while this < line1 && column + 1 < self.lines[this].len() {
-                width = width.max(self.lines[this][column].chars().count() + PADDING);
+            while this < line1 && column + 1 < self.cell_count(this) {
+                width = width.max(self.cells[self.lines[this].0 + column].2 + PADDING);
                 this += 1;
             }
             widths.push(width);
@@ -55,12 +86,11 @@ impl Table {
     }
 
     fn write_lines(&self, out: &mut String, widths: &[usize], line0: usize, line1: usize) {
-        for line in &self.lines[line0..line1] {
-            for (j, cell) in line.iter().enumerate() {
-                out.push_str(cell);
+        for &(first, end) in &self.lines[line0..line1] {
+            for (j, &(a, b, width)) in self.cells[first..end].iter().enumerate() {
+                out.push_str(&self.text[a..b]);
                 if let Some(&w) = widths.get(j) {
-                    let pad = w.saturating_sub(cell.chars().count());
-                    out.extend(std::iter::repeat_n(' ', pad));
+                    out.extend(std::iter::repeat_n(' ', w.saturating_sub(width)));
                 }
             }
             out.push('\n');
