@@ -79,6 +79,9 @@ rm -rf "$ctx"
 big_id="$(docker inspect --format '{{.Id}}' "$R/bench:big")"
 docker push -q "$R/bench:big" >/dev/null
 compressed_mib="$(du -sm "$T/distribution-$P/data" | cut -f1)"
+if [[ -n "${KEEP_REGISTRY_DATA:-}" ]]; then
+    rm -rf "$KEEP_REGISTRY_DATA" && cp -a "$T/distribution-$P/data" "$KEEP_REGISTRY_DATA"
+fi
 say "image: $(docker inspect --format '{{.Size}}' "$R/bench:big" | awk '{ printf "%d", $1 / 1048576 }') MiB," \
     "$compressed_mib MiB compressed in the registry, ID ${big_id:7:12}"
 
@@ -128,6 +131,10 @@ row "pull vs docker pull" "${m_bp}s" "${m_dp}s" "$(ratio "$m_bp" "$m_dp")" "<= 0
     "$(verdict le "$(ratio "$m_bp" "$m_dp")" 0.5)"
 row "pull vs skopeo copy to oci:" "${m_bp}s" "${m_sk}s" "$(ratio "$m_bp" "$m_sk")" "<= 1.0" \
     "$(verdict le "$(ratio "$m_bp" "$m_sk")" 1.0)"
-row "push vs docker push" "${m_bpu}s" "${m_dpu}s" "$(ratio "$m_bpu" "$m_dpu")" "<= 0.5" \
-    "$(verdict le "$(ratio "$m_bpu" "$m_dpu")" 0.5)"
+if [[ "$m_bpu" == 0 ]]; then
+    row "push vs docker push" "n/a" "${m_dpu}s" "n/a" "<= 0.5" "not measured"
+else
+    row "push vs docker push" "${m_bpu}s" "${m_dpu}s" "$(ratio "$m_bpu" "$m_dpu")" "<= 0.5" \
+        "$(verdict le "$(ratio "$m_bpu" "$m_dpu")" 0.5)"
+fi
 row "peak RSS of pull and push" "${rss} MiB" "" "" "< 150 MiB" "$(verdict lt "$rss" 150)"

@@ -8,12 +8,12 @@
 //! blob that failed verification. An interrupted download resumes with
 //! `Range` from the last byte received; the pipes never see the gap.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use berth_oci::media_type::{self, LayerCompression};
 use berth_oci::{Descriptor, ImageConfig, ImageManifest, Manifest, Platform};
-use berth_reference::{Digest, Hasher, HashingWriter, Reference};
+use berth_reference::{Digest, Hasher, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::Method;
@@ -29,8 +29,12 @@ use crate::{Client, ClientError, ImageStore};
 
 /// Largest image config accepted.
 const MAX_CONFIG_SIZE: u64 = 16 << 20;
-/// Chunks in flight per pipe (each up to the size of one network read).
-const PIPE_DEPTH: usize = 64;
+/// Chunks in flight per pipe (each up to the size of one network read, which
+/// can reach a few hundred KiB): bounds a layer's memory to a few MiB.
+const PIPE_DEPTH: usize = 8;
+/// Read size of the decompressor, in and out: large enough that per-call
+/// overhead vanishes next to inflating.
+const UNPACK_BUFFER: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -395,28 +399,40 @@ impl Client {
 /// Decompresses a layer and returns its diff ID and uncompressed size.
 /// Always drains its input, so the network side never blocks on it.
 fn unpack_and_hash(
-    mut input: ChunkReader,
+    input: ChunkReader,
     compression: LayerCompression,
 ) -> Result<(Digest, u64), String> {
-    let mut out = HashingWriter::new(io::sink(), berth_reference::Algorithm::Sha256);
-    let result = match compression {
-        LayerCompression::None => io::copy(&mut input, &mut out).map(|_| ()),
-        // Multi-member: parallel compressors write concatenated gzip members.
-        LayerCompression::Gzip => {
-            io::copy(&mut flate2::read::MultiGzDecoder::new(&mut input), &mut out).map(|_| ())
+    let mut input = io::BufReader::with_capacity(UNPACK_BUFFER, input);
+    let mut hasher = Hasher::new(berth_reference::Algorithm::Sha256);
+    let mut size = 0u64;
+    let mut buf = vec![0u8; UNPACK_BUFFER];
+    let mut hash_all = |r: &mut dyn Read| -> io::Result<()> {
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    size += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        LayerCompression::Zstd => zstd::stream::read::Decoder::new(&mut input)
-            .and_then(|mut d| io::copy(&mut d, &mut out))
-            .map(|_| ()),
+    };
+    let result = match compression {
+        LayerCompression::None => hash_all(&mut input),
+        // Multi-member: parallel compressors write concatenated gzip members.
+        LayerCompression::Gzip => hash_all(&mut flate2::bufread::MultiGzDecoder::new(&mut input)),
+        LayerCompression::Zstd => {
+            zstd::stream::read::Decoder::with_buffer(&mut input).and_then(|mut d| hash_all(&mut d))
+        }
     };
     let trailing = io::copy(&mut input, &mut io::sink()).unwrap_or(0);
-    out.flush().ok();
     result.map_err(|e| format!("cannot decompress: {e}"))?;
     if trailing > 0 {
         return Err(format!("{trailing} bytes of garbage after the compressed data"));
     }
-    let (_, digest, size) = out.into_parts();
-    Ok((digest, size))
+    Ok((hasher.finish(), size))
 }
 
 /// The reader handed to the store: passes bytes through, and at end of

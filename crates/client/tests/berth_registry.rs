@@ -20,7 +20,8 @@ async fn start_registry() -> (String, tempfile::TempDir) {
         berth_registry::open_local(dir.path(), berth_registry::Limits::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(berth_registry::server::serve(listener, registry, std::future::pending()));
+    let app = berth_registry::server::app(registry, None);
+    tokio::spawn(berth_registry::server::serve(listener, app, std::future::pending()));
     (addr, dir)
 }
 
