@@ -21,39 +21,49 @@ use crate::gc::GcOptions;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
+/// How the HTTP application is put together.
+#[derive(Default)]
+pub struct Options {
+    /// Docker Hub's accounts and permissions; `None`: an open registry.
+    pub auth: Option<Auth>,
+    /// Periodic garbage collection: options and interval.
+    pub gc: Option<(GcOptions, Duration)>,
+    /// Served over TLS (the token realm is then `https://`).
+    pub tls: bool,
+}
+
 /// The whole HTTP application for `registry`; with `auth`, Docker Hub's
 /// accounts and permissions apply, without it the registry is open.
 pub fn app(registry: Registry, auth: Option<Auth>) -> Router {
-    router(Arc::new(AppState { registry, metrics: Metrics::default(), auth, scheme: "http" }))
+    build(registry, Options { auth, ..Options::default() })
 }
 
-/// [`app`], plus garbage collection every `every` in the background (must
-/// be called inside a tokio runtime).
-pub fn app_with_gc(
-    registry: Registry,
-    auth: Option<Auth>,
-    gc: GcOptions,
-    every: Duration,
-) -> Router {
-    let state = Arc::new(AppState { registry, metrics: Metrics::default(), auth, scheme: "http" });
-    let for_gc = state.clone();
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.tick().await;
-        loop {
+/// The application with every option. With `gc`, it must be called inside
+/// a tokio runtime (the collection runs as a background task).
+pub fn build(registry: Registry, options: Options) -> Router {
+    let scheme = if options.tls { "https" } else { "http" };
+    let state =
+        Arc::new(AppState { registry, metrics: Metrics::default(), auth: options.auth, scheme });
+    if let Some((gc, every)) = options.gc {
+        let for_gc = state.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
             ticks.tick().await;
-            match for_gc.registry.collect_garbage(&gc).await {
-                Ok(r) => tracing::info!(
-                    blobs = r.blobs_deleted.len(),
-                    bytes = r.bytes_reclaimed,
-                    manifests = r.manifests_deleted.len(),
-                    uploads = r.uploads_expired,
-                    "garbage collection"
-                ),
-                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+            loop {
+                ticks.tick().await;
+                match for_gc.registry.collect_garbage(&gc).await {
+                    Ok(r) => tracing::info!(
+                        blobs = r.blobs_deleted.len(),
+                        bytes = r.bytes_reclaimed,
+                        manifests = r.manifests_deleted.len(),
+                        uploads = r.uploads_expired,
+                        "garbage collection"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+                }
             }
-        }
-    });
+        });
+    }
     router(state)
 }
 
@@ -87,7 +97,15 @@ fn declared_length(headers: &axum::http::HeaderMap) -> u64 {
 }
 
 /// Logs and counts every request.
-async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in the URI (`:authority`), not a Host header;
+    // the token realm is built from Host, so give every request one.
+    if !req.headers().contains_key(header::HOST)
+        && let Some(authority) = req.uri().authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -136,6 +154,81 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     res
 }
 
+/// Serves `app` over TLS on `listener` until `shutdown` completes; in-flight
+/// requests are allowed to finish. HTTP/2 is offered through ALPN.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Reads a PEM certificate chain and private key into a server configuration.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad =
+        |what: &std::path::Path, e: String| ServeError::Tls(format!("{}: {e}", what.display()));
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(cert, "no certificate found".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -144,6 +237,8 @@ pub enum ServeError {
     Bind { addr: String, reason: std::io::Error },
     #[error("invalid listen address {0:?} (want HOST:PORT)")]
     Addr(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -70,3 +70,43 @@ async fn graceful_shutdown_lets_a_request_finish() {
     assert_eq!(header(&res, "range"), "0-21");
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn serves_https_with_the_token_realm_on_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let tls =
+        berth_registry::server::tls_config(&fixtures.join("tls.crt"), &fixtures.join("tls.key"))
+            .unwrap();
+    let registry = berth_registry::open_local(dir.path(), Default::default()).unwrap();
+    let auth =
+        berth_registry::auth::Auth::open(dir.path(), registry.metadata().clone(), "svc").unwrap();
+    let options = berth_registry::server::Options { auth: Some(auth), gc: None, tls: true };
+    let app = berth_registry::server::build(registry, options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_registry::server::serve_tls(listener, app, tls, async {
+        let _ = rx.await;
+    }));
+    let cert =
+        reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("tls.crt")).unwrap()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
+    let res = client.get(format!("https://localhost:{port}/v2/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&res, "www-authenticate"),
+        format!(r#"Bearer realm="https://localhost:{port}/token",service="svc""#)
+    );
+    let res = client.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::Client::new().get(format!("http://localhost:{port}/v2/")).send().await;
+    assert!(plain.is_err());
+    // Bad key material is reported, not served.
+    let err =
+        berth_registry::server::tls_config(&fixtures.join("tls.key"), &fixtures.join("tls.key"));
+    assert!(err.unwrap_err().to_string().contains("no certificate"));
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

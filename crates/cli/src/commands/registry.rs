@@ -139,6 +139,12 @@ pub struct ServeArgs {
     /// Require accounts to push and to pull private repositories
     #[arg(long, env = "BERTH_REGISTRY_AUTH")]
     auth: bool,
+    /// Serve HTTPS with this PEM certificate (chain)
+    #[arg(long, env = "BERTH_REGISTRY_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "BERTH_REGISTRY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace
     #[arg(long, env = "BERTH_LOG", default_value = "info", value_name = "LEVEL")]
     log_level: String,
@@ -375,18 +381,23 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_config(cert, key)?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = server::bind(&addr).await?;
-        tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), "registry listening");
-        let app = match config.gc() {
-            Some((opts, every)) => server::app_with_gc(registry, auth, opts, every),
-            None => server::app(registry, auth),
-        };
-        server::serve(listener, app, server::shutdown_signal()).await?;
+        tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), tls = tls.is_some(), "registry listening");
+        let options = server::Options { auth, gc: config.gc(), tls: tls.is_some() };
+        let app = server::build(registry, options);
+        match tls {
+            Some(tls) => server::serve_tls(listener, app, tls, server::shutdown_signal()).await?,
+            None => server::serve(listener, app, server::shutdown_signal()).await?,
+        }
         Ok::<(), anyhow::Error>(())
     })
 }
