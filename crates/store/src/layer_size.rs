@@ -37,6 +37,21 @@ impl TarContentSize {
         self.total
     }
 
+    /// Data bytes the parser does not need to see next (an entry's content
+    /// it only counts), so a caller reading a file can seek past them.
+    fn skippable(&self) -> u64 {
+        if self.capture.is_none() && !self.finished { self.remaining } else { 0 }
+    }
+
+    /// Records that `n <= skippable()` bytes were skipped.
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.on_data_end()?;
+        }
+        Ok(())
+    }
+
     fn on_header(&mut self) -> io::Result<()> {
         let h = std::mem::take(&mut self.header);
         if h.iter().all(|&b| b == 0) {
@@ -174,18 +189,38 @@ impl Write for TarContentSize {
 }
 
 /// The content size of a stored layer blob, decompressing by media type.
+/// An uncompressed tar is walked header to header, seeking over contents.
 pub(crate) fn content_size_of_blob(path: &std::path::Path, media_type: &str) -> io::Result<u64> {
-    let file = io::BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?);
     let mut sizer = TarContentSize::new();
-    if media_type.ends_with("gzip") {
-        io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut sizer)?;
-    } else if media_type.ends_with("zstd") {
-        io::copy(&mut zstd::stream::read::Decoder::with_buffer(file)?, &mut sizer)?;
-    } else {
-        let mut file = file;
-        io::copy(&mut file, &mut sizer)?;
+    if media_type.ends_with("gzip") || media_type.ends_with("zstd") {
+        let file = io::BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?);
+        if media_type.ends_with("gzip") {
+            io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut sizer)?;
+        } else {
+            io::copy(&mut zstd::stream::read::Decoder::with_buffer(file)?, &mut sizer)?;
+        }
+        return Ok(sizer.size());
     }
+    walk_file(std::fs::File::open(path)?, &mut sizer)?;
     Ok(sizer.size())
+}
+
+fn walk_file<F: io::Read + io::Seek>(mut file: F, sizer: &mut TarContentSize) -> io::Result<()> {
+    let mut block = [0u8; BLOCK];
+    while !sizer.finished {
+        let skip = sizer.skippable();
+        if skip > 0 {
+            file.seek(io::SeekFrom::Current(skip as i64))?;
+            sizer.skip(skip)?;
+            continue;
+        }
+        let n = file.read(&mut block)?;
+        if n == 0 {
+            break;
+        }
+        sizer.write_all(&block[..n])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,6 +260,11 @@ mod tests {
             sizer.write_all(chunk).unwrap();
         }
         assert_eq!(sizer.size(), 1000 + 2 * 12 + 151 + 3);
+
+        // Walking a file with seeks gives the same answer.
+        let mut walked = TarContentSize::new();
+        walk_file(std::io::Cursor::new(&tar), &mut walked).unwrap();
+        assert_eq!(walked.size(), sizer.size());
     }
 
     #[test]

@@ -577,3 +577,56 @@ fn kill_mid_write_leaves_a_consistent_store() {
         assert!(store.check(false).unwrap().problems.is_empty());
     }
 }
+
+#[test]
+fn a_compressed_layer_is_measured_by_its_content() {
+    use std::io::Write;
+    let (_d, store) = store();
+    let tar = layer_tar("bin/busybox", &[9u8; 5000]);
+    let diff_id = Digest::sha256_of(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let (blob, size) = store.write_blob_bytes(&gz).unwrap();
+    let layer = berth_store::NewLayer {
+        diff_id: diff_id.clone(),
+        blob: Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size),
+        uncompressed_size: tar.len() as u64,
+    };
+    let cfg = config(std::slice::from_ref(&layer), T1, &[]);
+    let id = store
+        .commit_images(vec![NewImage {
+            config: cfg,
+            layers: vec![layer],
+            tags: vec![],
+            repo_digests: vec![],
+        }])
+        .unwrap()
+        .remove(0)
+        .id;
+    let rec = store.image(&id).unwrap();
+    assert_eq!(rec.size, 5000);
+    assert_eq!(rec.layers[0].uncompressed_size, tar.len() as u64);
+
+    // A size the caller measured while streaming is used as given.
+    let other = layer_tar("x", b"abc");
+    let (d, n) = store.write_blob_bytes(&other).unwrap();
+    store.note_content_size(&d, 3);
+    let layer = berth_store::NewLayer {
+        diff_id: d.clone(),
+        blob: Descriptor::new(media_type::OCI_LAYER, d, n),
+        uncompressed_size: n,
+    };
+    let cfg = config(std::slice::from_ref(&layer), T2, &[]);
+    let id = store
+        .commit_images(vec![NewImage {
+            config: cfg,
+            layers: vec![layer],
+            tags: vec![],
+            repo_digests: vec![],
+        }])
+        .unwrap()
+        .remove(0)
+        .id;
+    assert_eq!(store.image(&id).unwrap().size, 3);
+}
