@@ -35,10 +35,21 @@
 //!   content; [`Store::check`] with `repair` and the garbage collector remove
 //!   the orphans.
 //! - Several processes may use one store at once (SQLite WAL + busy timeout).
-//!   A [`Store`] that writes or probes blobs holds the shared lock on
-//!   `root/lock` from then until it is dropped; blob files are only deleted
-//!   under the exclusive lock, after re-checking that nothing references them.
-//!   So a blob written for an image being committed is never deleted under it.
+//!   A [`Store`] that writes blobs holds the shared lock on `root/lock` from
+//!   its first write until it is dropped or calls [`Store::end_ingest`]; blob
+//!   files are only deleted under the exclusive lock (taken without waiting),
+//!   after re-checking that nothing references them. So a blob written for an
+//!   image being committed is never deleted under it; a removal that finds
+//!   the lock busy leaves its files as orphans for the next collection
+//!   (`image prune`, `system check --repair`).
+//!
+//! Sizes: a layer's `uncompressed_size` is its tar's length; docker's SIZE
+//! (of layers in `history`, of images in `images`) is the unpacked content
+//! size, which the store measures itself at commit ([`TarContentSize`]).
+//!
+//! `rmi` prints docker's `Deleted:` lines: the image ID, then the chain ID of
+//! each layer stack no other image uses, top first. Blobs are shared by diff
+//! ID, so a layer file is deleted only when no image uses that diff ID.
 //!
 //! Identity: an image's ID is the sha256 of its config bytes, exactly as
 //! received. A layer is identified by its diff ID (the sha256 of the
