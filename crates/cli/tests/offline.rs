@@ -539,6 +539,7 @@ fn inspect_prints_dockers_document() {
     );
     let run = f.berth(&["inspect", "-f", "{{.Id}}", "app:v1", "nosuch"]);
     assert_eq!((run.code, run.stdout), (1, format!("{app}\n")));
+    assert_eq!(run.stderr, "Error: No such object: nosuch\n");
 
     // Tagging records the tag time.
     f.ok(&["tag", "app:v1", "app:v2"]);

@@ -22,7 +22,18 @@ pub struct Args {
     images: Vec<String>,
 }
 
+/// `berth image inspect`: only images.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    inspect(ctx, args, "image")
+}
+
+/// `berth inspect`: docker's generic inspect; images are the only objects
+/// berth has so far, and a miss is reported as docker does for any object.
+pub fn run_any(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    inspect(ctx, args, "object")
+}
+
+fn inspect(ctx: &Context, args: Args, kind: &str) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let template = match &args.format {
         Some(f) => {
@@ -35,7 +46,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for name in &args.images {
         match store.resolve(name).and_then(|id| store.image(&id)) {
             Ok(image) => found.push(inspect_value(&image)),
-            Err(StoreError::NoSuchImage(_)) => errors.push(format!("No such image: {name}")),
+            Err(StoreError::NoSuchImage(_)) => errors.push(format!("No such {kind}: {name}")),
             Err(e) => errors.push(e.to_string()),
         }
     }
