@@ -129,7 +129,7 @@ impl Store {
             }
         }
         for rd in &img.repo_digests {
-            if rd.digest().is_none() || rd.tag().is_some() {
+            if rd.digest().is_none() {
                 return Err(StoreError::NotDigested(rd.familiar()));
             }
         }
@@ -320,9 +320,9 @@ impl Store {
     }
 
     /// Records that `repo_digest` (`repository@manifest-digest`) names image
-    /// `id` (after a pull or a push).
+    /// `id` (after a pull or a push). A tag beside the digest is ignored.
     pub fn add_repo_digest(&self, id: &Digest, repo_digest: &Reference) -> Result<(), StoreError> {
-        if repo_digest.digest().is_none() || repo_digest.tag().is_some() {
+        if repo_digest.digest().is_none() {
             return Err(StoreError::NotDigested(repo_digest.familiar()));
         }
         let mut conn = self.conn();

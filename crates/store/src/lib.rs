@@ -129,7 +129,7 @@ pub struct NewImage {
     /// Tags to point at the image (each has a tag and no digest).
     pub tags: Vec<Reference>,
     /// `repository@manifest-digest` names the image is known by (each has a
-    /// digest and no tag).
+    /// digest; a tag beside it is ignored).
     pub repo_digests: Vec<Reference>,
 }
 
