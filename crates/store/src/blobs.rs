@@ -90,6 +90,15 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
+    /// Takes the shared lease without writing: from now until
+    /// [`Store::end_ingest`] or drop, no berth process deletes blob files.
+    /// For readers that stream several blobs of an image (`save`, `push`)
+    /// and must not see one vanish half-way because of a concurrent `rmi`.
+    /// Cheap and idempotent; [`Store::write_blob`] takes it implicitly.
+    pub fn hold_blobs(&self) -> io::Result<()> {
+        self.locks.hold_shared()
+    }
+
     /// Ends this store's ingest lease: the caller declares that every blob
     /// it wrote or probed is now committed or abandoned. Until then (or until
     /// the `Store` is dropped) no berth process deletes blob files, this one
