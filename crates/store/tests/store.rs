@@ -630,3 +630,25 @@ fn a_compressed_layer_is_measured_by_its_content() {
         .id;
     assert_eq!(store.image(&id).unwrap().size, 3);
 }
+
+#[test]
+fn a_reader_holding_blobs_keeps_them_until_it_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let writer = Store::open(&root).unwrap();
+    let id = commit(&writer, &[layer_tar("a", b"a")], T1, &["x:1"]);
+    drop(writer);
+
+    // Like `save` streaming the image while another process runs `rmi`.
+    let reader = Store::open(&root).unwrap();
+    reader.hold_blobs().unwrap();
+    let layer = reader.image(&id).unwrap().layers[0].diff_id.clone();
+    let other = Store::open(&root).unwrap();
+    assert_eq!(other.remove("x:1", false, true).unwrap()[1], RemoveEvent::Deleted(id.clone()));
+    assert!(reader.open_blob(&layer).is_ok(), "blob kept while held");
+    assert!(reader.open_blob(&id).is_ok());
+
+    reader.end_ingest();
+    other.prune(&PruneOptions::default()).unwrap();
+    assert_eq!(blob_files(&other), 0, "collected once released");
+}
