@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,9 +10,18 @@ use std::time::Duration;
 const BUCKETS: [f64; 12] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Methods counted by name; anything else is `OTHER`.
+const METHODS: [&str; 8] = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "OTHER"];
+
+fn method_index(method: &str) -> u8 {
+    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1) as u8
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Counters by (method, status): a read lock and an atomic add per
+    /// request once a pair has been seen.
+    requests: RwLock<BTreeMap<(u8, u16), AtomicU64>>,
     bytes_received: AtomicU64,
     bytes_sent: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
@@ -23,9 +32,14 @@ pub struct Metrics {
 impl Metrics {
     /// Records one finished request.
     pub fn observe(&self, method: &str, status: u16, received: u64, sent: u64, took: Duration) {
-        {
-            let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            *r.entry((method.to_owned(), status)).or_default() += 1;
+        let key = (method_index(method), status);
+        let counted = {
+            let r = self.requests.read().unwrap_or_else(|e| e.into_inner());
+            r.get(&key).map(|c| c.fetch_add(1, Ordering::Relaxed)).is_some()
+        };
+        if !counted {
+            let mut r = self.requests.write().unwrap_or_else(|e| e.into_inner());
+            r.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
         }
         self.bytes_received.fetch_add(received, Ordering::Relaxed);
         self.bytes_sent.fetch_add(sent, Ordering::Relaxed);
@@ -42,13 +56,16 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP berth_registry_requests_total HTTP requests by method and status.\n");
         out.push_str("# TYPE berth_registry_requests_total counter\n");
-        for ((method, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter()
-        {
+        let requests = self.requests.read().unwrap_or_else(|e| e.into_inner());
+        for ((method, status), n) in requests.iter() {
             let _ = writeln!(
                 out,
-                "berth_registry_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
+                "berth_registry_requests_total{{method=\"{}\",status=\"{status}\"}} {}",
+                METHODS[*method as usize],
+                n.load(Ordering::Relaxed)
             );
         }
+        drop(requests);
         for (name, help, v) in [
             ("received", "Request body bytes declared by clients.", &self.bytes_received),
             ("sent", "Response body bytes declared to clients.", &self.bytes_sent),

@@ -110,3 +110,48 @@ async fn serves_https_with_the_token_realm_on_https() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_upload_survives_a_server_killed_mid_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |listener: tokio::net::TcpListener| {
+        let registry = berth_registry::open_local(dir.path(), Default::default()).unwrap();
+        let app = berth_registry::server::app(registry, None);
+        tokio::spawn(berth_registry::server::serve(listener, app, std::future::pending()))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first = serve(listener);
+    let client = reqwest::Client::new();
+    let res = client.post(format!("http://{addr}/v2/crash/blobs/uploads/")).send().await.unwrap();
+    let loc = header(&res, "location");
+    let res = client
+        .patch(format!("http://{addr}{loc}"))
+        .header("content-range", "0-4")
+        .body(&b"01234"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // No graceful anything: the task is dropped, as a killed process would be.
+    first.abort();
+    let _ = first.await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _second = serve(listener);
+    let res = client.get(format!("http://{addr}{loc}")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&res, "range"), "0-4");
+    let digest = berth_reference::Digest::sha256_of(b"0123456789");
+    let res = client
+        .put(format!("http://{addr}{loc}?digest={digest}"))
+        .header("content-range", "5-9")
+        .body(&b"56789"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = client.get(format!("http://{addr}/v2/crash/blobs/{digest}")).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"0123456789");
+}
