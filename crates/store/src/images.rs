@@ -271,6 +271,57 @@ impl Store {
         Ok(out)
     }
 
+    /// Every stored layer with its blobs and the repositories it is known
+    /// in, in two queries (what a pull or push needs to skip work, without
+    /// loading every image).
+    pub fn stored_layers(&self) -> Result<Vec<crate::StoredLayer>, StoreError> {
+        let conn = self.conn();
+        let mut out: Vec<crate::StoredLayer> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.diff_id, l.size, l.content_size, lb.digest, lb.media_type, lb.size
+                 FROM layers l JOIN layer_blobs lb ON lb.diff_id = l.diff_id
+                 ORDER BY l.diff_id, (lb.digest = l.diff_id) DESC, lb.digest",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let diff: String = r.get(0)?;
+                let i = match index.get(&diff) {
+                    Some(&i) => i,
+                    None => {
+                        out.push(crate::StoredLayer {
+                            diff_id: parse_digest(&diff)?,
+                            uncompressed_size: r.get::<_, i64>(1)? as u64,
+                            content_size: r.get::<_, i64>(2)? as u64,
+                            blobs: Vec::new(),
+                            repositories: Vec::new(),
+                        });
+                        index.insert(diff, out.len() - 1);
+                        out.len() - 1
+                    }
+                };
+                let digest: String = r.get(3)?;
+                let media: String = r.get(4)?;
+                let size = r.get::<_, i64>(5)? as u64;
+                out[i].blobs.push(Descriptor::new(&media, parse_digest(&digest)?, size));
+            }
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT il.diff_id, rd.repository FROM image_layers il
+             JOIN repo_digests rd ON rd.image_id = il.image_id ORDER BY il.diff_id, rd.repository",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let diff: String = r.get(0)?;
+            let repo: String = r.get(1)?;
+            if let Some(&i) = index.get(&diff) {
+                out[i].repositories.push(parse_repository(&repo)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Points `reference` (which must carry a tag, or none for `:latest`, and
     /// no digest) at image `id`, moving it from any other image; records the
     /// tag time. O(1): no blob is touched. Returns the image the tag left.

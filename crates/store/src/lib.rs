@@ -194,6 +194,21 @@ pub struct LayerRecord {
     pub blobs: Vec<Descriptor>,
 }
 
+/// A stored layer, independent of the images using it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLayer {
+    pub diff_id: Digest,
+    /// Length of the uncompressed tar.
+    pub uncompressed_size: u64,
+    /// docker's layer size (unpacked content).
+    pub content_size: u64,
+    /// Every stored blob carrying it, uncompressed first if present.
+    pub blobs: Vec<Descriptor>,
+    /// Repositories the layer is known to exist in remotely: those of the
+    /// repo digests of the images using it (for cross-repository mounts).
+    pub repositories: Vec<berth_reference::Repository>,
+}
+
 /// The light view of an image that listing needs (no config parsing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSummary {

@@ -652,3 +652,29 @@ fn a_reader_holding_blobs_keeps_them_until_it_lets_go() {
     other.prune(&PruneOptions::default()).unwrap();
     assert_eq!(blob_files(&other), 0, "collected once released");
 }
+
+#[test]
+fn stored_layers_lists_blobs_and_source_repositories() {
+    let (_d, store) = store();
+    let base = layer_tar("base", b"base");
+    let a = commit(&store, std::slice::from_ref(&base), T1, &["a:1"]);
+    commit(&store, &[base.clone(), layer_tar("top", b"top")], T2, &["b:1"]);
+    let manifest = Digest::sha256_of(b"manifest");
+    store
+        .add_repo_digest(
+            &a,
+            &Reference::parse(&format!("127.0.0.1:5000/team/a@{manifest}")).unwrap(),
+        )
+        .unwrap();
+    let layers = store.stored_layers().unwrap();
+    assert_eq!(layers.len(), 2);
+    let base_diff = Digest::sha256_of(&base);
+    let l = layers.iter().find(|l| l.diff_id == base_diff).unwrap();
+    assert_eq!(l.blobs.len(), 1);
+    assert_eq!(l.blobs[0].digest, base_diff);
+    assert_eq!(l.content_size, 4);
+    assert_eq!(l.repositories.len(), 1);
+    assert_eq!(l.repositories[0].familiar_name(), "127.0.0.1:5000/team/a");
+    let top = layers.iter().find(|l| l.diff_id != base_diff).unwrap();
+    assert!(top.repositories.is_empty());
+}
