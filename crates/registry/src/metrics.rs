@@ -27,6 +27,19 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    storage: std::sync::Mutex<Option<(std::time::Instant, (u64, u64))>>,
+}
+
+/// Storage gauges: blob count and bytes.
+pub fn render_storage(count: u64, bytes: u64) -> String {
+    format!(
+        "# HELP berth_registry_storage_blobs Blobs in storage.\n\
+         # TYPE berth_registry_storage_blobs gauge\n\
+         berth_registry_storage_blobs {count}\n\
+         # HELP berth_registry_storage_bytes Bytes of blobs in storage.\n\
+         # TYPE berth_registry_storage_bytes gauge\n\
+         berth_registry_storage_bytes {bytes}\n"
+    )
 }
 
 impl Metrics {
@@ -49,6 +62,17 @@ impl Metrics {
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The last storage figures `(blobs, bytes)`, if younger than `max_age`.
+    pub fn storage_snapshot(&self, max_age: Duration) -> Option<(u64, u64)> {
+        let s = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+        s.filter(|(at, _)| at.elapsed() < max_age).map(|(_, v)| v)
+    }
+
+    pub fn set_storage(&self, figures: (u64, u64)) {
+        *self.storage.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), figures));
     }
 
     /// The exposition text served at `/metrics`.

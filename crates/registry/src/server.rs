@@ -148,7 +148,27 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut res = Response::new(Body::from(state.metrics.render()));
+    let mut text = state.metrics.render();
+    // Walking storage is not free: the figures are refreshed at most once a minute.
+    let cached = state.metrics.storage_snapshot(Duration::from_secs(60));
+    let storage = match cached {
+        Some(s) => Some(s),
+        None => match state.registry.blob_store().list().await {
+            Ok(blobs) => {
+                let s = (blobs.len() as u64, blobs.iter().map(|b| b.size).sum::<u64>());
+                state.metrics.set_storage(s);
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list blobs for metrics");
+                None
+            }
+        },
+    };
+    if let Some((count, bytes)) = storage {
+        text.push_str(&crate::metrics::render_storage(count, bytes));
+    }
+    let mut res = Response::new(Body::from(text));
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     res

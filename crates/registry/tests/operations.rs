@@ -27,6 +27,8 @@ async fn health_readiness_and_metrics() {
         );
         assert!(text.contains("berth_registry_bytes_received_total 12"), "{text}");
         assert!(text.contains("berth_registry_request_duration_seconds_count"), "{text}");
+        assert!(text.contains("berth_registry_storage_blobs 1\n"), "{text}");
+        assert!(text.contains("berth_registry_storage_bytes 12\n"), "{text}");
     }
 }
 
