@@ -149,8 +149,11 @@ impl Client {
                 })?;
                 let known = self.challenges.lock().expect("lock").get(t.base).cloned();
                 let has_login = self.opts.credentials.get(t.domain)?.is_some();
-                if known.as_ref().is_some_and(|k| same_authority(k, &challenge)) {
-                    // Already answered this challenge: only a login can change the outcome.
+                // A request sent before the challenge was known (perhaps learnt
+                // meanwhile by a concurrent request) just retries; one that
+                // answered this very challenge was refused.
+                if auth.is_some() && known.as_ref().is_some_and(|k| same_authority(k, &challenge)) {
+                    // Only a login can change the outcome.
                     if use_login || !has_login || matches!(challenge, Challenge::Basic { .. }) {
                         return Err(registry_error(resp).await);
                     }

@@ -190,7 +190,14 @@ async fn basic_auth_with_right_and_wrong_logins() {
     let (_d, s) = store();
     let good = Credential::Basic { username: "alice".into(), password: "s3cret".into() };
     let bad = Credential::Basic { username: "alice".into(), password: "nope".into() };
-    pull(&client(Arc::new(Fixed(addr.clone(), good.clone()))), &addr, "app", &s).await.unwrap();
+    let alice = client(Arc::new(Fixed(addr.clone(), good.clone())));
+    let p = pull(&alice, &addr, "app", &s).await.unwrap();
+    // A push starts with concurrent requests that all meet the challenge at once.
+    let target = Reference::parse(&format!("{addr}/alice/copy:1")).unwrap();
+    let local = local_image(&p, vec![]);
+    let opts = PushOptions::default();
+    let fresh = client(Arc::new(Fixed(addr.clone(), good.clone())));
+    fresh.push(&target, &local, s.clone(), &opts, Arc::new(NoProgress)).await.unwrap();
     let err = pull(&client(Arc::new(Fixed(addr.clone(), bad.clone()))), &addr, "app", &s)
         .await
         .unwrap_err();

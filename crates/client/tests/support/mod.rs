@@ -187,6 +187,14 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
     let range = parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let basic = state.lock().unwrap().faults.basic.clone();
+    if let Some((user, pass)) = basic.filter(|_| path.starts_with("/v2/")) {
+        if basic_of(&parts.headers) != Some((user, pass)) {
+            // Slow refusals: concurrent first requests all meet the challenge.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            return unauthorized(r#"Basic realm="test""#.into());
+        }
+    }
     let mut reg = state.lock().unwrap();
     reg.log.push(format!(
         "{} {}{}",
@@ -236,11 +244,6 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
 
     if f.malformed_challenge {
         return unauthorized(r#"Bearer service="registry""#.into());
-    }
-    if let Some((user, pass)) = &f.basic {
-        if basic_of(&parts.headers) != Some((user.clone(), pass.clone())) {
-            return unauthorized(r#"Basic realm="test""#.into());
-        }
     }
     // Which repository and action this is.
     let (repo, kind, tail) =
