@@ -93,6 +93,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    // Every berth command is a short process: checkpointing (two fsyncs)
+    // and deleting the WAL at each exit would cost more than the command.
+    // SQLite's automatic checkpoints still bound the WAL's size.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     migrate(&conn, path)?;
     Ok(conn)
 }
