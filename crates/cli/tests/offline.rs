@@ -585,6 +585,11 @@ fn system_check_finds_and_repairs() {
     let out = f.ok(&["system", "check"]);
     assert!(out.ends_with("Checked 4 blobs and 2 images: 0 problems\n"), "{out}");
 
+    // Leftovers are reported, but are not an inconsistency.
+    std::fs::write(f.root.join("tmp/1-2-3"), b"partial write").unwrap();
+    let out = f.ok(&["system", "check"]);
+    assert!(out.starts_with("leftover temp file: tmp/1-2-3\n"), "{out}");
+
     // Corrupt the shared busybox layer: both images become untrustworthy.
     let layer = f.store().image(&busybox).unwrap().layers[0].diff_id.clone();
     let path = f.root.join("blobs/sha256").join(layer.hex());

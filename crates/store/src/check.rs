@@ -52,6 +52,21 @@ pub struct CheckReport {
     pub repaired: bool,
 }
 
+impl Problem {
+    /// Leftovers (unreferenced blobs, temp files) waste space but break
+    /// nothing: a removal that raced an ingest leaves them by design.
+    pub fn is_garbage(&self) -> bool {
+        matches!(self, Problem::OrphanBlob { .. } | Problem::TempFile { .. })
+    }
+}
+
+impl CheckReport {
+    /// Whether every name leads to an intact image (garbage aside).
+    pub fn is_consistent(&self) -> bool {
+        self.problems.iter().all(Problem::is_garbage)
+    }
+}
+
 impl Store {
     /// Verifies every blob's digest and size and every reference (tags ->
     /// images -> layers -> blobs). With `repair`, removes what cannot be

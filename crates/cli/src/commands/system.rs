@@ -153,7 +153,7 @@ pub fn check(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
         if report.repaired { ", repaired" } else { "" },
     )?;
     stdout.flush()?;
-    if !report.problems.is_empty() && !report.repaired {
+    if !report.is_consistent() && !report.repaired {
         anyhow::bail!(
             "the store has problems; run `berth system check --repair` to remove what cannot be trusted"
         );
