@@ -266,6 +266,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn store_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Store>();
+    }
+
+    #[test]
     fn chain_ids_follow_dockers_rule() {
         let a = Digest::sha256_of(b"a");
         let b = Digest::sha256_of(b"b");
