@@ -662,3 +662,39 @@ fn perf_images_with_ten_thousand_tags() {
         "perf (this build): images with 10,000 tags {images_ms:.1} ms, images -q {q_ms:.1} ms, tag {tag_ms:.1} ms"
     );
 }
+
+#[test]
+fn concurrent_berth_processes_keep_the_store_consistent() {
+    let f = Fixture::new();
+    let (busybox, _) = two_images(&f);
+    for i in 0..8 {
+        f.ok(&["tag", "busybox:musl", &format!("old/{i}:x")]);
+    }
+    // Taggers and removers at once, each a separate berth process.
+    let spawn = |args: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(&f.root)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    for i in 0..8 {
+        children.push(spawn(vec!["tag".into(), "busybox:musl".into(), format!("new/{i}:x")]));
+        children.push(spawn(vec!["rmi".into(), format!("old/{i}:x")]));
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let b = &busybox.hex()[..12];
+    let listed = f.ok(&["images", "--format", "{{.Repository}} {{.ID}}"]);
+    for i in 0..8 {
+        assert!(listed.contains(&format!("new/{i} {b}\n")), "{listed}");
+        assert!(!listed.contains(&format!("old/{i} ")), "{listed}");
+    }
+    assert!(f.ok(&["system", "check"]).ends_with(": 0 problems\n"));
+}
