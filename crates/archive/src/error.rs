@@ -9,7 +9,7 @@ use berth_reference::{Digest, ReferenceError};
 /// their file.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
 
     /// The input is not a tar stream (or not a decompressible one).
@@ -97,6 +97,10 @@ pub enum ArchiveError {
     /// Writing: a layer's stored blob is not what the store's records say.
     #[error("layer {diff_id}: {message}")]
     CorruptLayer { diff_id: Digest, message: String },
+
+    /// Writing: a stored blob cannot be opened (`cause` is in the message).
+    #[error("layer {diff_id}: cannot read blob {digest}: {cause}")]
+    UnreadableBlob { diff_id: Digest, digest: Digest, cause: io::Error },
 
     /// Writing: nothing can carry the layer.
     #[error("layer {0}: no stored blob carries it")]

@@ -187,7 +187,7 @@ pub(crate) fn write<W: Write>(
             let blob = preferred_blob(layer)?;
             let media_type = oci_layer_type(&blob.media_type);
             if written.insert(blob.digest.clone()) {
-                copy_blob(tar, source, &blob_path(&blob.digest), blob)?;
+                copy_blob(tar, source, &blob_path(&blob.digest), blob, &layer.diff_id)?;
             }
             layers.push(Descriptor::new(media_type, blob.digest.clone(), blob.size));
         }

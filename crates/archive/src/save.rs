@@ -101,16 +101,26 @@ pub(crate) fn preferred_blob(layer: &SaveLayer) -> Result<&Descriptor, ArchiveEr
         .ok_or_else(|| ArchiveError::NoBlob(layer.diff_id.clone()))
 }
 
-/// Writes `blob` as member `path`, byte for byte.
+/// Writes `blob` (which carries `diff_id`, for messages) as member `path`,
+/// byte for byte.
 pub(crate) fn copy_blob<W: Write>(
     tar: &mut TarWriter<W>,
     source: &dyn BlobSource,
     path: &str,
     blob: &Descriptor,
+    diff_id: &Digest,
 ) -> Result<(), ArchiveError> {
-    match source.open_blob_file(&blob.digest)? {
+    let unreadable = |cause| ArchiveError::UnreadableBlob {
+        diff_id: diff_id.clone(),
+        digest: blob.digest.clone(),
+        cause,
+    };
+    match source.open_blob_file(&blob.digest).map_err(unreadable)? {
         Some(file) => tar.file(path, blob.size, file)?,
-        None => tar.reader(path, blob.size, &mut *source.open_blob(&blob.digest)?)?,
+        None => {
+            let mut reader = source.open_blob(&blob.digest).map_err(unreadable)?;
+            tar.reader(path, blob.size, &mut *reader)?
+        }
     }
     Ok(())
 }
@@ -126,9 +136,14 @@ pub(crate) fn write_uncompressed_layer<W: Write>(
     let blob = preferred_blob(layer)?;
     let compression = compression_of(blob);
     if compression == Some(media_type::LayerCompression::None) {
-        return copy_blob(tar, source, path, blob);
+        return copy_blob(tar, source, path, blob, &layer.diff_id);
     }
-    let compressed = io::BufReader::with_capacity(BUFFER_SIZE, source.open_blob(&blob.digest)?);
+    let opened = source.open_blob(&blob.digest).map_err(|cause| ArchiveError::UnreadableBlob {
+        diff_id: layer.diff_id.clone(),
+        digest: blob.digest.clone(),
+        cause,
+    })?;
+    let compressed = io::BufReader::with_capacity(BUFFER_SIZE, opened);
     let decoded: Box<dyn Read + '_> = match compression {
         Some(media_type::LayerCompression::Gzip) => {
             Box::new(flate2::bufread::MultiGzDecoder::new(compressed))

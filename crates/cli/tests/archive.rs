@@ -254,7 +254,13 @@ fn a_save_that_fails_midway_leaves_no_file() {
     // Lose a layer blob behind the store's back.
     fs::remove_file(env.root().join("blobs/sha256").join(&DIFF_3[7..])).unwrap();
     let file = env.path("partial.tar");
-    env.fails(&["save", "-o", file.to_str().unwrap(), "tiny:1.0", "tiny:2.0"], None);
+    let err = env.fails(&["save", "-o", file.to_str().unwrap(), "tiny:1.0", "tiny:2.0"], None);
+    assert_eq!(
+        err,
+        format!(
+            "Error: layer {DIFF_3}: cannot read blob {DIFF_3}: No such file or directory (os error 2)\n"
+        )
+    );
     assert!(!file.exists());
     assert_eq!(fs::read_dir(env.dir.path()).unwrap().count(), 1, "no temp file left");
 }
