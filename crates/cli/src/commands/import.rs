@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use berth_archive::ImportOptions;
 use berth_oci::Platform;
 use berth_reference::Reference;
-use berth_store::{Store, StoreError};
+use berth_store::StoreError;
 
 use crate::commands::load::{Progress, discard_orphans, new_image};
 use crate::context::Context;
@@ -68,7 +68,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         platform,
         created: SystemTime::now(),
     };
-    let store = Store::open(ctx.root())?;
+    let store = ctx.store()?;
     let imported = berth_archive::import(input, &store, &options)
         .map_err(anyhow::Error::from)
         .and_then(|mut image| {

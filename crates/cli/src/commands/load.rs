@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let store = Store::open(ctx.root())?;
+    let store = ctx.store()?;
     let loaded = load_and_commit(&store, &args);
     drop(store);
     let (archive, committed) = loaded.inspect_err(|_| discard_orphans(ctx))?;
@@ -64,7 +64,7 @@ fn load_and_commit(store: &Store, args: &Args) -> anyhow::Result<(LoadedArchive,
 /// (the garbage collector gets them later) while another berth process is
 /// ingesting, since its blobs are not committed yet either.
 pub(crate) fn discard_orphans(ctx: &Context) {
-    if let Ok(store) = Store::open(ctx.root()) {
+    if let Ok(store) = ctx.store() {
         let _ = store.collect_garbage();
     }
 }

@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.output.is_none() && io::stdout().is_terminal() {
         bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
-    let store = Store::open(ctx.root())?;
+    let store = ctx.store()?;
     // Resolve everything before creating any file, so a bad name leaves no trace.
     let mut images = Vec::new();
     for name in &args.images {
