@@ -27,7 +27,7 @@ median() {
         if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
@@ -50,6 +50,8 @@ mean_ms() {
     fi
 }
 
-verdict() { if "$@"; then echo ok; else echo MISSED; fi; }
+verdict() {
+    if [[ "$2" == n/a ]]; then echo n/a; elif "$@"; then echo ok; else echo MISSED; fi
+}
 
 row() { printf '%-34s %12s %12s %8s %-14s %s\n' "$@"; }
