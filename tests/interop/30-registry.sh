@@ -68,6 +68,18 @@ check_ok "skopeo delete" skopeo delete --tls-verify=false "docker://$R/copies/ap
 check_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://$R/v2/copies/app/manifests/v2")" "404" "deleted manifest is gone"
 check_eq "$(curl -s "http://$R/v2/_catalog" | jq -c .repositories)" '["busybox","copies/app","team/app","team/app2"]' "catalog"
 
+say "== repository deletion and garbage collection"
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://$R/v1/repositories/team/app2/")" "202" \
+    "delete a whole repository"
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://$R/v2/team/app2/tags/list")" "404" "deleted repository is gone"
+gc_out="$(BERTH_REGISTRY_ROOT="$T/reg-open" berth registry gc --grace-minutes 0 2>&1)" || fail "gc: $gc_out"
+check_ok "gc reports what it reclaimed" grep -q '^Total reclaimed space: [0-9]* bytes$' <<<"$gc_out"
+docker rmi "$R/team/app@$digest" >/dev/null 2>&1 || true
+docker rmi "$R/team/app:1" >/dev/null 2>&1 || true
+check_ok "layers shared with the deleted repository survive gc" docker pull -q "$R/team/app:1"
+check_ok "skopeo copy still verifies every blob after gc" \
+    skopeo copy -q --src-tls-verify=false "docker://$R/team/app:1" "oci:$T/oci-after-gc:app"
+
 say "== podman"
 # podman refuses an auth file that does not exist.
 [[ -e "$REGISTRY_AUTH_FILE" ]] || echo '{}' >"$REGISTRY_AUTH_FILE"
@@ -120,5 +132,24 @@ check_eq "$(skopeo inspect --tls-verify=false "docker://$A/alice/app:1" | jq -r 
     "anonymous skopeo inspect of a public repository"
 check_ok "podman login" podman login --tls-verify=false -u alice -p alice-pw "$A"
 check_ok "podman push with login" podman push -q --tls-verify=false "$R/team/app:1" "$A/alice/podman:1"
+
+say "== TLS"
+TP="$(free_port)"
+certs="$REPO_ROOT/crates/registry/tests/fixtures"
+start_tls() {
+    BERTH_REGISTRY_ROOT="$T/reg-tls" spawn "$BERTH" registry serve --addr "127.0.0.1:$TP" \
+        --log-level error --tls-cert "$certs/tls.crt" --tls-key "$certs/tls.key"
+    wait_until 30 curl -sf --cacert "$certs/tls.crt" "https://localhost:$TP/healthz" ||
+        fail "berth registry with TLS did not start"
+}
+start_tls
+check_eq "$(curl -s --cacert "$certs/tls.crt" -o /dev/null -w '%{http_code} %{http_version}' "https://localhost:$TP/v2/")" \
+    "200 2" "HTTPS with HTTP/2"
+mkdir -p "$T/certs.d"
+cp "$certs/tls.crt" "$T/certs.d/ca.crt"
+check_ok "skopeo pushes over verified TLS" skopeo copy -q --src-tls-verify=false \
+    --dest-cert-dir "$T/certs.d" "docker://$R/team/app:1" "docker://localhost:$TP/tls/app:1"
+check_eq "$(skopeo inspect --cert-dir "$T/certs.d" "docker://localhost:$TP/tls/app:1" | jq -r .Digest)" "$digest" \
+    "skopeo inspects over verified TLS"
 
 if (($(soft_failures) > 0)); then exit 1; fi
