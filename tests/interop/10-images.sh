@@ -47,13 +47,17 @@ build_app_image app:v1
 docker save -o "$T/images.tar" busybox:musl app:v1 || fail "docker save"
 # Another image under the name app:v1: loading it later leaves the first
 # app:v1 dangling (<none>), for the prune checks.
+# Docker orders images by creation time in whole seconds, ties at random:
+# keep the two app:v1 images a second apart.
+sleep 1.1
 ctx="$(new_tmpdir)"
 printf 'FROM busybox:musl\nLABEL variant=two\nRUN echo two > /two\n' >"$ctx/Dockerfile"
 DOCKER_BUILDKIT=0 docker build -q --network none -t app:v1 "$ctx" >/dev/null || fail "docker build (app:v1 again)"
 docker save -o "$T/retag.tar" app:v1 || fail "docker save"
 # Docker's view of a LOADED image (no build parents, <missing> history
 # rows) is what berth must reproduce, so docker loads the archive too.
-docker rmi -f $(docker images -a -q) >/dev/null
+docker rmi -f $(docker images -a -q) >/dev/null 2>&1 || true
+check_eq "$(docker images -a -q)" "" "docker starts from an empty image list"
 docker load -i "$T/images.tar" >/dev/null || fail "docker load"
 bb_id="$(docker inspect --format '{{.Id}}' busybox:musl)"
 app_id="$(docker inspect --format '{{.Id}}' app:v1)"
