@@ -294,3 +294,38 @@ async fn wrong_passwords_are_throttled() {
         assert_eq!(attempt("bob-pw").await.unwrap().status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn oauth2_password_grant() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        let form = |pw: &str| {
+            format!(
+                "grant_type=password&username=alice&password={pw}&service={SERVICE}&client_id=containerd&scope=repository%3Aalice%2Fapp%3Apull%2Cpush"
+            )
+        };
+        let res = reg
+            .client
+            .post(reg.url("/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form("alice-pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: serde_json::Value = res.json().await.unwrap();
+        let t = body["access_token"].as_str().unwrap();
+        let res = start_upload(&reg, "alice/app", t).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let res = reg.client.post(reg.url("/token")).body(form("wrong")).send().await.unwrap();
+        assert_error(res, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let res = reg
+            .client
+            .post(reg.url("/token"))
+            .body("grant_type=refresh_token&refresh_token=x")
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED").await;
+    }
+}

@@ -76,6 +76,44 @@ pub async fn token(State(app): App, req: Request) -> Response {
     }
 }
 
+/// `POST /token`: the OAuth2 form of the token endpoint (containerd and
+/// BuildKit try it first). Only `grant_type=password` is supported: berth
+/// issues no refresh tokens, so a client keeps its credentials.
+pub async fn token_oauth(State(app): App, req: Request) -> Response {
+    let Some(auth) = &app.auth else { return plain(StatusCode::NOT_FOUND) };
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return error_response(&Error::Unsupported("token request too large".into()), false);
+    };
+    let form: Vec<(String, String)> = String::from_utf8_lossy(&body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (super::percent_decode(k), super::percent_decode(v))
+        })
+        .collect();
+    let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    if field("grant_type") != Some("password") {
+        return error_response(
+            &Error::Unsupported("only grant_type=password is supported".into()),
+            false,
+        );
+    }
+    let (Some(name), Some(password)) = (field("username"), field("password")) else {
+        return error_response(&Error::Unauthorized(None), false);
+    };
+    let user = match auth.login(name, password).await {
+        Ok(u) => u,
+        Err(e) => return error_response(&e, false),
+    };
+    let scopes: Vec<String> =
+        field("scope").map(|s| s.split(' ').map(str::to_owned).collect()).unwrap_or_default();
+    match auth.issue(Some(&user), &scopes).await {
+        Ok(t) => json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json")),
+        Err(e) => error_response(&e, false),
+    }
+}
+
 /// Every `/v2/<rest>` request.
 pub async fn dispatch(State(app): App, req: Request) -> Response {
     let head = req.method() == Method::HEAD;

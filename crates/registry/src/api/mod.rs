@@ -41,7 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2", any(handlers::base))
         .route("/v2/", any(handlers::base))
         .route("/v2/{*rest}", any(handlers::dispatch))
-        .route("/token", axum::routing::get(handlers::token))
+        .route("/token", axum::routing::get(handlers::token).post(handlers::token_oauth))
         .route("/v1/_ping", axum::routing::get(hub::ping))
         .route("/v1/search", axum::routing::get(hub::search))
         .route("/v1/repositories/{*rest}", any(hub::repositories))
