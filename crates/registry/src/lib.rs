@@ -17,6 +17,7 @@
 //! <root>/
 //!   blobs/ uploads/ tmp/    FsBlobStore (see storage::FsBlobStore)
 //!   metadata.db             SqliteMetadata (WAL: also -wal, -shm)
+//!   token.key               token signing key, mode 0600 (with --auth)
 //! ```
 
 pub mod api;
