@@ -4,7 +4,8 @@
 # by docker are pulled by berth with the same IMAGE ID; images pushed by berth
 # are pulled by docker and copied by skopeo, which verify every digest;
 # login/logout share docker's config.json both ways; errors carry the
-# registry's own message.
+# registry's own message. Then berth's own registry with --auth: the token
+# flow, namespaces (`denied`), private repositories and search.
 source "$(dirname "$0")/lib.sh"
 
 start_dockerd
@@ -101,6 +102,37 @@ check_eq "$(berth logout "$A")" "Removing login credentials for $A" "logout of d
 
 say "== search"
 check_fails "search against a registry without /v1/search fails" berth search "$R/app"
+
+say "== berth's own registry with --auth: token flow, namespaces, search (the seeds' workflow)"
+BP="$(free_port)"
+B="127.0.0.1:$BP"
+BR="$T/reg-berth"
+echo alice-pw | BERTH_REGISTRY_ROOT="$BR" berth registry user add alice --password-stdin >/dev/null
+BERTH_REGISTRY_ROOT="$BR" spawn "$BERTH" registry serve --addr "$B" --log-level error --auth
+wait_until 30 _http_answers "http://$B/v2/" || fail "berth registry did not start on $B"
+berth tag "$R/other/app:2" "$B/mynanoserver:dev"
+check_eq "$(berth push "$B/mynanoserver:dev" 2>&1 | tail -1)" \
+    "Error: denied: requested access to the resource is denied" "anonymous push: denied"
+check_eq "$(echo alice-pw | berth login -u alice --password-stdin "$B" 2>/dev/null)" "Login Succeeded" \
+    "login through the token service"
+check_eq "$(berth push "$B/mynanoserver:dev" 2>&1 | tail -1)" \
+    "Error: denied: requested access to the resource is denied" "logged in, official name: still denied"
+berth tag "$R/other/app:2" "$B/alice/mynanoserver:dev"
+berth push "$B/alice/mynanoserver:dev" >"$O/push-b" 2>&1 || { cat "$O/push-b"; fail "push to alice/"; }
+check_ok "push USER/repo" grep -q '^dev: digest: sha256:' "$O/push-b"
+check_eq "$(berth search "$B/mynanoserver" | awk 'NR == 2 { print $1 }')" "alice/mynanoserver" "search finds it"
+check_eq "$(berth search "$B/mynanoserver" | head -1 | tr -s ' ')" "NAME DESCRIPTION STARS OFFICIAL AUTOMATED" \
+    "search: docker's columns"
+BERTH_REGISTRY_ROOT="$BR" berth registry repo private alice/mynanoserver >/dev/null
+berth logout "$B" >/dev/null
+out="$(BERTH_ROOT="$T/berth3" berth pull "$B/alice/mynanoserver:dev" 2>&1)" && fail "anonymous pull of a private repository succeeded"
+check_ok "anonymous pull of a private repository fails with the registry's message" \
+    grep -Eq 'denied|unauthorized' <<<"$out"
+echo alice-pw | berth login -u alice --password-stdin "$B" >/dev/null 2>&1
+check_ok "the owner pulls the private repository (anonymous token first, then the login)" \
+    env BERTH_ROOT="$T/berth3" "$BERTH" pull -q "$B/alice/mynanoserver:dev"
+check_eq "$(BERTH_ROOT="$T/berth3" berth inspect "$B/alice/mynanoserver:dev" | jq -r '.[0].Id')" "$docker_id" \
+    "same IMAGE ID through berth's registry"
 
 n="$(soft_failures)"
 [[ "$n" == 0 ]] || fail "$n check(s) failed"

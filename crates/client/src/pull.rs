@@ -172,18 +172,26 @@ impl Client {
                 .ok_or_else(|| ClientError::UnsupportedLayer(layer.media_type.clone()))?;
             jobs.push((layer.clone(), diff_id.clone(), compression));
         }
-        for (layer, _, _) in &jobs {
-            progress.layer(layer.digest.short(), LayerEvent::Waiting { total: layer.size });
-        }
-        let results: Vec<Result<PulledLayer, ClientError>> = futures_util::stream::iter(jobs)
+        // What the store has is decided up front, so the listing reads like
+        // docker's: `Already exists` or `Pulling fs layer` for every layer first.
+        let jobs: Vec<_> = jobs
+            .into_iter()
             .map(|(layer, diff_id, compression)| {
+                let known = store.known_layer(&layer.digest).filter(|k| k.diff_id == diff_id);
+                let event = match &known {
+                    Some(_) => LayerEvent::Done("Already exists"),
+                    None => LayerEvent::Waiting { total: layer.size },
+                };
+                progress.layer(layer.digest.short(), event);
+                (layer, diff_id, compression, known)
+            })
+            .collect();
+        let results: Vec<Result<PulledLayer, ClientError>> = futures_util::stream::iter(jobs)
+            .map(|(layer, diff_id, compression, known)| {
                 let store = store.clone();
                 let progress = progress.clone();
                 async move {
-                    if let Some(known) =
-                        store.known_layer(&layer.digest).filter(|k| k.diff_id == diff_id)
-                    {
-                        progress.layer(layer.digest.short(), LayerEvent::Done("Already exists"));
+                    if let Some(known) = known {
                         return Ok(PulledLayer {
                             diff_id,
                             blob: layer,
