@@ -341,3 +341,93 @@ async fn push_then_pull_round_trips_and_compresses_once() {
         .unwrap();
     assert_eq!(first.len() as u64, p.layers[0].blob.size);
 }
+
+#[tokio::test]
+async fn docker_hub_pulls_go_to_a_configured_mirror() {
+    let (addr, reg) = start(Faults::default()).await;
+    let img = make_image(&[20_000]);
+    reg.lock().unwrap().add_image("library/app", "latest", &img);
+    let mut config = berth_client::hosts::ClientConfig::default();
+    config.mirrors.insert("docker.io".into(), vec![addr.clone()]);
+    let c = Client::new(ClientOptions {
+        config,
+        backoff: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .unwrap();
+    let (_d, s) = store();
+    let r = Reference::parse("app").unwrap().with_default_tag();
+    let p = c.pull(&r, s.clone(), &PullOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    assert_eq!(p.repo_digest.to_string(), format!("docker.io/library/app@{}", img.manifest_digest));
+    assert!(reg.lock().unwrap().log.iter().any(|l| l == "GET /v2/library/app/manifests/latest"));
+}
+
+#[tokio::test]
+async fn zstd_and_uncompressed_oci_layers_are_verified() {
+    let (addr, reg) = start(Faults::default()).await;
+    let raw_z = support::data(31, 150_000);
+    let raw_t = support::data(32, 70_000);
+    let zst = zstd::encode_all(&raw_z[..], 3).unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::sha256_of(&raw_z), Digest::sha256_of(&raw_t)]},
+    }))
+    .unwrap();
+    let desc = |mt: &str, b: &[u8]| serde_json::json!({"mediaType": mt, "digest": Digest::sha256_of(b), "size": b.len()});
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+        "config": desc(media_type::OCI_CONFIG, &config),
+        "layers": [desc(media_type::OCI_LAYER_ZSTD, &zst), desc(media_type::OCI_LAYER, &raw_t)],
+    }))
+    .unwrap();
+    {
+        let mut r = reg.lock().unwrap();
+        for b in [&zst, &raw_t, &config] {
+            let d = Digest::sha256_of(b).to_string();
+            r.blobs.insert(d.clone(), bytes::Bytes::from(b.clone()));
+            r.repo_blobs.insert(("oci".into(), d));
+        }
+        let m = (media_type::OCI_MANIFEST.to_owned(), bytes::Bytes::from(manifest.clone()));
+        r.manifests.insert(("oci".into(), "latest".into()), m);
+    }
+    let (_d, s) = store();
+    let p = pull(&client(Arc::new(Anonymous)), &addr, "oci", &s).await.unwrap();
+    assert_eq!(p.layers[0].diff_id, Digest::sha256_of(&raw_z));
+    assert_eq!(p.layers[0].uncompressed_size, raw_z.len() as u64);
+    assert_eq!(p.layers[1].diff_id, p.layers[1].blob.digest);
+    assert_eq!(p.manifest_digest, Digest::sha256_of(&manifest));
+}
+
+#[tokio::test]
+async fn a_layer_whose_diff_id_lies_is_refused_and_not_kept() {
+    let (addr, reg) = start(Faults::default()).await;
+    let img = make_image(&[60_000]);
+    let wrong = Digest::sha256_of(b"something else");
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [wrong]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type::DOCKER_MANIFEST,
+        "config": {"mediaType": media_type::DOCKER_CONFIG, "digest": Digest::sha256_of(&config), "size": config.len()},
+        "layers": [{"mediaType": media_type::DOCKER_LAYER_GZIP, "digest": img.layer_digest(0), "size": img.layers[0].1.len()}],
+    }))
+    .unwrap();
+    {
+        let mut r = reg.lock().unwrap();
+        for b in [&img.layers[0].1, &config] {
+            let d = Digest::sha256_of(b).to_string();
+            r.blobs.insert(d.clone(), bytes::Bytes::from(b.clone()));
+            r.repo_blobs.insert(("liar".into(), d));
+        }
+        let m = (media_type::DOCKER_MANIFEST.to_owned(), bytes::Bytes::from(manifest));
+        r.manifests.insert(("liar".into(), "latest".into()), m);
+    }
+    let (_d, s) = store();
+    let err = pull(&client(Arc::new(Anonymous)), &addr, "liar", &s).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::DiffIdMismatch { expected, .. } if *expected == wrong),
+        "{err}"
+    );
+    assert_eq!(s.blob_count(), 0, "a layer that failed verification was kept");
+}
