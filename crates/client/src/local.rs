@@ -21,6 +21,20 @@ pub trait ImageStore: BlobSource + BlobSink + Send + Sync {
     /// Records that layer `diff_id` is also available as `blob` (a gzip made
     /// for a push), so the next push does not compress again.
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> io::Result<()>;
+
+    /// A meter for a layer about to be pulled: it is shown every
+    /// uncompressed byte in the same pass that computes the diff ID (so a
+    /// store that measures layers need not decompress them again), and told
+    /// the diff ID once it is verified. Default: none.
+    fn layer_meter(&self) -> Option<Box<dyn LayerMeter>> {
+        None
+    }
+}
+
+/// Sees a layer's uncompressed bytes while it is pulled (see [`ImageStore::layer_meter`]).
+pub trait LayerMeter: io::Write + Send {
+    /// Called only when the layer's diff ID has been verified.
+    fn verified(self: Box<Self>, diff_id: &Digest);
 }
 
 /// A layer the store already has.

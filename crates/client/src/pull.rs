@@ -8,7 +8,7 @@
 //! blob that failed verification. An interrupted download resumes with
 //! `Range` from the last byte received; the pipes never see the gap.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
 use berth_oci::media_type::{self, LayerCompression};
@@ -270,9 +270,11 @@ impl Client {
         let (store_tx, store_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
         let (unpack_tx, unpack_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
         let (diff_tx, diff_rx) = std::sync::mpsc::sync_channel(1);
+        let mut meter = store.layer_meter();
         let unpacker = tokio::task::spawn_blocking(move || {
-            let result = unpack_and_hash(ChunkReader::new(unpack_rx), compression);
+            let result = unpack_and_hash(ChunkReader::new(unpack_rx), compression, meter.as_mut());
             let _ = diff_tx.send(result);
+            meter
         });
         let writer = {
             let mut reader = VerifyingReader {
@@ -293,7 +295,7 @@ impl Client {
         let fetched =
             self.fetch_blob_into(t, path, desc, &id, [store_tx, unpack_tx], progress).await;
         let (written, uncompressed) = writer.await.expect("blob writer thread");
-        unpacker.await.expect("unpack thread");
+        let meter = unpacker.await.expect("unpack thread");
         fetched?;
         if let Some(e) = verdict.lock().expect("lock").take() {
             return Err(e);
@@ -306,6 +308,9 @@ impl Client {
                 expected: desc.digest.clone(),
                 actual: digest,
             });
+        }
+        if let Some(meter) = meter {
+            meter.verified(diff_id);
         }
         Ok(PulledLayer {
             diff_id: diff_id.clone(),
@@ -409,6 +414,7 @@ impl Client {
 fn unpack_and_hash(
     input: ChunkReader,
     compression: LayerCompression,
+    mut meter: Option<&mut Box<dyn crate::LayerMeter>>,
 ) -> Result<(Digest, u64), String> {
     let mut input = io::BufReader::with_capacity(UNPACK_BUFFER, input);
     let mut hasher = Hasher::new(berth_reference::Algorithm::Sha256);
@@ -421,6 +427,9 @@ fn unpack_and_hash(
                 Ok(n) => {
                     hasher.update(&buf[..n]);
                     size += n as u64;
+                    if let Some(m) = meter.as_mut() {
+                        m.write_all(&buf[..n])?;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -8,11 +8,11 @@ use anyhow::{Context as _, bail};
 use berth_client::credentials::DockerCredentials;
 use berth_client::hosts::ClientConfig;
 use berth_client::{
-    Client, ClientOptions, ImageStore, KnownLayer, LayerEvent, Progress, PullOptions,
+    Client, ClientOptions, ImageStore, KnownLayer, LayerEvent, LayerMeter, Progress, PullOptions,
 };
 use berth_oci::{BlobSink, BlobSource, Descriptor, Platform};
 use berth_reference::{Digest, Reference, Repository};
-use berth_store::{NewImage, NewLayer, Store};
+use berth_store::{NewImage, NewLayer, Store, TarContentSize};
 
 use crate::context::Context;
 
@@ -132,6 +132,8 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The local store as the client sees it.
 pub(crate) struct LocalStore {
     pub store: Store,
+    /// This store's own `Arc`, for the layer meters it hands out.
+    self_ref: std::sync::Weak<LocalStore>,
     /// Layers by the digest of every blob carrying them.
     known: Mutex<HashMap<Digest, KnownLayer>>,
     /// Repositories (from RepoDigests) each layer is known to exist in.
@@ -162,7 +164,12 @@ impl LocalStore {
                 }
             }
         }
-        Ok(Arc::new(LocalStore { store, known: Mutex::new(known), sources }))
+        Ok(Arc::new_cyclic(|me| LocalStore {
+            store,
+            self_ref: me.clone(),
+            known: Mutex::new(known),
+            sources,
+        }))
     }
 }
 
@@ -191,6 +198,37 @@ impl ImageStore for LocalStore {
     }
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> std::io::Result<()> {
         self.store.add_layer_blob(diff_id, blob).map_err(std::io::Error::other)
+    }
+
+    fn layer_meter(&self) -> Option<Box<dyn LayerMeter>> {
+        Some(Box::new(ContentSizeMeter {
+            size: TarContentSize::new(),
+            store: self.self_ref.clone(),
+        }))
+    }
+}
+
+/// Measures docker's layer size (the unpacked content) while the pull
+/// decompresses, so committing does not decompress the layer again.
+struct ContentSizeMeter {
+    size: TarContentSize,
+    store: std::sync::Weak<LocalStore>,
+}
+
+impl std::io::Write for ContentSizeMeter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.size.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LayerMeter for ContentSizeMeter {
+    fn verified(self: Box<Self>, diff_id: &Digest) {
+        if let Some(store) = self.store.upgrade() {
+            store.store.note_content_size(diff_id, self.size.size());
+        }
     }
 }
 
