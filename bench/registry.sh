@@ -34,10 +34,6 @@ for tool in wrk skopeo curl jq /usr/bin/docker-registry; do
 done
 
 say "berth: $BERTH"
-DP="$(free_port)"
-BP="$(free_port)"
-BROOT="$T/berth-registry"
-
 start_berth() {
     BERTH_REGISTRY_ROOT="$BROOT" spawn "$BERTH" registry serve --addr "127.0.0.1:$BP" --log-level error
     BERTH_PID="${_PIDS[-1]}"
@@ -79,20 +75,25 @@ PY
 head -c "$((BLOB_MIB * 1024 * 1024))" /dev/urandom >"$T/big.blob"
 big_digest="sha256:$(sha256sum "$T/big.blob" | cut -d' ' -f1)"
 
-start_dist
-start_berth
-
 # --------------------------------------------------------------------- push
-push() { skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://$1/bench/img:latest"; }
+# Fresh servers on fresh ports for every repetition: skopeo remembers where
+# it has seen a blob (per registry host) and would mount instead of pushing.
 b_push=() d_push=()
 for i in $(seq 1 "$REPS"); do
-    # A fresh repository each time, so nothing is skipped as already present.
-    timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$DP/bench/push$i:latest"
+    if ((i > 1)); then
+        _stop_pid "$DIST_PID"
+        _stop_pid "$BERTH_PID"
+    fi
+    DP="$(free_port)"
+    BP="$(free_port)"
+    BROOT="$T/berth-registry-$i"
+    start_dist
+    start_berth
+    timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$DP/bench/img:latest"
     d_push+=("$SECS")
-    timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$BP/bench/push$i:latest"
+    timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$BP/bench/img:latest"
     b_push+=("$SECS")
 done
-push "127.0.0.1:$DP" && push "127.0.0.1:$BP"
 
 # ---------------------------------------------------------------- big blob
 upload_blob() {
