@@ -204,6 +204,9 @@ for archive in docker.tar docker25.tar podman-docker.tar skopeo-docker.tar; do
 done
 app_expect[podman-oci.tar]="${expect[podman-oci.tar]}"
 app_expect[skopeo-oci.tar]="${expect[skopeo-oci.tar]}"
+for archive in "${!expect[@]}"; do
+    grep -q -v -E '^sha256:[0-9a-f]{64}$' <<<"${expect[$archive]}" && fail "no image ID known for $archive"
+done
 check_eq "${expect[podman-docker.tar]}" "$docker_ids" "podman keeps docker's IDs in docker-archive"
 check_eq "${expect[skopeo-oci.tar]}" "$(skopeo_id "oci-archive:$A/skopeo-oci.tar")" \
     "podman reports the oci-archive's config digest as its ID"
