@@ -411,6 +411,7 @@ mod tests {
                 "docker.io/docker.io/c".into(),
                 "docker.io/docker.io/c".into(),
             ),
+            (&hex_official, format!("docker.io/{hex_official}"), hex_official.clone()),
             ("localhost/app", "localhost/app".into(), "localhost/app".into()),
             ("localhost:5000/app:x", "localhost:5000/app:x".into(), "localhost:5000/app:x".into()),
             ("127.0.0.1:5000/a/b/c", "127.0.0.1:5000/a/b/c".into(), "127.0.0.1:5000/a/b/c".into()),
