@@ -22,13 +22,6 @@ REPS="${REPS:-3}"
 LAYERS="${LAYERS:-8}"
 LAYER_MIB="${LAYER_MIB:-128}"
 
-if [[ -z "${BERTH:-}" ]]; then
-    echo "building target/release/berth"
-    (cd "$repo" && cargo build --release -q -p berth-cli)
-    BERTH="$repo/target/release/berth"
-fi
-export BERTH
-source "$repo/tests/interop/lib.sh"
 source "$here/lib.sh"
 
 say "berth: $BERTH"

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Timing helpers for the benchmarks. Source after tests/interop/lib.sh.
+# Shared by the benchmarks: builds the release binary unless BERTH names one,
+# loads tests/interop/lib.sh (peers, cleanup), and the timing helpers below.
 #
 #   timed CMD...          runs CMD (stdout discarded) under /usr/bin/time;
 #                         sets SECS (wall seconds) and RSS_MIB (peak RSS)
@@ -9,6 +10,16 @@
 #                         is one, else 10 timed runs); CMD is a shell string
 #   row NAME BERTH DOCKER RATIO TARGET VERDICT   one line of the summary
 #   verdict OK?           "ok" or "MISSED"
+
+bench_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -z "${BERTH:-}" ]]; then
+    echo "building target/release/berth"
+    (cd "$bench_repo" && cargo build --release -q -p berth-cli)
+    BERTH="$bench_repo/target/release/berth"
+fi
+export BERTH
+# shellcheck source=../tests/interop/lib.sh
+source "$bench_repo/tests/interop/lib.sh"
 
 timed() {
     local tf rss_kib

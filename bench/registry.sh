@@ -21,13 +21,6 @@ BLOB_MIB="${BLOB_MIB:-237}"
 DURATION="${DURATION:-10}"
 REPS="${REPS:-3}"
 
-if [[ -z "${BERTH:-}" ]]; then
-    echo "building target/release/berth"
-    (cd "$repo" && cargo build --release -q -p berth-cli)
-    BERTH="$repo/target/release/berth"
-fi
-export BERTH
-source "$repo/tests/interop/lib.sh"
 source "$here/lib.sh"
 for tool in wrk skopeo curl jq /usr/bin/docker-registry; do
     command -v "$tool" >/dev/null || fail "$tool is not installed (see shared peers)"
