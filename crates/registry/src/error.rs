@@ -183,6 +183,9 @@ impl From<StorageError> for Error {
             StorageError::TooLarge { limit } => {
                 Error::SizeInvalid(format!("content exceeds {limit} bytes"))
             }
+            StorageError::Short { expected, received } => {
+                Error::SizeInvalid(format!("declared {expected} bytes, received {received}"))
+            }
             StorageError::OffsetMismatch { expected, given } => Error::RangeInvalid(format!(
                 "upload is at offset {expected}, chunk starts at {given}"
             )),

@@ -50,6 +50,8 @@ pub struct GcReport {
     /// Blob links no manifest used, older than the grace period.
     pub links_removed: usize,
     pub uploads_expired: usize,
+    /// Leftovers of blob writes a crash interrupted.
+    pub scratch_removed: usize,
 }
 
 fn unix_now() -> i64 {
@@ -123,10 +125,18 @@ impl Registry {
 
     async fn expire_uploads(&self, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
         let cutoff = unix_now() - opts.upload_expiry.as_secs() as i64;
+        let now = SystemTime::now();
+        let idle = |modified: SystemTime| {
+            now.duration_since(modified).unwrap_or(Duration::ZERO) > opts.upload_expiry
+        };
+        // An upload expires when it is old and has received nothing for as
+        // long: a slow upload of a large layer that still moves is kept.
+        let data: HashMap<_, _> = self.blob_store().upload_list().await?.into_iter().collect();
         let mut known = HashSet::new();
         for upload in self.metadata().list_uploads().await? {
             known.insert(upload.id.clone());
-            if upload.started < cutoff {
+            let stale = data.get(&upload.id).is_none_or(|&m| idle(m));
+            if upload.started < cutoff && stale {
                 report.uploads_expired += 1;
                 if !opts.dry_run {
                     self.metadata().delete_upload(&upload.id).await?;
@@ -135,15 +145,18 @@ impl Registry {
             }
         }
         // Upload data without a record (a crash between the two): same expiry.
-        let now = SystemTime::now();
-        for (id, modified) in self.blob_store().upload_list().await? {
-            let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
-            if !known.contains(&id) && age > opts.upload_expiry {
+        for (id, modified) in &data {
+            if !known.contains(id) && idle(*modified) {
                 report.uploads_expired += 1;
                 if !opts.dry_run {
-                    let _ = self.blob_store().upload_abort(&id).await;
+                    let _ = self.blob_store().upload_abort(id).await;
                 }
             }
+        }
+        // Writes a crash cut off leave scratch files behind.
+        if !opts.dry_run {
+            report.scratch_removed =
+                self.blob_store().expire_scratch(now - opts.upload_expiry).await?;
         }
         Ok(())
     }

@@ -19,7 +19,9 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
 use crate::metadata::{ManifestRecord, MetadataStore, UploadRecord};
-use crate::storage::{BlobReader, BlobStore, ByteRange, ByteStream, UploadId, bytes_stream};
+use crate::storage::{
+    BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, UploadId, bytes_stream,
+};
 
 /// The image label search shows as a repository's description.
 pub const DESCRIPTION_LABEL: &str = "org.opencontainers.image.description";
@@ -497,15 +499,17 @@ impl Registry {
             None => self.blobs.upload_size(id).await?,
         };
         let room = self.limits.blob_max.saturating_sub(offset);
-        let limit = declared.map_or(room, |d| d.min(room));
-        let size = self.blobs.upload_append(id, offset, body, limit).await?;
-        if let Some(declared) = declared.filter(|&d| d != size - offset) {
-            return Err(Error::SizeInvalid(format!(
-                "declared {declared} bytes, received {}",
-                size - offset
-            )));
-        }
-        Ok(size)
+        let length = match declared {
+            Some(d) if d > room => {
+                return Err(Error::SizeInvalid(format!(
+                    "a blob may not exceed {} bytes",
+                    self.limits.blob_max
+                )));
+            }
+            Some(d) => ChunkLength::Exact(d),
+            None => ChunkLength::AtMost(room),
+        };
+        Ok(self.blobs.upload_append(id, offset, body, length).await?)
     }
 
     /// Completes an upload (after appending `last_chunk`, if any) as `digest`.

@@ -138,6 +138,53 @@ async fn abandoned_uploads_expire() {
 }
 
 #[tokio::test]
+async fn an_old_upload_that_still_receives_data_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_local(dir.path(), Limits::default()).unwrap();
+    let name = berth_registry::RepoName::parse("slow/upload").unwrap();
+    // Started two days ago, as a record says; its data was written just now.
+    let id = berth_registry::storage::UploadId::generate();
+    reg.blob_store().upload_start(&id).await.unwrap();
+    let record = berth_registry::metadata::UploadRecord {
+        id: id.clone(),
+        repository: name.to_string(),
+        started: 0,
+    };
+    reg.metadata().create_upload(&record).await.unwrap();
+    let day = GcOptions { upload_expiry: Duration::from_secs(24 * 3600), ..now_opts(false) };
+    assert_eq!(reg.collect_garbage(&day).await.unwrap().uploads_expired, 0);
+    assert_eq!(reg.upload_status(&name, &id).await.unwrap(), 0);
+    // Once its data is as old as the expiry, it goes.
+    let path = dir.path().join("uploads").join(id.as_str());
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(25 * 3600)).unwrap();
+    assert_eq!(reg.collect_garbage(&day).await.unwrap().uploads_expired, 1);
+    assert!(reg.upload_status(&name, &id).await.is_err());
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn writes_cut_off_by_a_crash_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_local(dir.path(), Limits::default()).unwrap();
+    // What a killed server leaves in tmp/: a half-written monolithic put.
+    let stale = dir.path().join("tmp").join(berth_registry::storage::UploadId::generate().as_str());
+    std::fs::write(&stale, b"half a blob").unwrap();
+    let f = std::fs::File::options().write(true).open(&stale).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(25 * 3600)).unwrap();
+    // A put in progress right now.
+    let live = dir.path().join("tmp").join(berth_registry::storage::UploadId::generate().as_str());
+    std::fs::write(&live, b"being written").unwrap();
+    let day = GcOptions { upload_expiry: Duration::from_secs(24 * 3600), ..now_opts(false) };
+    let dry = reg.collect_garbage(&GcOptions { dry_run: true, ..day.clone() }).await.unwrap();
+    assert_eq!(dry.scratch_removed, 0);
+    assert!(stale.exists());
+    assert_eq!(reg.collect_garbage(&day).await.unwrap().scratch_removed, 1);
+    assert!(!stale.exists());
+    assert!(live.exists());
+}
+
+#[tokio::test]
 async fn collection_during_a_push_loop_keeps_every_pushed_image() {
     for &b in BACKENDS {
         let reg = std::sync::Arc::new(start(b).await);

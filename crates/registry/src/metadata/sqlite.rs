@@ -2,7 +2,9 @@
 //!
 //! Calls run on tokio's blocking pool behind one connection mutex: SQLite
 //! serialises writers anyway, and hot reads are served from the registry's
-//! in-memory cache before they get here.
+//! in-memory cache before they get here. Callers store blob bytes durably
+//! before the metadata naming them; commits here are durable when they
+//! return (WAL, `synchronous = FULL`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -129,7 +131,10 @@ impl SqliteMetadata {
     pub fn open(path: &Path) -> Result<SqliteMetadata, MetadataError> {
         let conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
+        // FULL: every commit syncs the WAL. NORMAL keeps the database
+        // consistent but may lose the last commits on power loss, and a
+        // client told "201 Created" must find its tag after a reboot.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;

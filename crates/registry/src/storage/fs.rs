@@ -8,8 +8,12 @@
 //! ```
 //!
 //! A blob appears by `rename(2)` from `tmp/` or `uploads/` (same filesystem),
-//! so readers never see a partial blob. Paths are built only from a
-//! validated [`Digest`] or [`UploadId`].
+//! so readers never see a partial blob. Durability, so that metadata written
+//! after a call returns never names missing bytes even after a crash or power
+//! loss: file contents are fsynced before the rename, and the directory
+//! holding the new name (and any directory created for it) after it. An
+//! acknowledged upload chunk is fsynced too, so the size a client was told
+//! survives. Paths are built only from a validated [`Digest`] or [`UploadId`].
 
 use std::collections::HashMap;
 use std::io::{self, SeekFrom};
@@ -22,7 +26,9 @@ use berth_reference::{Algorithm, Digest, Hasher};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::{BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, StorageError, UploadId};
+use super::{
+    BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, StorageError, UploadId,
+};
 
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -42,7 +48,11 @@ impl FsBlobStore {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
         let root = root.into();
         for dir in ["blobs", "uploads", "tmp"] {
-            std::fs::create_dir_all(root.join(dir))?;
+            let dir = root.join(dir);
+            if !dir.is_dir() {
+                std::fs::create_dir_all(&dir)?;
+                sync_dir(&root)?;
+            }
         }
         Ok(FsBlobStore { root, uploads: Mutex::new(HashMap::new()) })
     }
@@ -67,14 +77,42 @@ impl FsBlobStore {
         self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
-    /// Moves a verified file into place.
+    /// Moves a verified file, whose content is already synced, into place
+    /// durably.
     async fn install(&self, from: &Path, digest: &Digest) -> Result<(), StorageError> {
         let to = self.blob_path(digest);
-        if let Some(parent) = to.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::rename(from, &to).await?;
-        Ok(())
+        let blobs = self.root.join("blobs");
+        let from = from.to_owned();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let parent = to.parent().expect("blob paths have a parent");
+            create_dirs_durably(&blobs, parent)?;
+            std::fs::rename(&from, &to)?;
+            sync_dir(parent)
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(StorageError::from)
+    }
+}
+
+/// fsyncs a directory, making the names created or removed in it durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing ancestors below `base`, syncing the parent
+/// of each directory created so the new names survive a crash.
+fn create_dirs_durably(base: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() || dir == base {
+        return Ok(());
+    }
+    let parent = dir.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
+    create_dirs_durably(base, parent)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        // A concurrent write created it: it synced the parent itself.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -165,6 +203,8 @@ impl BlobStore for FsBlobStore {
             if actual != *digest {
                 return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
             }
+            out.get_ref().sync_all().await?;
+            drop(out);
             self.install(&tmp, digest).await?;
             Ok(size)
         }
@@ -212,6 +252,11 @@ impl BlobStore for FsBlobStore {
 
     async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError> {
         tokio::fs::File::create(self.upload_path(id)).await?;
+        // The client is about to be told this upload exists.
+        let uploads = self.root.join("uploads");
+        tokio::task::spawn_blocking(move || sync_dir(&uploads))
+            .await
+            .map_err(io::Error::other)??;
         let state = self.upload_state(id);
         state.lock().await.hasher = Some(Hasher::new(Algorithm::Sha256));
         Ok(())
@@ -222,7 +267,7 @@ impl BlobStore for FsBlobStore {
         id: &UploadId,
         offset: u64,
         body: ByteStream,
-        limit: u64,
+        length: ChunkLength,
     ) -> Result<u64, StorageError> {
         let state = self.upload_state(id);
         let mut state = state.lock().await;
@@ -237,7 +282,18 @@ impl BlobStore for FsBlobStore {
             return Err(StorageError::OffsetMismatch { expected: size, given: offset });
         }
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
-        match copy_limited(body, &mut out, &mut state.hasher, limit).await {
+        let copied = async {
+            let n = copy_limited(body, &mut out, &mut state.hasher, length.max()).await?;
+            if let ChunkLength::Exact(expected) = length
+                && n != expected
+            {
+                return Err(StorageError::Short { expected, received: n });
+            }
+            out.get_ref().sync_data().await?;
+            Ok(n)
+        }
+        .await;
+        match copied {
             Ok(n) => Ok(offset + n),
             Err(e) => {
                 // Part of the chunk may be on disk: drop it so the upload stays
@@ -275,6 +331,9 @@ impl BlobStore for FsBlobStore {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
         }
+        // Chunks were synced as they came; this covers data written by a
+        // process that crashed before it could sync.
+        tokio::fs::File::open(&path).await?.sync_all().await?;
         self.install(&path, digest).await?;
         Ok(size)
     }
@@ -293,9 +352,41 @@ impl BlobStore for FsBlobStore {
         let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
         while let Some(entry) = dir.next_entry().await? {
             if let Some(id) = UploadId::parse(&entry.file_name().to_string_lossy()) {
-                out.push((id, entry.metadata().await?.modified()?));
+                // Committed or cancelled since the listing: not an upload any more.
+                match entry.metadata().await {
+                    Ok(m) => out.push((id, m.modified()?)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(out)
+    }
+
+    /// `tmp/` holds monolithic puts in progress; one older than `before` was
+    /// cut off by a crash (a live put keeps writing, so its file stays fresh).
+    async fn expire_scratch(&self, before: SystemTime) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        let mut dir = tokio::fs::read_dir(self.root.join("tmp")).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let name = entry.file_name();
+            if UploadId::parse(&name.to_string_lossy()).is_none() {
+                continue;
+            }
+            let modified = match entry.metadata().await {
+                Ok(m) => m.modified()?,
+                // Renamed into blobs/ since the listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if modified < before {
+                match tokio::fs::remove_file(entry.path()).await {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
     }
 }

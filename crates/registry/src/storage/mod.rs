@@ -7,7 +7,8 @@
 //!
 //! Contracts every implementation keeps (checked by [`testing::run_suite`]):
 //! - `put` and `upload_commit` verify the content against the digest and
-//!   store nothing when it does not match; a stored blob is always complete.
+//!   store nothing when it does not match; a stored blob is always complete,
+//!   and durable when the call returns (metadata may then refer to it).
 //! - A blob appears atomically: concurrent readers see all of it or nothing.
 //! - `put` of a blob already present is allowed and leaves it unchanged.
 //! - Keys are built only from validated [`Digest`]s and [`UploadId`]s, never
@@ -49,6 +50,8 @@ pub enum StorageError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("content exceeds {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("chunk ended after {received} of {expected} bytes")]
+    Short { expected: u64, received: u64 },
     #[error("upload is at offset {expected}, not {given}")]
     OffsetMismatch { expected: u64, given: u64 },
     #[error("range not satisfiable")]
@@ -113,6 +116,23 @@ impl ByteRange {
     }
 }
 
+/// How long a chunk appended to an upload may or must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkLength {
+    /// Exactly this many bytes (a declared `Content-Length`): fewer is `Short`.
+    Exact(u64),
+    /// Up to this many bytes (a streamed chunk).
+    AtMost(u64),
+}
+
+impl ChunkLength {
+    pub fn max(self) -> u64 {
+        match self {
+            ChunkLength::Exact(n) | ChunkLength::AtMost(n) => n,
+        }
+    }
+}
+
 /// Content-addressed blob storage with appendable uploads.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -143,14 +163,17 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError>;
 
     /// Appends `body` to an upload that currently holds exactly `offset`
-    /// bytes (`OffsetMismatch` otherwise), accepting at most `limit` more
-    /// bytes. Returns the new size. Appends to one upload are serialised.
+    /// bytes (`OffsetMismatch` otherwise); the chunk's size must fit
+    /// `length` (`TooLarge` / `Short`). On any error the upload is left at
+    /// `offset`. Returns the new size, which is durable when this returns
+    /// (a client told this size resumes from it even after a crash).
+    /// Appends to one upload are serialised.
     async fn upload_append(
         &self,
         id: &UploadId,
         offset: u64,
         body: ByteStream,
-        limit: u64,
+        length: ChunkLength,
     ) -> Result<u64, StorageError>;
 
     /// Bytes received so far by an upload.
@@ -166,4 +189,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Every upload with its last modification time, to expire abandoned ones.
     async fn upload_list(&self) -> Result<Vec<(UploadId, SystemTime)>, StorageError>;
+
+    /// Removes scratch data of writes a crash interrupted (older than
+    /// `before`); returns how many. Stores without such data keep the default.
+    async fn expire_scratch(&self, before: SystemTime) -> Result<usize, StorageError> {
+        let _ = before;
+        Ok(0)
+    }
 }

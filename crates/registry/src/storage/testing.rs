@@ -5,7 +5,7 @@ use berth_reference::{Algorithm, Digest};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::{BlobStore, ByteRange, ByteStream, StorageError, UploadId, bytes_stream};
+use super::{BlobStore, ByteRange, ByteStream, ChunkLength, StorageError, UploadId, bytes_stream};
 
 fn chunks(parts: &[&'static [u8]]) -> ByteStream {
     let items: Vec<std::io::Result<Bytes>> =
@@ -75,8 +75,17 @@ async fn uploads_append_and_commit(store: &dyn BlobStore) {
     let id = UploadId::generate();
     store.upload_start(&id).await.unwrap();
     assert_eq!(store.upload_size(&id).await.unwrap(), 0);
-    assert_eq!(store.upload_append(&id, 0, chunks(&[b"abc"]), 100).await.unwrap(), 3);
-    assert_eq!(store.upload_append(&id, 3, chunks(&[b"de", b"f"]), 100).await.unwrap(), 6);
+    assert_eq!(
+        store.upload_append(&id, 0, chunks(&[b"abc"]), ChunkLength::AtMost(100)).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .upload_append(&id, 3, chunks(&[b"de", b"f"]), ChunkLength::AtMost(100))
+            .await
+            .unwrap(),
+        6
+    );
     assert_eq!(store.upload_size(&id).await.unwrap(), 6);
     assert!(store.upload_list().await.unwrap().iter().any(|(u, _)| *u == id));
     let d = Digest::sha256_of(b"abcdef");
@@ -90,14 +99,14 @@ async fn uploads_append_and_commit(store: &dyn BlobStore) {
     store.upload_start(&gone).await.unwrap();
     store.upload_abort(&gone).await.unwrap();
     assert!(matches!(store.upload_abort(&gone).await, Err(StorageError::UploadNotFound)));
-    let r = store.upload_append(&gone, 0, chunks(&[b"x"]), 10).await;
+    let r = store.upload_append(&gone, 0, chunks(&[b"x"]), ChunkLength::AtMost(10)).await;
     assert!(matches!(r, Err(StorageError::UploadNotFound)));
 }
 
 async fn upload_commit_verifies(store: &dyn BlobStore) {
     let id = UploadId::generate();
     store.upload_start(&id).await.unwrap();
-    store.upload_append(&id, 0, chunks(&[b"real"]), 100).await.unwrap();
+    store.upload_append(&id, 0, chunks(&[b"real"]), ChunkLength::AtMost(100)).await.unwrap();
     let wrong = Digest::sha256_of(b"fake");
     let err = store.upload_commit(&id, &wrong).await.unwrap_err();
     assert!(matches!(err, StorageError::DigestMismatch { .. }), "{err:?}");
@@ -108,14 +117,21 @@ async fn upload_commit_verifies(store: &dyn BlobStore) {
 async fn upload_offsets_and_limits(store: &dyn BlobStore) {
     let id = UploadId::generate();
     store.upload_start(&id).await.unwrap();
-    store.upload_append(&id, 0, chunks(&[b"abc"]), 100).await.unwrap();
-    let err = store.upload_append(&id, 5, chunks(&[b"x"]), 100).await.unwrap_err();
+    store.upload_append(&id, 0, chunks(&[b"abc"]), ChunkLength::AtMost(100)).await.unwrap();
+    let err =
+        store.upload_append(&id, 5, chunks(&[b"x"]), ChunkLength::AtMost(100)).await.unwrap_err();
     assert!(matches!(err, StorageError::OffsetMismatch { expected: 3, given: 5 }), "{err:?}");
-    let err = store.upload_append(&id, 3, chunks(&[b"1234", b"5678"]), 6).await.unwrap_err();
+    let err = store
+        .upload_append(&id, 3, chunks(&[b"1234", b"5678"]), ChunkLength::AtMost(6))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::TooLarge { .. }), "{err:?}");
+    // A chunk shorter than declared is refused too (the client was cut off).
+    let err = store.upload_append(&id, 3, chunks(&[b"12"]), ChunkLength::Exact(5)).await;
+    assert!(matches!(err, Err(StorageError::Short { expected: 5, received: 2 })), "{err:?}");
     // A refused chunk leaves the upload where it was, and it still commits.
     assert_eq!(store.upload_size(&id).await.unwrap(), 3);
-    store.upload_append(&id, 3, chunks(&[b"d"]), 100).await.unwrap();
+    store.upload_append(&id, 3, chunks(&[b"d"]), ChunkLength::AtMost(100)).await.unwrap();
     let d = Digest::sha256_of(b"abcd");
     store.upload_commit(&id, &d).await.unwrap();
     assert_eq!(read_all(store, &d, None).await, b"abcd");
@@ -129,7 +145,10 @@ async fn sha512(store: &dyn BlobStore) {
     assert_eq!(read_all(store, &d, None).await, data);
     let id = UploadId::generate();
     store.upload_start(&id).await.unwrap();
-    store.upload_append(&id, 0, chunks(&[b"sha512 ", b"upload"]), 100).await.unwrap();
+    store
+        .upload_append(&id, 0, chunks(&[b"sha512 ", b"upload"]), ChunkLength::AtMost(100))
+        .await
+        .unwrap();
     let d2 = Digest::of(Algorithm::Sha512, b"sha512 upload");
     store.upload_commit(&id, &d2).await.unwrap();
     assert_eq!(read_all(store, &d2, None).await, b"sha512 upload");
