@@ -329,3 +329,79 @@ async fn oauth2_password_grant() {
         assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED").await;
     }
 }
+
+#[tokio::test]
+async fn mount_without_from_only_from_repositories_the_caller_may_pull() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        use berth_registry::metadata::MetadataStore;
+        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
+            .unwrap();
+        let push = |repo: &str, data: &'static [u8]| {
+            let digest = berth_reference::Digest::sha256_of(data);
+            reg.client
+                .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+                .basic_auth("alice", Some("alice-pw"))
+                .body(data)
+                .send()
+        };
+        let secret = berth_reference::Digest::sha256_of(b"only in a private repository");
+        let shared = berth_reference::Digest::sha256_of(b"also in a public repository");
+        let res = push("alice/secret", b"only in a private repository").await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = push("alice/secret", b"also in a public repository").await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = push("alice/open", b"also in a public repository").await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        meta.set_repository_private("alice/secret", true).await.unwrap();
+        let mount = |user: &'static str, repo: &'static str, d: &berth_reference::Digest| {
+            reg.client
+                .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?mount={d}")))
+                .basic_auth(user, Some(format!("{user}-pw")))
+                .send()
+        };
+
+        // bob cannot read alice/secret: exactly the answer for an unknown blob.
+        let unknown = berth_reference::Digest::sha256_of(b"nowhere");
+        let res = mount("bob", "bob/app", &secret).await.unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert!(header(&res, "location").contains("/v2/bob/app/blobs/uploads/"));
+        assert_eq!(mount("bob", "bob/app", &unknown).await.unwrap().status(), StatusCode::ACCEPTED);
+        let res = reg.client.head(reg.url(&format!("/v2/bob/app/blobs/{secret}")));
+        let res = res.basic_auth("bob", Some("bob-pw")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // A blob also in a public repository mounts, for bob too.
+        let res = mount("bob", "bob/app", &shared).await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(header(&res, "docker-content-digest"), shared.as_str());
+        assert_eq!(meta.blob_link("bob/app", &shared).await.unwrap(), Some(27));
+        assert_eq!(meta.blob_link("bob/app", &secret).await.unwrap(), None);
+
+        // alice may read her private repository: her mount (into another
+        // private one, so bob still cannot reach the blob) succeeds.
+        meta.set_repository_private("alice/other", true).await.unwrap();
+        assert_eq!(
+            mount("alice", "alice/other", &secret).await.unwrap().status(),
+            StatusCode::CREATED
+        );
+
+        // The same with tokens issued for the target only.
+        let (bob, _) = token(&reg, Some("bob"), "repository:bob/tok:pull,push").await;
+        let url =
+            |d: &berth_reference::Digest| reg.url(&format!("/v2/bob/tok/blobs/uploads/?mount={d}"));
+        let res = reg.client.post(url(&secret)).bearer_auth(&bob).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let res = reg.client.post(url(&shared)).bearer_auth(&bob).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let (alice, _) = token(&reg, Some("alice"), "repository:alice/tok:pull,push").await;
+        let res = reg
+            .client
+            .post(reg.url(&format!("/v2/alice/tok/blobs/uploads/?mount={secret}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+}

@@ -364,17 +364,25 @@ async fn start_upload(app: &AppState, repo: &RepoName, req: Request) -> Result<R
     if let Some(mount) = param("mount") {
         let digest = parse_digest(&mount)?;
         let from = param("from").map(|f| RepoName::parse(&f)).transpose()?;
-        // With accounts, a mount needs pull access to the source; without a
-        // source the caller's right to the blob cannot be shown, so it is
-        // an ordinary upload.
-        let may_mount = match (&app.auth, req.extensions().get::<Identity>(), &from) {
-            (None, _, _) => true,
+        let identity = req.extensions().get::<Identity>();
+        // With accounts, a mount needs pull access to the source. Without
+        // `from`, the source is any repository holding the blob that the
+        // caller may pull; if there is none, the answer (an ordinary upload)
+        // is the same as for a blob the registry does not have, so nothing
+        // leaks about repositories the caller cannot read.
+        let source = match (&app.auth, identity, from) {
+            (None, _, from) => Some(from),
             (Some(auth), Some(identity), Some(from)) => {
-                auth.permits(identity, from.as_str(), Action::Pull).await?
+                auth.permits(identity, from.as_str(), Action::Pull).await?.then_some(Some(from))
             }
-            (Some(_), _, _) => false,
+            (Some(auth), Some(identity), None) if app.registry.limits().mount_without_from => {
+                readable_source(app, auth, identity, &digest).await?.map(Some)
+            }
+            (Some(_), _, _) => None,
         };
-        if may_mount && app.registry.mount_blob(repo, &digest, from.as_ref()).await? {
+        if let Some(source) = source
+            && app.registry.mount_blob(repo, &digest, source.as_ref()).await?
+        {
             return blob_created(repo, &digest);
         }
     } else if let Some(d) = param("digest") {
@@ -385,6 +393,30 @@ async fn start_upload(app: &AppState, repo: &RepoName, req: Request) -> Result<R
     }
     let id = app.registry.start_upload(repo).await?;
     upload_response(StatusCode::ACCEPTED, repo, &id, 0)
+}
+
+/// How many repositories holding a blob are considered as a mount source.
+const MOUNT_SOURCES_MAX: usize = 100;
+
+/// A repository holding `digest` that `identity` may pull. A token stands
+/// for its subject here: it was issued for the mount's target, and the
+/// subject's own right to read the source is what makes mounting safe.
+async fn readable_source(
+    app: &AppState,
+    auth: &crate::auth::Auth,
+    identity: &Identity,
+    digest: &berth_reference::Digest,
+) -> Result<Option<RepoName>> {
+    let user = auth.user_of(identity).await?;
+    let holders = app.registry.metadata().blob_repositories(digest, MOUNT_SOURCES_MAX).await?;
+    for holder in holders {
+        if auth.allowed(user.as_ref(), &holder).await?.contains(&Action::Pull)
+            && let Ok(name) = RepoName::parse(&holder)
+        {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 async fn upload_status(app: &AppState, repo: &RepoName, id: &UploadId) -> Result<Response> {

@@ -82,7 +82,10 @@ pub struct OrgRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoSummary {
     pub name: String,
+    /// The owner's description if set and not empty, else the image label's.
     pub description: Option<String>,
+    /// The owner's long description (Docker Hub's overview), if set.
+    pub full_description: Option<String>,
     pub stars: u64,
     pub private: bool,
 }
@@ -209,6 +212,18 @@ pub trait MetadataStore: Send + Sync + 'static {
         description: Option<&str>,
     ) -> Result<(), MetadataError>;
 
+    /// Sets the descriptions the repository's owner chose; `None` leaves a
+    /// field as it was. A non-empty owner description wins over the label's.
+    async fn set_repository_owner_description(
+        &self,
+        repo: &str,
+        description: Option<&str>,
+        full_description: Option<&str>,
+    ) -> Result<(), MetadataError>;
+
+    /// One existing repository as search would show it; `None` if it does not exist.
+    async fn repository_summary(&self, repo: &str) -> Result<Option<RepoSummary>, MetadataError>;
+
     /// Existing repositories whose name or description contains `query`
     /// (case-insensitively), most starred first, then by name; at most `limit`.
     async fn search_repositories(
@@ -226,6 +241,13 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The size of `digest` if any repository holds it.
     async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+
+    /// Up to `limit` repositories that hold `digest`, sorted.
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError>;
 
     async fn gc_snapshot(&self) -> Result<GcSnapshot, MetadataError>;
 

@@ -86,6 +86,11 @@ CREATE TABLE IF NOT EXISTS repository_descriptions (
     name TEXT PRIMARY KEY,
     description TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS repository_owner_descriptions (
+    name TEXT PRIMARY KEY,
+    description TEXT,
+    full_description TEXT
+);
 CREATE TABLE IF NOT EXISTS stars (
     user TEXT NOT NULL,
     repository TEXT NOT NULL,
@@ -98,6 +103,27 @@ CREATE TABLE IF NOT EXISTS uploads (
     started INTEGER NOT NULL
 );
 "#;
+
+/// A repository's search row: the owner's non-empty description wins over
+/// the image label's.
+const SUMMARY: &str = "SELECT r.name, COALESCE(NULLIF(o.description, ''), d.description),
+        o.full_description,
+        (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name) AS n,
+        COALESCE(p.private, 0)
+    FROM repositories r
+    LEFT JOIN repository_descriptions d ON d.name = r.name
+    LEFT JOIN repository_owner_descriptions o ON o.name = r.name
+    LEFT JOIN repository_settings p ON p.name = r.name";
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepoSummary> {
+    Ok(RepoSummary {
+        name: r.get(0)?,
+        description: r.get(1)?,
+        full_description: r.get(2)?,
+        stars: r.get::<_, i64>(3)? as u64,
+        private: r.get(4)?,
+    })
+}
 
 pub struct SqliteMetadata {
     conn: Arc<Mutex<Connection>>,
@@ -277,6 +303,8 @@ impl MetadataStore for SqliteMetadata {
             tx.execute("DELETE FROM uploads WHERE repository = ?1", [&repo]).map_err(db)?;
             tx.execute("DELETE FROM repository_settings WHERE name = ?1", [&repo]).map_err(db)?;
             tx.execute("DELETE FROM repository_descriptions WHERE name = ?1", [&repo])
+                .map_err(db)?;
+            tx.execute("DELETE FROM repository_owner_descriptions WHERE name = ?1", [&repo])
                 .map_err(db)?;
             tx.execute("DELETE FROM stars WHERE repository = ?1", [&repo]).map_err(db)?;
             let n = tx.execute("DELETE FROM repositories WHERE name = ?1", [&repo]).map_err(db)?;
@@ -782,30 +810,50 @@ impl MetadataStore for SqliteMetadata {
         let limit = limit.min(i64::MAX as usize) as i64;
         self.call(move |c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT r.name, d.description,
-                            (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name) AS n,
-                            COALESCE(p.private, 0)
-                     FROM repositories r
-                     LEFT JOIN repository_descriptions d ON d.name = r.name
-                     LEFT JOIN repository_settings p ON p.name = r.name
+                .prepare_cached(&format!(
+                    "{SUMMARY}
                      WHERE instr(lower(r.name), ?1) > 0
-                        OR instr(lower(COALESCE(d.description, '')), ?1) > 0
+                        OR instr(lower(COALESCE(NULLIF(o.description, ''), d.description, '')), ?1) > 0
                      ORDER BY n DESC, r.name
-                     LIMIT ?2",
-                )
+                     LIMIT ?2"
+                ))
                 .map_err(db)?;
-            let rows = stmt
-                .query_map(params![query, limit], |r| {
-                    Ok(RepoSummary {
-                        name: r.get(0)?,
-                        description: r.get(1)?,
-                        stars: r.get::<_, i64>(2)? as u64,
-                        private: r.get(3)?,
-                    })
-                })
-                .map_err(db)?;
+            let rows = stmt.query_map(params![query, limit], summary_row).map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn set_repository_owner_description(
+        &self,
+        repo: &str,
+        description: Option<&str>,
+        full_description: Option<&str>,
+    ) -> Result<(), MetadataError> {
+        let repo = repo.to_owned();
+        let (description, full) =
+            (description.map(str::to_owned), full_description.map(str::to_owned));
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO repository_owner_descriptions (name, description, full_description)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET
+                   description = COALESCE(excluded.description, description),
+                   full_description = COALESCE(excluded.full_description, full_description)",
+                params![repo, description, full],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn repository_summary(&self, repo: &str) -> Result<Option<RepoSummary>, MetadataError> {
+        let repo = repo.to_owned();
+        self.call(move |c| {
+            c.prepare_cached(&format!("{SUMMARY} WHERE r.name = ?1"))
+                .and_then(|mut s| s.query_row([&repo], summary_row).optional())
+                .map_err(db)
         })
         .await
     }
@@ -842,6 +890,26 @@ impl MetadataStore for SqliteMetadata {
             .optional()
             .map(|o| o.map(|n| n as u64))
             .map_err(db)
+        })
+        .await
+    }
+
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError> {
+        let digest = digest.to_string();
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT repository FROM blob_links WHERE digest = ?1
+                     ORDER BY repository LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map(params![digest, limit], |r| r.get(0)).map_err(db)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(db)
         })
         .await
     }

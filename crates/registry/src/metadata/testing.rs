@@ -56,6 +56,12 @@ async fn blob_links(store: &dyn MetadataStore) {
     assert!(store.unlink_blob("links/a", &d("x")).await.unwrap());
     assert!(!store.unlink_blob("links/a", &d("x")).await.unwrap());
     assert_eq!(store.blob_link("links/a", &d("x")).await.unwrap(), None);
+    // Which repositories hold a blob (for mounts without `from`).
+    store.link_blob("links/c", &d("y"), 2).await.unwrap();
+    store.link_blob("links/b", &d("y"), 2).await.unwrap();
+    assert_eq!(store.blob_repositories(&d("y"), 10).await.unwrap(), ["links/b", "links/c"]);
+    assert_eq!(store.blob_repositories(&d("y"), 1).await.unwrap(), ["links/b"]);
+    assert!(store.blob_repositories(&d("x"), 10).await.unwrap().is_empty());
 }
 
 async fn manifests_and_tags(store: &dyn MetadataStore) {
@@ -214,6 +220,28 @@ async fn search_and_stars(store: &dyn MetadataStore) {
     assert!(store.unstar("u2", "find/beta").await.unwrap());
     assert!(!store.unstar("u2", "find/beta").await.unwrap());
     assert_eq!(store.search_repositories("beta", 10).await.unwrap()[0].stars, 1);
+    // The owner's description wins over the label's; an empty one yields to it.
+    store.set_repository_owner_description("other/gamma", Some("Owner words"), None).await.unwrap();
+    let hit = store.repository_summary("other/gamma").await.unwrap().unwrap();
+    assert_eq!(hit.description.as_deref(), Some("Owner words"));
+    assert_eq!(hit.full_description, None);
+    assert!(
+        store
+            .search_repositories("alpha", 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.name != "other/gamma")
+    );
+    assert_eq!(store.search_repositories("owner w", 10).await.unwrap()[0].name, "other/gamma");
+    store.set_repository_owner_description("other/gamma", None, Some("# Long")).await.unwrap();
+    let hit = store.repository_summary("other/gamma").await.unwrap().unwrap();
+    assert_eq!(hit.description.as_deref(), Some("Owner words"));
+    assert_eq!(hit.full_description.as_deref(), Some("# Long"));
+    store.set_repository_owner_description("other/gamma", Some(""), None).await.unwrap();
+    let hit = store.repository_summary("other/gamma").await.unwrap().unwrap();
+    assert_eq!(hit.description.as_deref(), Some("An ALPHA tool"));
+    assert_eq!(store.repository_summary("no/such").await.unwrap(), None);
     store.set_repository_description("other/gamma", None).await.unwrap();
     assert_eq!(store.search_repositories("gamma", 10).await.unwrap()[0].description, None);
 }
