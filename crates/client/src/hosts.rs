@@ -16,6 +16,7 @@
 //! insecure-registries = ["registry.lan:5000", "10.0.0.7"]
 //! max-concurrent-downloads = 6
 //! max-concurrent-uploads = 5
+//! upload-chunk-size = "64MiB"   # or bytes; 0 sends each blob in one PATCH
 //! [mirrors]
 //! "docker.io" = ["https://mirror.lan"]
 //! ```
@@ -49,6 +50,49 @@ pub struct ClientConfig {
     pub max_concurrent_downloads: usize,
     #[serde(default = "default_uploads")]
     pub max_concurrent_uploads: usize,
+    /// Size of the PATCH chunks a large blob is pushed in.
+    #[serde(default = "default_chunk_size", deserialize_with = "byte_size")]
+    pub upload_chunk_size: u64,
+}
+
+/// Large enough that per-request overhead does not show, small enough that
+/// a failure costs little: what is resent is at most one chunk.
+pub const DEFAULT_UPLOAD_CHUNK_SIZE: u64 = 64 << 20;
+
+fn default_chunk_size() -> u64 {
+    DEFAULT_UPLOAD_CHUNK_SIZE
+}
+
+/// A size as a number of bytes or a string with a unit (`512KiB`, `64MiB`,
+/// `1GB`).
+fn byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let text = match Size::deserialize(d)? {
+        Size::Bytes(n) => return Ok(n),
+        Size::Text(t) => t,
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(serde::de::Error::custom(format!("invalid size {text:?}"))),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid size {text:?}")))
 }
 
 fn default_downloads() -> usize {
@@ -65,6 +109,7 @@ impl Default for ClientConfig {
             mirrors: HashMap::new(),
             max_concurrent_downloads: default_downloads(),
             max_concurrent_uploads: default_uploads(),
+            upload_chunk_size: default_chunk_size(),
         }
     }
 }
@@ -223,6 +268,15 @@ mod tests {
         assert_eq!(c.base_url("reg.lan:5001"), "https://reg.lan:5001");
         assert_eq!(c.max_concurrent_downloads, 8);
         assert_eq!(c.max_concurrent_uploads, 5);
+        assert_eq!(c.upload_chunk_size, DEFAULT_UPLOAD_CHUNK_SIZE);
+        for (text, size) in
+            [("1048576", 1 << 20), ("\"8MiB\"", 8 << 20), ("\"2 GB\"", 2_000_000_000)]
+        {
+            let c = ClientConfig::from_toml(&format!("upload-chunk-size = {text}"), Path::new("x"));
+            assert_eq!(c.unwrap().upload_chunk_size, size, "{text}");
+        }
+        let bad = ClientConfig::from_toml("upload-chunk-size = \"8 parsecs\"", Path::new("x"));
+        assert!(bad.unwrap_err().to_string().contains("invalid size \"8 parsecs\""));
         assert_eq!(
             c.pull_endpoints("docker.io"),
             ["https://mirror.lan:5000", "https://m2.example", "https://registry-1.docker.io"]

@@ -1,10 +1,19 @@
 //! Pushing an image from an [`ImageStore`]: each blob is HEADed first, mounted
 //! from another repository of the same registry when the store knows one,
-//! else uploaded (one PUT when small, a streamed PATCH then PUT when large),
-//! several at once; then the manifest. A layer stored only uncompressed is
-//! gzip-compressed once with every core and the result kept in the store.
+//! else uploaded, several at once; then the manifest. A layer stored only
+//! uncompressed is gzip-compressed once with every core and the result kept
+//! in the store.
+//!
+//! A small blob goes up in one PUT. A large one goes in PATCH chunks, each
+//! with `Content-Range`, following the `Location` each answer gives and
+//! checking the `Range` it reports, then a closing `PUT ?digest=`. A chunk
+//! that fails transiently (connection lost, 5xx, 429) is resumed from what
+//! the registry says it has (`GET` on the upload); an upload the registry
+//! lost is restarted once; a registry that refuses chunks gets the rest of
+//! the blob in one PATCH. The registry checks the digest at the end, so no
+//! path through this can store a wrong blob.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use berth_oci::media_type::{self, LayerCompression};
@@ -12,11 +21,11 @@ use berth_oci::{Descriptor, ImageManifest};
 use berth_reference::{Digest, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Body, Method, Response};
 use tokio::sync::mpsc;
 
-use crate::client::Target;
+use crate::client::{Target, is_retryable_status, retry_after};
 use crate::compress::gzip_parallel;
 use crate::error::registry_error;
 use crate::pipe::{ChunkReader, ChunkWriter};
@@ -27,8 +36,10 @@ use crate::{Client, ClientError, ImageStore, LocalImage, LocalLayer};
 pub struct PushOptions {
     /// Blobs uploaded at once.
     pub concurrency: usize,
-    /// Blobs up to this size go in one PUT; larger ones are streamed.
+    /// Blobs up to this size go in one PUT; larger ones in chunks.
     pub monolithic_limit: u64,
+    /// Bytes per PATCH of a chunked upload; 0 sends the blob in one PATCH.
+    pub chunk_size: u64,
     /// Cores used to compress an uncompressed layer.
     pub compress_threads: usize,
 }
@@ -38,6 +49,7 @@ impl Default for PushOptions {
         PushOptions {
             concurrency: 5,
             monolithic_limit: 16 << 20,
+            chunk_size: crate::hosts::DEFAULT_UPLOAD_CHUNK_SIZE,
             compress_threads: crate::compress::default_threads(),
         }
     }
@@ -226,40 +238,413 @@ impl Client {
             _ => return Err(registry_error(resp).await),
         }
         let location = location(&resp)?;
-        let resp = if desc.size <= opts.monolithic_limit {
-            let bytes = match content {
-                Content::Memory(b) => b,
-                Content::Stored(store) => read_stored(store, desc.digest.clone()).await?,
-            };
-            let url = with_digest(&location, &desc.digest);
-            let resp = self
-                .send(t, Method::PUT, &url, true, &|rb| {
-                    rb.header(CONTENT_TYPE, "application/octet-stream").body(bytes.clone())
-                })
-                .await?;
-            progress.layer(id, LayerEvent::Advance { done: desc.size, total: desc.size });
-            resp
-        } else {
+        if desc.size > opts.monolithic_limit {
             let Content::Stored(store) = content else { unreachable!("in-memory blobs are small") };
-            let body = stream_stored(store, desc.clone(), id.to_owned(), progress.clone());
-            let body = std::sync::Mutex::new(Some(body));
-            let resp = self
-                .send(t, Method::PATCH, &location, false, &|rb| {
-                    let body = body.lock().expect("lock").take().unwrap_or_else(|| Body::from(""));
-                    rb.header(CONTENT_TYPE, "application/octet-stream").body(body)
-                })
-                .await?;
-            if resp.status().as_u16() != 202 {
-                return Err(registry_error(resp).await);
-            }
-            let url = with_digest(&location_or(&resp, &location), &desc.digest);
-            self.send(t, Method::PUT, &url, true, &|rb| rb.header(CONTENT_LENGTH, 0)).await?
+            let up = Upload { t, path, desc, store, opts, id, progress };
+            self.upload_large(&up, location).await?;
+            return Ok("Pushed".into());
+        }
+        let bytes = match content {
+            Content::Memory(b) => b,
+            Content::Stored(store) => read_stored(store, desc.digest.clone()).await?,
         };
+        let url = with_digest(&location, &desc.digest);
+        let resp = self
+            .send(t, Method::PUT, &url, true, &|rb| {
+                rb.header(CONTENT_TYPE, "application/octet-stream").body(bytes.clone())
+            })
+            .await?;
+        progress.layer(id, LayerEvent::Advance { done: desc.size, total: desc.size });
         if resp.status().as_u16() != 201 {
             return Err(registry_error(resp).await);
         }
         Ok("Pushed".into())
     }
+
+    /// Opens an upload session; returns its URL.
+    async fn start_upload(&self, t: &Target<'_>, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}/v2/{path}/blobs/uploads/", t.base);
+        let resp =
+            self.send(t, Method::POST, &url, true, &|rb| rb.header(CONTENT_LENGTH, 0)).await?;
+        if resp.status().as_u16() != 202 {
+            return Err(registry_error(resp).await);
+        }
+        location(&resp)
+    }
+
+    /// Uploads a large blob into the session at `location`: chunks, resumed
+    /// and retried as the module documentation describes, then the closing PUT.
+    async fn upload_large(&self, up: &Upload<'_>, mut location: String) -> Result<(), ClientError> {
+        let size = up.desc.size;
+        let mut offset = 0u64;
+        // Cleared for good once the registry refuses chunks.
+        let mut can_chunk = up.opts.chunk_size > 0;
+        let mut ranged = can_chunk;
+        // Sent without the registry confirming what it kept (no `Range`).
+        let mut unconfirmed = false;
+        let mut restarted = false;
+        let mut failures = 0u32;
+        loop {
+            let step = if offset < size {
+                let chunk = if ranged { up.opts.chunk_size } else { size - offset };
+                self.patch_from(up, &mut location, &mut offset, chunk, ranged).await
+            } else {
+                self.close_upload(up, &location).await
+            };
+            match step {
+                Ok(Sent::Done) => return Ok(()),
+                Ok(Sent::Partial) => {}
+                Ok(Sent::Unconfirmed) => {
+                    // Go on without chunks: nothing could be resumed anyway.
+                    unconfirmed = true;
+                    can_chunk = false;
+                    ranged = false;
+                }
+                Err(Failure::Refused(e)) if ranged && offset == 0 => {
+                    note_restart(up, &e);
+                    can_chunk = false;
+                    ranged = false;
+                    location = self.start_upload(up.t, up.path).await?;
+                }
+                Err(Failure::Refused(e)) if unconfirmed && !restarted => {
+                    // Chunks the registry did not confirm did not add up:
+                    // once more, from the start, in one PATCH.
+                    note_restart(up, &e);
+                    restarted = true;
+                    ranged = false;
+                    unconfirmed = false;
+                    offset = 0;
+                    location = self.start_upload(up.t, up.path).await?;
+                }
+                Err(Failure::Transient(e, wait)) if failures < self.opts.retries => {
+                    let wait = wait
+                        .map(|w| w.min(self.opts.max_retry_after))
+                        .unwrap_or_else(|| self.backoff(failures));
+                    failures += 1;
+                    let reason = e.to_string();
+                    up.progress
+                        .layer(up.id, LayerEvent::Retrying { attempt: failures, reason: &reason });
+                    tokio::time::sleep(wait).await;
+                    let resumed = if ranged && !unconfirmed {
+                        self.upload_status(up.t, &location).await?
+                    } else {
+                        None
+                    };
+                    match resumed {
+                        Some((loc, have)) => {
+                            location = loc;
+                            offset = have;
+                        }
+                        None => {
+                            // Nothing to resume from: a new session.
+                            unconfirmed = false;
+                            ranged = can_chunk;
+                            offset = 0;
+                            location = self.start_upload(up.t, up.path).await?;
+                        }
+                    }
+                }
+                Err(Failure::Gone(e)) if !restarted => {
+                    // The registry lost the upload (expired, restarted):
+                    // unless the blob made it anyway, start it over, once.
+                    let blob_url = format!("{}/v2/{}/blobs/{}", up.t.base, up.path, up.desc.digest);
+                    let head = self.send(up.t, Method::HEAD, &blob_url, true, &|rb| rb).await?;
+                    if head.status().as_u16() == 200 && offset >= size {
+                        return Ok(());
+                    }
+                    note_restart(up, &e);
+                    restarted = true;
+                    unconfirmed = false;
+                    ranged = can_chunk;
+                    offset = 0;
+                    location = self.start_upload(up.t, up.path).await?;
+                }
+                Err(
+                    Failure::Transient(e, _)
+                    | Failure::Gone(e)
+                    | Failure::Refused(e)
+                    | Failure::Fatal(e),
+                ) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends the blob from `*offset` in PATCHes of `chunk` bytes (with
+    /// `Content-Range` when `ranged`), following each `Location`.
+    async fn patch_from(
+        &self,
+        up: &Upload<'_>,
+        location: &mut String,
+        offset: &mut u64,
+        chunk: u64,
+        ranged: bool,
+    ) -> Result<Sent, Failure> {
+        let size = up.desc.size;
+        let feeder = Feeder::start(up.store.clone(), up.desc.digest.clone(), *offset);
+        while *offset < size {
+            let start = *offset;
+            let len = chunk.min(size - start);
+            let end = start + len - 1;
+            let body = feeder.body(len, start, size, up.id.to_owned(), up.progress.clone());
+            let body = std::sync::Mutex::new(Some(body));
+            let resp = self
+                .send(up.t, Method::PATCH, location, false, &|rb| {
+                    // A resend (after an auth challenge) has no body left: it
+                    // then fails, and the retry below resumes.
+                    let body = body.lock().expect("lock").take().unwrap_or_else(|| Body::from(""));
+                    let rb = rb
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, len);
+                    let rb = if ranged {
+                        rb.header(CONTENT_RANGE, format!("{start}-{end}"))
+                    } else {
+                        rb
+                    };
+                    rb.body(body)
+                })
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e @ ClientError::Network { .. }) => return Err(Failure::Transient(e, None)),
+                Err(e) => return Err(Failure::Fatal(e)),
+            };
+            let status = resp.status().as_u16();
+            if status != 202 {
+                let wait = retry_after(&resp);
+                let err = registry_error(resp).await;
+                return Err(match status {
+                    404 => Failure::Gone(err),
+                    // Chunks refused from the start (400, 416): the caller
+                    // falls back to one PATCH. Later, 416 means the registry
+                    // holds other bytes than we think: ask it and resume.
+                    400 | 416 if ranged && start == 0 => Failure::Refused(err),
+                    416 => Failure::Transient(err, None),
+                    s if is_retryable_status(s) => Failure::Transient(err, wait),
+                    _ => Failure::Fatal(err),
+                });
+            }
+            *location = location_or(&resp, location);
+            let kept = range_end(&resp);
+            match kept {
+                // One PATCH for the rest: the closing PUT's digest check tells.
+                _ if !ranged => *offset = end + 1,
+                None => {
+                    *offset = end + 1;
+                    return Ok(Sent::Unconfirmed);
+                }
+                Some(last) if last == end => *offset = end + 1,
+                Some(last) if last < end && last + 1 >= start => {
+                    // The registry kept less than was sent: send the rest.
+                    *offset = last + 1;
+                    return Ok(Sent::Partial);
+                }
+                Some(last) => {
+                    return Err(Failure::Fatal(ClientError::InvalidResponse {
+                        url: location.clone(),
+                        detail: format!("upload reports bytes 0-{last} after chunk {start}-{end}"),
+                    }));
+                }
+            }
+        }
+        Ok(Sent::Partial)
+    }
+
+    /// The closing `PUT ?digest=`.
+    async fn close_upload(&self, up: &Upload<'_>, location: &str) -> Result<Sent, Failure> {
+        let url = with_digest(location, &up.desc.digest);
+        let resp = self
+            .send(up.t, Method::PUT, &url, true, &|rb| rb.header(CONTENT_LENGTH, 0))
+            .await
+            .map_err(|e| match e {
+                ClientError::Network { .. } => Failure::Transient(e, None),
+                e => Failure::Fatal(e),
+            })?;
+        match resp.status().as_u16() {
+            201 => Ok(Sent::Done),
+            404 => Err(Failure::Gone(registry_error(resp).await)),
+            400 => Err(Failure::Refused(registry_error(resp).await)),
+            _ => Err(Failure::Fatal(registry_error(resp).await)),
+        }
+    }
+
+    /// How much of the upload at `location` the registry holds: its new
+    /// location and the offset to resume from; `None` if it is gone or
+    /// will not say.
+    async fn upload_status(
+        &self,
+        t: &Target<'_>,
+        location: &str,
+    ) -> Result<Option<(String, u64)>, ClientError> {
+        let resp = self.send(t, Method::GET, location, true, &|rb| rb).await?;
+        match resp.status().as_u16() {
+            200 | 204 => {}
+            404 => return Ok(None),
+            _ => return Err(registry_error(resp).await),
+        }
+        let loc = location_or(&resp, location);
+        // `0-0` is how registries say both "nothing" and "one byte": resend
+        // from the start, which is right for the only likely case.
+        Ok(range_end(&resp).map(|last| (loc, if last == 0 { 0 } else { last + 1 })))
+    }
+}
+
+/// One large blob being pushed.
+struct Upload<'a> {
+    t: &'a Target<'a>,
+    path: &'a str,
+    desc: &'a Descriptor,
+    store: Arc<dyn ImageStore>,
+    opts: &'a PushOptions,
+    id: &'a str,
+    progress: Arc<dyn Progress>,
+}
+
+/// How a step of an upload ended.
+enum Sent {
+    /// The closing PUT was accepted.
+    Done,
+    /// Bytes were accepted (maybe fewer than sent); carry on from the offset.
+    Partial,
+    /// Accepted without `Range`: the registry's tally is unknown.
+    Unconfirmed,
+}
+
+enum Failure {
+    /// Worth another try: resume from what the registry has.
+    Transient(ClientError, Option<std::time::Duration>),
+    /// The registry no longer knows the upload.
+    Gone(ClientError),
+    /// The registry refuses this way of uploading (or the bytes did not add up).
+    Refused(ClientError),
+    Fatal(ClientError),
+}
+
+/// Tells the layer's progress that its upload starts over, and why.
+fn note_restart(up: &Upload<'_>, e: &ClientError) {
+    let reason = format!("starting the upload over: {e}");
+    up.progress.layer(up.id, LayerEvent::Retrying { attempt: 0, reason: &reason });
+}
+
+/// The last byte a registry says it holds (`Range: 0-N`, also `bytes=0-N`).
+fn range_end(resp: &Response) -> Option<u64> {
+    let v = resp.headers().get(RANGE)?.to_str().ok()?.trim();
+    let v = v.strip_prefix("bytes=").unwrap_or(v);
+    let (first, last) = v.split_once('-')?;
+    (first.trim() == "0").then_some(())?;
+    last.trim().parse().ok()
+}
+
+/// Reads a stored blob from an offset on a blocking thread and hands it out
+/// as successive request bodies of given lengths (the chunks).
+struct Feeder {
+    state: Arc<tokio::sync::Mutex<FeedState>>,
+}
+
+struct FeedState {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    /// Read but not yet sent: the part of a piece beyond the last chunk.
+    leftover: Option<Bytes>,
+}
+
+impl Feeder {
+    fn start(store: Arc<dyn ImageStore>, digest: Digest, offset: u64) -> Feeder {
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let mut src = match open_at(&*store, &digest, offset) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match src.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Feeder { state: Arc::new(tokio::sync::Mutex::new(FeedState { rx, leftover: None })) }
+    }
+
+    /// The next `len` bytes as a request body; `start` is their offset in the
+    /// blob of `total` bytes, for progress.
+    fn body(
+        &self,
+        len: u64,
+        start: u64,
+        total: u64,
+        id: String,
+        progress: Arc<dyn Progress>,
+    ) -> Body {
+        let seed = (self.state.clone(), len, start, id, progress);
+        let stream = futures_util::stream::unfold(
+            seed,
+            move |(state, left, done, id, progress)| async move {
+                if left == 0 {
+                    return None;
+                }
+                let mut st = state.lock().await;
+                let piece = match st.leftover.take() {
+                    Some(b) => Ok(b),
+                    None => st.rx.recv().await.unwrap_or_else(|| {
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the stored blob is shorter than its size",
+                        ))
+                    }),
+                };
+                let mut piece = match piece {
+                    Ok(p) => p,
+                    Err(e) => {
+                        drop(st);
+                        return Some((Err(e), (state, 0, done, id, progress)));
+                    }
+                };
+                if piece.len() as u64 > left {
+                    st.leftover = Some(piece.split_off(left as usize));
+                }
+                drop(st);
+                let n = piece.len() as u64;
+                progress.layer(&id, LayerEvent::Advance { done: done + n, total });
+                Some((Ok(piece), (state, left - n, done + n, id, progress)))
+            },
+        );
+        Body::wrap_stream(stream)
+    }
+}
+
+/// A stored blob opened at `offset`: seeked when the store hands out a
+/// file, else read past (only resumes start anywhere but 0).
+fn open_at<'a>(
+    store: &'a dyn ImageStore,
+    digest: &Digest,
+    offset: u64,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    if let Some(mut f) = store.open_blob_file(digest)? {
+        f.seek(SeekFrom::Start(offset))?;
+        return Ok(Box::new(f));
+    }
+    let mut src = store.open_blob(digest)?;
+    let skipped = io::copy(&mut (&mut src).take(offset), &mut io::sink())?;
+    if skipped != offset {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the stored blob is shorter than its size",
+        ));
+    }
+    Ok(src)
 }
 
 /// The compressed blob to push for a layer, compressing (once) if the store
@@ -318,51 +703,6 @@ async fn read_stored(store: Arc<dyn ImageStore>, digest: Digest) -> Result<Bytes
     .await
     .expect("reader thread")
     .map_err(|e| ClientError::io(ctx, e))
-}
-
-/// A request body streaming a stored blob, reporting progress.
-fn stream_stored(
-    store: Arc<dyn ImageStore>,
-    desc: Descriptor,
-    id: String,
-    progress: Arc<dyn Progress>,
-) -> Body {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
-    let digest = desc.digest.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut src = match store.open_blob(&digest) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        let mut done = 0u64;
-        loop {
-            let mut buf = vec![0u8; 1 << 20];
-            match src.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return;
-                    }
-                    done += n as u64;
-                    progress.layer(&id, LayerEvent::Advance { done, total: desc.size });
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
-    let stream =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-        );
-    Body::wrap_stream(stream)
 }
 
 fn location(resp: &Response) -> Result<String, ClientError> {

@@ -49,8 +49,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         vec![reference.with_default_tag()]
     };
     let client = client()?;
-    let opts =
-        PushOptions { concurrency: client.config().max_concurrent_uploads, ..Default::default() };
+    let opts = PushOptions {
+        concurrency: client.config().max_concurrent_uploads,
+        chunk_size: client.config().upload_chunk_size,
+        ..Default::default()
+    };
     if !args.quiet {
         println!("The push refers to repository [{}]", targets[0].repository().full_name());
     }

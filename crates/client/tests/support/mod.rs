@@ -42,6 +42,18 @@ pub struct Faults {
     pub token: Option<(String, String)>,
     /// Repositories under this prefix are denied to everyone.
     pub denied_prefix: Option<String>,
+    /// PATCHes carrying `Content-Range` are refused with 416 (a registry
+    /// that takes a blob in one PATCH only).
+    pub refuse_chunks: bool,
+    /// PATCH answers carry no `Range` (and Content-Range is ignored).
+    pub no_range_header: bool,
+    /// The first N PATCHes answer 429 with `Retry-After` as an HTTP date
+    /// `retry_after_date` seconds ahead.
+    pub patch_too_many: u32,
+    pub retry_after_date: u64,
+    /// After this many PATCHes in all, the first upload is forgotten (as a
+    /// registry that expired or lost it): its next request meets 404.
+    pub lose_upload_after: Option<u32>,
 }
 
 #[derive(Default)]
@@ -57,6 +69,8 @@ pub struct Registry {
     pub log: Vec<String>,
     manifest_gets: u32,
     layer_gets: u32,
+    patches: u32,
+    uploads_started: u32,
 }
 
 pub type Shared = Arc<Mutex<Registry>>;
@@ -183,6 +197,9 @@ fn unescape(s: &str) -> String {
 
 async fn handle(State(state): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if parts.method == Method::PATCH && parts.uri.path().contains("/blobs/uploads/") {
+        return patch_upload(state, parts, body).await;
+    }
     let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
@@ -423,19 +440,21 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                         .into_response();
                 }
             }
-            let id = format!("u{}", reg.uploads.len() + 1);
+            reg.uploads_started += 1;
+            let id = format!("u{}", reg.uploads_started);
             reg.uploads.insert(id.clone(), Vec::new());
             (StatusCode::ACCEPTED, [(header::LOCATION, format!("/v2/{repo}/blobs/uploads/{id}"))])
                 .into_response()
         }
-        (Method::PATCH, "/blobs/uploads/") => {
-            reg.uploads.get_mut(&tail).unwrap().extend_from_slice(&body);
-            (StatusCode::ACCEPTED, [(header::LOCATION, format!("/v2/{repo}/blobs/uploads/{tail}"))])
-                .into_response()
-        }
+        (Method::GET, "/blobs/uploads/") => match reg.uploads.get(&tail) {
+            None => error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown"),
+            Some(data) => upload_accepted(StatusCode::NO_CONTENT, &repo, &tail, data.len(), true),
+        },
         (Method::PUT, "/blobs/uploads/") => {
             let digest = unescape(query_param(&query, "digest")[0]);
-            let mut data = reg.uploads.remove(&tail).unwrap();
+            let Some(mut data) = reg.uploads.remove(&tail) else {
+                return error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown");
+            };
             data.extend_from_slice(&body);
             if Digest::sha256_of(&data).to_string() != digest {
                 return error(
@@ -450,6 +469,178 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         }
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
+}
+
+/// `202 Accepted` (or the status's `204`) for an upload holding `len`
+/// bytes, with a Location that changes as the upload grows (as
+/// distribution's does), so a client must follow it.
+fn upload_accepted(status: StatusCode, repo: &str, id: &str, len: usize, range: bool) -> Response {
+    let mut r = status.into_response();
+    let loc = format!("/v2/{repo}/blobs/uploads/{id}?_state={len}");
+    r.headers_mut().insert(header::LOCATION, loc.parse().unwrap());
+    if range {
+        let last = len.saturating_sub(1);
+        r.headers_mut().insert(header::RANGE, format!("0-{last}").parse().unwrap());
+    }
+    r
+}
+
+/// A PATCH: its body is appended as it arrives, so a connection that
+/// drops mid-chunk leaves the bytes that came through (as distribution
+/// keeps them). `Content-Range` must start where the upload ends.
+async fn patch_upload(state: Shared, parts: axum::http::request::Parts, body: Body) -> Response {
+    use futures_util::StreamExt;
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let content_range =
+        parts.headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (repo, id) = path
+        .strip_prefix("/v2/")
+        .and_then(|r| r.split_once("/blobs/uploads/"))
+        .map(|(r, i)| (r.to_owned(), i.to_owned()))
+        .unwrap();
+    let f = {
+        let mut reg = state.lock().unwrap();
+        reg.log.push(format!(
+            "PATCH {path}{}",
+            content_range.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
+        ));
+        reg.patches += 1;
+        let f = reg.faults.clone();
+        if f.lose_upload_after.is_some_and(|n| reg.patches > n) && reg.uploads.contains_key("u1") {
+            reg.uploads.remove("u1");
+        }
+        let Some(have) = reg.uploads.get(&id).map(Vec::len) else {
+            return error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown");
+        };
+        if reg.patches <= f.patch_too_many {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + f.retry_after_date;
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "slow down");
+            r.headers_mut().insert(header::RETRY_AFTER, http_date(at).parse().unwrap());
+            return r;
+        }
+        if let Some(cr) = content_range.as_deref().filter(|_| !f.no_range_header) {
+            let start = cr.split('-').next().and_then(|a| a.parse::<usize>().ok());
+            if f.refuse_chunks || start != Some(have) {
+                return error(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", "invalid range");
+            }
+        }
+        // A stale Location (an old `_state`) is refused, as distribution does.
+        if let Some(st) = query_param(&query, "_state").first() {
+            if st.parse::<usize>().ok() != Some(have) {
+                return error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", "stale upload state");
+            }
+        }
+        f
+    };
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let Ok(bytes) = frame else { break };
+        let mut reg = state.lock().unwrap();
+        match reg.uploads.get_mut(&id) {
+            Some(data) => data.extend_from_slice(&bytes),
+            None => break,
+        }
+    }
+    let len = state.lock().unwrap().uploads.get(&id).map_or(0, Vec::len);
+    upload_accepted(StatusCode::ACCEPTED, &repo, &id, len, !f.no_range_header)
+}
+
+/// Seconds since the epoch as an IMF-fixdate.
+pub fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A TCP proxy in front of `upstream` that, once `cut_after` bytes in all
+/// have gone from clients to the server, closes that connection mid-stream
+/// (once). Returns the proxy's `host:port` and the count of bytes sent
+/// towards the server.
+pub async fn cutting_proxy(
+    upstream: String,
+    cut_after: u64,
+) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(AtomicU64::new(0));
+    let cut = Arc::new(AtomicBool::new(false));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else { return };
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let (sent, cut) = (sent.clone(), cut.clone());
+            // Dropped (or fired) when the client side ends: the answer to a
+            // cut request must not reach the client either.
+            let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                    if before + n as u64 > cut_after && !cut.swap(true, Ordering::SeqCst) {
+                        let keep = cut_after.saturating_sub(before) as usize;
+                        let _ = sw.write_all(&buf[..keep]).await;
+                        let _ = stop_tx.send(());
+                        return; // both halves dropped: the connection is gone
+                    }
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => return,
+                        r = sr.read(&mut buf) => match r {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if cw.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        },
+                    }
+                }
+            });
+        }
+    });
+    (addr, counter)
 }
 
 /// A store in a directory: blobs under `blobs/<hex>`, written via temp + rename
