@@ -147,7 +147,7 @@ fn commit(
                 layers.push(NewLayer {
                     diff_id: digest.clone(),
                     blob: Descriptor::new(media_type::DOCKER_LAYER, digest, size),
-                    uncompressed_size: size,
+                    uncompressed_size: Some(size),
                 });
             }
             None => h["empty_layer"] = true.into(),
@@ -621,7 +621,7 @@ fn perf_images_with_ten_thousand_tags() {
     let layer = NewLayer {
         diff_id: digest.clone(),
         blob: Descriptor::new(media_type::DOCKER_LAYER, digest.clone(), size),
-        uncompressed_size: size,
+        uncompressed_size: Some(size),
     };
     let base = now() - 10 * DAY;
     let images: Vec<NewImage> = (0..1000)

@@ -33,7 +33,7 @@ pub mod search;
 
 pub use client::{Client, ClientOptions};
 pub use error::{ClientError, RegistryError, RegistryErrorEntry};
-pub use local::{ImageStore, KnownLayer, LayerMeter, LocalImage, LocalLayer};
+pub use local::{ImageStore, KnownLayer, LocalImage, LocalLayer};
 pub use progress::{LayerEvent, NoProgress, Progress};
 pub use pull::{PullOptions, PulledImage, PulledLayer};
 pub use push::{PushOptions, PushedImage};

@@ -12,7 +12,8 @@ use berth_reference::{Digest, Repository};
 ///
 /// Contract: `write_blob` (from [`BlobSink`]) is only ever handed readers
 /// that fail unless the whole blob matched its digest (and, for layers, its
-/// diff ID), so a failed read must leave nothing behind under that digest.
+/// diff ID), so a failed read must leave nothing behind under that digest;
+/// `write_expected_blob` is handed the raw stream and must check it.
 pub trait ImageStore: BlobSource + BlobSink + Send + Sync {
     /// If `blob` is stored and known to carry a layer: the layer's diff ID
     /// and uncompressed size.
@@ -21,27 +22,15 @@ pub trait ImageStore: BlobSource + BlobSink + Send + Sync {
     /// Records that layer `diff_id` is also available as `blob` (a gzip made
     /// for a push), so the next push does not compress again.
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> io::Result<()>;
-
-    /// A meter for a layer about to be pulled: it is shown every
-    /// uncompressed byte in the same pass that computes the diff ID (so a
-    /// store that measures layers need not decompress them again), and told
-    /// the diff ID once it is verified. Default: none.
-    fn layer_meter(&self) -> Option<Box<dyn LayerMeter>> {
-        None
-    }
-}
-
-/// Sees a layer's uncompressed bytes while it is pulled (see [`ImageStore::layer_meter`]).
-pub trait LayerMeter: io::Write + Send {
-    /// Called only when the layer's diff ID has been verified.
-    fn verified(self: Box<Self>, diff_id: &Digest);
 }
 
 /// A layer the store already has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownLayer {
     pub diff_id: Digest,
-    pub uncompressed_size: u64,
+    /// `None` while the store has not yet proven the diff ID (a layer
+    /// pulled with [`crate::PullOptions::defer_diff_ids`]).
+    pub uncompressed_size: Option<u64>,
 }
 
 /// An image as a push reads it from the store.

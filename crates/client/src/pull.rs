@@ -1,18 +1,21 @@
 //! Pulling an image into an [`ImageStore`].
 //!
-//! Each layer is fetched once over the network and the bytes go two ways at
-//! the same time: to the store's `write_blob` (a blocking thread) and to a
-//! decompressor (another blocking thread) that computes the diff ID. The
-//! reader the store consumes only reports end of input once the blob's
-//! digest, size and diff ID have all been verified, so a store never keeps a
-//! blob that failed verification. An interrupted download resumes with
-//! `Range` from the last byte received; the pipes never see the gap.
+//! Each layer is fetched once over the network and streamed to the store's
+//! `write_expected_blob`, which hashes while it writes and keeps the blob
+//! only if digest and size match. The diff ID is then checked one of two
+//! ways. By default the bytes also go to a decompressor thread that computes
+//! it, and the reader the store consumes only reports end of input once the
+//! diff ID matched too. With [`PullOptions::defer_diff_ids`] the layer is
+//! handed back as an unverified claim, for a store that proves it before the
+//! image is first used (berth's local store does; decompressing costs
+//! several times the CPU of the download). An interrupted download resumes
+//! with `Range` from the last byte received; the pipes never see the gap.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use berth_oci::media_type::{self, LayerCompression};
-use berth_oci::{Descriptor, ImageConfig, ImageManifest, Manifest, Platform};
+use berth_oci::{BlobMismatch, Descriptor, ImageConfig, ImageManifest, Manifest, Platform};
 use berth_reference::{Digest, Hasher, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -42,11 +45,14 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Layers downloaded at once.
     pub concurrency: usize,
+    /// Leave the diff-ID check to the store (see the module documentation):
+    /// the pulled layers come back with `uncompressed_size: None`.
+    pub defer_diff_ids: bool,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { platform: None, concurrency: 6 }
+        PullOptions { platform: None, concurrency: 6, defer_diff_ids: false }
     }
 }
 
@@ -77,7 +83,9 @@ pub struct PulledLayer {
     pub diff_id: Digest,
     /// The stored blob carrying it, as the manifest described it.
     pub blob: Descriptor,
-    pub uncompressed_size: u64,
+    /// `None` when the diff ID is still unverified (deferred, or a layer
+    /// the store already had unverified).
+    pub uncompressed_size: Option<u64>,
     /// False when the store already had it.
     pub downloaded: bool,
 }
@@ -199,9 +207,26 @@ impl Client {
                             downloaded: false,
                         });
                     }
-                    let pulled = self
-                        .download_layer(t, path, &layer, &diff_id, compression, store, &*progress)
-                        .await?;
+                    let pulled = if opts.defer_diff_ids {
+                        self.download_blob(t, path, &layer, store, &*progress).await?;
+                        PulledLayer {
+                            diff_id,
+                            blob: layer.clone(),
+                            uncompressed_size: None,
+                            downloaded: true,
+                        }
+                    } else {
+                        self.download_layer(
+                            t,
+                            path,
+                            &layer,
+                            &diff_id,
+                            compression,
+                            store,
+                            &*progress,
+                        )
+                        .await?
+                    };
                     progress.layer(layer.digest.short(), LayerEvent::Done("Pull complete"));
                     Ok(pulled)
                 }
@@ -270,11 +295,9 @@ impl Client {
         let (store_tx, store_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
         let (unpack_tx, unpack_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
         let (diff_tx, diff_rx) = std::sync::mpsc::sync_channel(1);
-        let mut meter = store.layer_meter();
         let unpacker = tokio::task::spawn_blocking(move || {
-            let result = unpack_and_hash(ChunkReader::new(unpack_rx), compression, meter.as_mut());
+            let result = unpack_and_hash(ChunkReader::new(unpack_rx), compression);
             let _ = diff_tx.send(result);
-            meter
         });
         let writer = {
             let mut reader = VerifyingReader {
@@ -295,7 +318,7 @@ impl Client {
         let fetched =
             self.fetch_blob_into(t, path, desc, &id, [store_tx, unpack_tx], progress).await;
         let (written, uncompressed) = writer.await.expect("blob writer thread");
-        let meter = unpacker.await.expect("unpack thread");
+        unpacker.await.expect("unpack thread");
         fetched?;
         if let Some(e) = verdict.lock().expect("lock").take() {
             return Err(e);
@@ -309,27 +332,60 @@ impl Client {
                 actual: digest,
             });
         }
-        if let Some(meter) = meter {
-            meter.verified(diff_id);
-        }
         Ok(PulledLayer {
             diff_id: diff_id.clone(),
             blob: desc.clone(),
-            uncompressed_size: uncompressed.expect("verified reader records the size"),
+            uncompressed_size: Some(uncompressed.expect("verified reader records the size")),
             downloaded: true,
+        })
+    }
+
+    /// Streams one blob into the store, which checks its digest and size
+    /// while writing (one hash of the stream in all).
+    async fn download_blob(
+        &self,
+        t: &Target<'_>,
+        path: &str,
+        desc: &Descriptor,
+        store: Arc<dyn ImageStore>,
+        progress: &dyn Progress,
+    ) -> Result<(), ClientError> {
+        let id = desc.digest.short().to_owned();
+        let (store_tx, store_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
+        let writer = {
+            let desc = desc.clone();
+            tokio::task::spawn_blocking(move || {
+                store.write_expected_blob(&mut ChunkReader::new(store_rx), &desc)
+            })
+        };
+        let fetched = self.fetch_blob_into(t, path, desc, &id, [store_tx], progress).await;
+        let written = writer.await.expect("blob writer thread");
+        fetched?;
+        written.map_err(|e| match BlobMismatch::find(&e) {
+            Some(m) if m.actual_size != desc.size => ClientError::Truncated {
+                what: format!("layer {id}"),
+                got: m.actual_size,
+                expected: desc.size,
+            },
+            Some(m) => ClientError::DigestMismatch {
+                what: format!("layer {id}"),
+                expected: desc.digest.clone(),
+                actual: m.actual.clone(),
+            },
+            None => ClientError::io(format!("storing layer {id}"), e),
         })
     }
 
     /// GETs a blob and sends its bytes to every pipe, resuming with `Range`
     /// after a transient failure. Sends at most `desc.size` bytes; dropping
     /// the pipes (on return) tells the readers the input ended.
-    async fn fetch_blob_into(
+    async fn fetch_blob_into<const N: usize>(
         &self,
         t: &Target<'_>,
         path: &str,
         desc: &Descriptor,
         id: &str,
-        pipes: [mpsc::Sender<io::Result<Bytes>>; 2],
+        pipes: [mpsc::Sender<io::Result<Bytes>>; N],
         progress: &dyn Progress,
     ) -> Result<(), ClientError> {
         let url = format!("{}/v2/{path}/blobs/{}", t.base, desc.digest);
@@ -414,7 +470,6 @@ impl Client {
 fn unpack_and_hash(
     input: ChunkReader,
     compression: LayerCompression,
-    mut meter: Option<&mut Box<dyn crate::LayerMeter>>,
 ) -> Result<(Digest, u64), String> {
     let mut input = io::BufReader::with_capacity(UNPACK_BUFFER, input);
     let mut hasher = Hasher::new(berth_reference::Algorithm::Sha256);
@@ -427,9 +482,6 @@ fn unpack_and_hash(
                 Ok(n) => {
                     hasher.update(&buf[..n]);
                     size += n as u64;
-                    if let Some(m) = meter.as_mut() {
-                        m.write_all(&buf[..n])?;
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -60,7 +60,7 @@ async fn pull_verifies_and_returns_the_commit_record() {
     for (i, l) in p.layers.iter().enumerate() {
         assert_eq!(l.diff_id, img.diff_id(i));
         assert_eq!(l.blob.digest, img.layer_digest(i));
-        assert_eq!(l.uncompressed_size, img.layers[i].0.len() as u64);
+        assert_eq!(l.uncompressed_size, Some(img.layers[i].0.len() as u64));
         assert!(s.has_blob(&l.blob.digest));
         assert!(l.downloaded);
     }
@@ -76,7 +76,7 @@ async fn layers_the_store_has_are_not_downloaded() {
         img.layer_digest(0),
         berth_client::KnownLayer {
             diff_id: img.diff_id(0),
-            uncompressed_size: img.layers[0].0.len() as u64,
+            uncompressed_size: Some(img.layers[0].0.len() as u64),
         },
     );
     let p = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
@@ -232,7 +232,7 @@ fn local_image(p: &berth_client::PulledImage, sources: Vec<Repository>) -> Local
             .iter()
             .map(|l| LocalLayer {
                 diff_id: l.diff_id.clone(),
-                uncompressed_size: l.uncompressed_size,
+                uncompressed_size: l.uncompressed_size.expect("pulled with the diff ID verified"),
                 blobs: vec![l.blob.clone()],
                 sources: sources.clone(),
             })
@@ -393,7 +393,7 @@ async fn zstd_and_uncompressed_oci_layers_are_verified() {
     let (_d, s) = store();
     let p = pull(&client(Arc::new(Anonymous)), &addr, "oci", &s).await.unwrap();
     assert_eq!(p.layers[0].diff_id, Digest::sha256_of(&raw_z));
-    assert_eq!(p.layers[0].uncompressed_size, raw_z.len() as u64);
+    assert_eq!(p.layers[0].uncompressed_size, Some(raw_z.len() as u64));
     assert_eq!(p.layers[1].diff_id, p.layers[1].blob.digest);
     assert_eq!(p.manifest_digest, Digest::sha256_of(&manifest));
 }

@@ -9,4 +9,4 @@ pub mod transfer;
 
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
-pub use transfer::{BlobSink, BlobSource, LayerBlob};
+pub use transfer::{BlobMismatch, BlobSink, BlobSource, LayerBlob};

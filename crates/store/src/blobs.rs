@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use berth_oci::{BlobMismatch, Descriptor};
 use berth_reference::{Algorithm, Digest, Hasher};
 
 use crate::Store;
@@ -26,16 +27,41 @@ impl Store {
     /// commit an image referencing it. Writing is not committing: a blob no
     /// committed image references is collected later.
     pub fn write_blob(&self, reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+        self.write_checked(reader, None)
+    }
+
+    /// Like [`Store::write_blob`], but keeps the blob only if it is exactly
+    /// `expected` (checked before the rename, so a mismatch leaves nothing):
+    /// one hash of the stream serves both the store and the caller's check.
+    /// Fails with `InvalidData` wrapping [`berth_oci::BlobMismatch`].
+    pub fn write_expected_blob(
+        &self,
+        reader: &mut dyn Read,
+        expected: &Descriptor,
+    ) -> io::Result<()> {
+        self.write_checked(reader, Some(expected)).map(|_| ())
+    }
+
+    fn write_checked(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Descriptor>,
+    ) -> io::Result<(Digest, u64)> {
         self.locks.hold_shared()?;
         let temp = self.temp_path();
-        let result = self.write_temp(&temp, reader);
+        let result = self.write_temp(&temp, reader, expected);
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
         result
     }
 
-    fn write_temp(&self, temp: &PathBuf, reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+    fn write_temp(
+        &self,
+        temp: &PathBuf,
+        reader: &mut dyn Read,
+        expected: Option<&Descriptor>,
+    ) -> io::Result<(Digest, u64)> {
         let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
         let mut hasher = Hasher::new(Algorithm::Sha256);
         let mut size = 0u64;
@@ -54,6 +80,9 @@ impl Store {
         file.sync_all()?;
         drop(file);
         let digest = hasher.finish();
+        if let Some(expected) = expected {
+            BlobMismatch::check(expected, digest.clone(), size)?;
+        }
         let dest = self.blob_path(&digest);
         if dest.exists() {
             fs::remove_file(temp)?;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. Digests are stored as their text (`sha256:<hex>`), so ID
 /// prefix lookups are range scans on the primary key.
@@ -101,6 +101,16 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Version 2: a layer blob may be recorded before it is proven to carry its
+/// diff ID. A pull stores compressed blobs checked against their digests and
+/// leaves decompressing to the first read of an image (see `verify.rs`); a
+/// layer none of whose blobs is proven yet has sizes 0.
+const SCHEMA_V2: &str = r#"
+ALTER TABLE layers ADD COLUMN verified INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE layer_blobs ADD COLUMN verified INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX layer_blobs_unverified ON layer_blobs(diff_id) WHERE verified = 0;
+"#;
+
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == SCHEMA_VERSION {
@@ -120,6 +130,11 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
             conn.execute_batch(SCHEMA_V1)?;
+        }
+        if version < 2 {
+            conn.execute_batch(SCHEMA_V2)?;
+        }
+        if version < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         }
         Ok::<_, rusqlite::Error>(())

@@ -63,6 +63,12 @@ pub enum StoreError {
     #[error("corrupt store metadata: {0}")]
     Corrupt(String),
 
+    /// Layer blobs that did not decompress to the diff ID their image
+    /// claimed (found by deferred verification); they and the images
+    /// resting on them are gone from the store.
+    #[error("{}", .0.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("\n"))]
+    CorruptLayers(Vec<crate::CorruptLayer>),
+
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),
 

@@ -17,10 +17,9 @@ struct Prepared {
     id: Digest,
     config: Vec<u8>,
     created: Option<i64>,
-    size: u64,
     layers: Vec<crate::NewLayer>,
-    /// Docker's content size of each layer.
-    content_sizes: Vec<u64>,
+    /// Docker's content size of each verified layer.
+    content_sizes: Vec<Option<u64>>,
     chains: Vec<Digest>,
     tags: Vec<Reference>,
     repo_digests: Vec<Reference>,
@@ -48,27 +47,16 @@ impl Store {
         for p in &prepared {
             let id = p.id.as_str();
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO images (id, config, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, p.config, p.created, p.size as i64, now],
+                "INSERT OR IGNORE INTO images (id, config, created, size, added) VALUES (?1, ?2, ?3, 0, ?4)",
+                params![id, p.config, p.created, now],
             )?;
             for (position, layer) in p.layers.iter().enumerate() {
-                tx.execute(
-                    "INSERT OR IGNORE INTO layers (diff_id, size, content_size) VALUES (?1, ?2, ?3)",
-                    params![
-                        layer.diff_id.as_str(),
-                        layer.uncompressed_size as i64,
-                        p.content_sizes[position] as i64
-                    ],
-                )?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        layer.diff_id.as_str(),
-                        layer.blob.digest.as_str(),
-                        layer.blob.media_type,
-                        layer.blob.size as i64
-                    ],
-                )?;
+                match (layer.uncompressed_size, p.content_sizes[position]) {
+                    (Some(size), Some(content_size)) => {
+                        record_verified_layer(&tx, layer, size, content_size)?
+                    }
+                    _ => record_claimed_layer(&tx, layer)?,
+                }
                 if inserted == 1 {
                     tx.execute(
                         "INSERT INTO image_layers (image_id, position, diff_id, chain_id) VALUES (?1, ?2, ?3, ?4)",
@@ -85,6 +73,7 @@ impl Store {
             for rd in &p.repo_digests {
                 set_repo_digest(&tx, rd, &p.id)?;
             }
+            refresh_image_size(&tx, &p.id)?;
             out.push(Committed { id: p.id.clone(), moved_tags });
         }
         tx.commit()?;
@@ -136,16 +125,17 @@ impl Store {
         if !self.blob_path(&id).is_file() {
             self.write_blob_bytes(&img.config)?;
         }
-        let content_sizes =
-            img.layers.iter().map(|l| self.content_size(l)).collect::<Result<Vec<_>, _>>()?;
-        let size = content_sizes.iter().sum();
+        let content_sizes = img
+            .layers
+            .iter()
+            .map(|l| l.uncompressed_size.map(|_| self.content_size(l)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
             content_sizes,
             chains: chain_ids(diff_ids),
             created: config.created.as_deref().and_then(parse_rfc3339),
             id,
             config: img.config,
-            size,
             layers: img.layers,
             tags: img.tags.into_iter().map(Reference::with_default_tag).collect(),
             repo_digests: img.repo_digests,
@@ -158,7 +148,7 @@ impl Store {
         let known: Option<i64> = self
             .conn()
             .query_row(
-                "SELECT content_size FROM layers WHERE diff_id = ?1",
+                "SELECT content_size FROM layers WHERE diff_id = ?1 AND verified = 1",
                 [layer.diff_id.as_str()],
                 |r| r.get(0),
             )
@@ -215,14 +205,18 @@ impl Store {
     }
 
     /// The full record of one image (config parsed, layers with their blobs).
+    /// Verifies pending layers first (see [`Store::verify_pending_layers`]).
     pub fn image(&self, id: &Digest) -> Result<ImageRecord, StoreError> {
+        self.verify_pending_layers()?;
         image_in(&self.conn(), id)
     }
 
     /// Every image with its names, in one query, without reading configs:
     /// cheap enough for 10,000 tags. Order: ID; names sorted by full form
     /// (by SQLite, so no name is formatted here just to sort it).
+    /// Verifies pending layers first (see [`Store::verify_pending_layers`]).
     pub fn list_images(&self) -> Result<Vec<ImageSummary>, StoreError> {
+        self.verify_pending_layers()?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT i.id, i.created, i.size, i.added, n.kind, n.repository, n.name
@@ -280,7 +274,8 @@ impl Store {
         let mut index: HashMap<String, usize> = HashMap::new();
         {
             let mut stmt = conn.prepare_cached(
-                "SELECT l.diff_id, l.size, l.content_size, lb.digest, lb.media_type, lb.size
+                "SELECT l.diff_id, l.size, l.content_size, lb.digest, lb.media_type, lb.size,
+                        l.verified
                  FROM layers l JOIN layer_blobs lb ON lb.diff_id = l.diff_id
                  ORDER BY l.diff_id, (lb.digest = l.diff_id) DESC, lb.digest",
             )?;
@@ -294,6 +289,7 @@ impl Store {
                             diff_id: parse_digest(&diff)?,
                             uncompressed_size: r.get::<_, i64>(1)? as u64,
                             content_size: r.get::<_, i64>(2)? as u64,
+                            verified: r.get(6)?,
                             blobs: Vec::new(),
                             repositories: Vec::new(),
                         });
@@ -480,6 +476,82 @@ pub(crate) fn resolve_in(conn: &Connection, name: &str) -> Result<Digest, StoreE
 
 fn image_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM images WHERE id = ?1)", [id], |r| r.get(0))?)
+}
+
+/// Records a layer whose diff ID the caller proved, with its sizes; a
+/// layer that was only claimed so far becomes verified (and the sizes of the
+/// images using it are recomputed).
+fn record_verified_layer(
+    tx: &Connection,
+    layer: &crate::NewLayer,
+    size: u64,
+    content_size: u64,
+) -> Result<(), StoreError> {
+    let diff = layer.diff_id.as_str();
+    let was_claimed: bool = tx
+        .query_row("SELECT verified = 0 FROM layers WHERE diff_id = ?1", [diff], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    tx.execute(
+        "INSERT INTO layers (diff_id, size, content_size, verified) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (diff_id) DO UPDATE
+         SET size = excluded.size, content_size = excluded.content_size, verified = 1
+         WHERE verified = 0",
+        params![diff, size as i64, content_size as i64],
+    )?;
+    tx.execute(
+        "INSERT INTO layer_blobs (diff_id, digest, media_type, size, verified) VALUES (?1, ?2, ?3, ?4, 1)
+         ON CONFLICT (diff_id, digest) DO UPDATE SET verified = 1",
+        params![diff, layer.blob.digest.as_str(), layer.blob.media_type, layer.blob.size as i64],
+    )?;
+    if was_claimed {
+        refresh_sizes_of_images_using(tx, diff)?;
+    }
+    Ok(())
+}
+
+/// Records a layer blob whose diff ID is only claimed (by a registry):
+/// proven later by [`Store::verify_pending_layers`]. An existing row, proven
+/// or not, is kept as it is.
+fn record_claimed_layer(tx: &Connection, layer: &crate::NewLayer) -> Result<(), StoreError> {
+    let diff = layer.diff_id.as_str();
+    tx.execute(
+        "INSERT OR IGNORE INTO layers (diff_id, size, content_size, verified) VALUES (?1, 0, 0, 0)",
+        [diff],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size, verified)
+         VALUES (?1, ?2, ?3, ?4, 0)",
+        params![diff, layer.blob.digest.as_str(), layer.blob.media_type, layer.blob.size as i64],
+    )?;
+    Ok(())
+}
+
+/// Sets an image's size to the sum of its layers' content sizes.
+pub(crate) fn refresh_image_size(tx: &Connection, id: &Digest) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE images SET size = (
+             SELECT COALESCE(SUM(l.content_size), 0) FROM image_layers il
+             JOIN layers l ON l.diff_id = il.diff_id WHERE il.image_id = images.id)
+         WHERE id = ?1",
+        [id.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Recomputes the size of every image using layer `diff_id`.
+pub(crate) fn refresh_sizes_of_images_using(
+    tx: &Connection,
+    diff_id: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE images SET size = (
+             SELECT COALESCE(SUM(l.content_size), 0) FROM image_layers il
+             JOIN layers l ON l.diff_id = il.diff_id WHERE il.image_id = images.id)
+         WHERE id IN (SELECT image_id FROM image_layers WHERE diff_id = ?1)",
+        [diff_id],
+    )?;
+    Ok(())
 }
 
 pub(crate) fn image_in(conn: &Connection, id: &Digest) -> Result<ImageRecord, StoreError> {

@@ -45,7 +45,16 @@
 //!
 //! Sizes: a layer's `uncompressed_size` is its tar's length; docker's SIZE
 //! (of layers in `history`, of images in `images`) is the unpacked content
-//! size, which the store measures itself at commit ([`TarContentSize`]).
+//! size, which the store measures itself ([`TarContentSize`]).
+//!
+//! Deferred verification: a pull records compressed blobs checked against
+//! their digests, with the diff IDs the registry claims still unchecked
+//! (`verified = 0` on the layer_blobs row and, until one of its blobs is
+//! checked, on the layer). Every read of an image ([`Store::image`],
+//! [`Store::list_images`]) first runs [`Store::verify_pending_layers`],
+//! which decompresses each unchecked blob once, records the layer's sizes,
+//! and discards the images resting on a blob that lied. So no caller ever
+//! sees an image whose layers are not proven.
 //!
 //! `rmi` prints docker's `Deleted:` lines: the image ID, then the chain ID of
 //! each layer stack no other image uses, top first. Blobs are shared by diff
@@ -64,6 +73,7 @@ mod layer_size;
 mod lock;
 mod remove;
 mod time;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -76,6 +86,7 @@ pub use error::StoreError;
 pub use layer_size::TarContentSize;
 pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
 pub use time::parse_rfc3339;
+pub use verify::CorruptLayer;
 
 /// A local image store rooted at one directory. `Send + Sync`: share it by
 /// reference or in an `Arc`; every method takes `&self`.
@@ -141,10 +152,14 @@ pub struct NewLayer {
     /// (OCI_LAYER / DOCKER_LAYER) `blob.digest` must equal `diff_id`; for a
     /// compressed one the caller has verified the diff ID by decompressing.
     pub blob: Descriptor,
-    /// Length of the uncompressed tar. (Docker's layer SIZE is the unpacked
-    /// content size, which the store measures itself, see
-    /// [`Store::note_content_size`].)
-    pub uncompressed_size: u64,
+    /// Length of the uncompressed tar, when the caller verified the diff ID
+    /// (by decompressing `blob`, or because `blob` is the uncompressed tar).
+    /// `None` records an unverified claim, as a pull does: the store
+    /// verifies it (and measures the sizes) before any image using the
+    /// layer is read, see [`Store::verify_pending_layers`]. (Docker's layer
+    /// SIZE is the unpacked content size, which the store measures itself,
+    /// see [`Store::note_content_size`].)
+    pub uncompressed_size: Option<u64>,
 }
 
 /// The result of committing one [`NewImage`].
@@ -202,6 +217,9 @@ pub struct StoredLayer {
     pub uncompressed_size: u64,
     /// docker's layer size (unpacked content).
     pub content_size: u64,
+    /// False while the layer's diff ID is an unverified claim (sizes are 0
+    /// until [`Store::verify_pending_layers`] runs).
+    pub verified: bool,
     /// Every stored blob carrying it, uncompressed first if present.
     pub blobs: Vec<Descriptor>,
     /// Repositories the layer is known to exist in remotely: those of the
@@ -254,6 +272,14 @@ impl berth_oci::BlobSource for Store {
 impl berth_oci::BlobSink for Store {
     fn write_blob(&self, reader: &mut dyn std::io::Read) -> std::io::Result<(Digest, u64)> {
         Store::write_blob(self, reader)
+    }
+
+    fn write_expected_blob(
+        &self,
+        reader: &mut dyn std::io::Read,
+        expected: &berth_oci::Descriptor,
+    ) -> std::io::Result<()> {
+        Store::write_expected_blob(self, reader, expected)
     }
 
     fn has_blob(&self, digest: &Digest) -> bool {

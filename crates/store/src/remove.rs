@@ -188,7 +188,10 @@ impl Store {
     /// the exclusive lock, re-checking references under it. When the lock is
     /// busy (a pull or load is running) the files stay, as orphans that the
     /// next collection or `system check --repair` removes.
-    fn delete_blobs_if_unreferenced(&self, digests: &[String]) -> Result<(), StoreError> {
+    pub(crate) fn delete_blobs_if_unreferenced(
+        &self,
+        digests: &[String],
+    ) -> Result<(), StoreError> {
         if digests.is_empty() {
             return Ok(());
         }

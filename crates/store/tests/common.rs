@@ -23,7 +23,7 @@ pub fn write_layer(store: &Store, tar: &[u8]) -> NewLayer {
     NewLayer {
         diff_id: digest.clone(),
         blob: Descriptor::new(media_type::DOCKER_LAYER, digest, size),
-        uncompressed_size: size,
+        uncompressed_size: Some(size),
     }
 }
 

@@ -591,7 +591,7 @@ fn a_compressed_layer_is_measured_by_its_content() {
     let layer = berth_store::NewLayer {
         diff_id: diff_id.clone(),
         blob: Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size),
-        uncompressed_size: tar.len() as u64,
+        uncompressed_size: Some(tar.len() as u64),
     };
     let cfg = config(std::slice::from_ref(&layer), T1, &[]);
     let id = store
@@ -615,7 +615,7 @@ fn a_compressed_layer_is_measured_by_its_content() {
     let layer = berth_store::NewLayer {
         diff_id: d.clone(),
         blob: Descriptor::new(media_type::OCI_LAYER, d, n),
-        uncompressed_size: n,
+        uncompressed_size: Some(n),
     };
     let cfg = config(std::slice::from_ref(&layer), T2, &[]);
     let id = store

@@ -98,7 +98,7 @@ pub(crate) fn new_image(image: &LoadedImage) -> NewImage {
             .map(|l| NewLayer {
                 diff_id: l.diff_id.clone(),
                 blob: l.blob.clone(),
-                uncompressed_size: l.uncompressed_size,
+                uncompressed_size: Some(l.uncompressed_size),
             })
             .collect(),
         tags: image.tags.clone(),

@@ -8,11 +8,11 @@ use anyhow::{Context as _, bail};
 use berth_client::credentials::DockerCredentials;
 use berth_client::hosts::ClientConfig;
 use berth_client::{
-    Client, ClientOptions, ImageStore, KnownLayer, LayerEvent, LayerMeter, Progress, PullOptions,
+    Client, ClientOptions, ImageStore, KnownLayer, LayerEvent, Progress, PullOptions,
 };
 use berth_oci::{BlobSink, BlobSource, Descriptor, Platform};
 use berth_reference::{Digest, Reference, Repository};
-use berth_store::{NewImage, NewLayer, Store, TarContentSize};
+use berth_store::{NewImage, NewLayer, Store};
 
 use crate::context::Context;
 
@@ -42,7 +42,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let reference = Reference::parse(&args.name)?;
     let store = LocalStore::open(ctx)?;
     let client = client()?;
-    let opts = PullOptions { platform, concurrency: client.config().max_concurrent_downloads };
+    // The store proves every layer's diff ID before an image is first read
+    // (see berth_store's verify module), so the pull only checks digests.
+    let opts = PullOptions {
+        platform,
+        concurrency: client.config().max_concurrent_downloads,
+        defer_diff_ids: true,
+    };
     runtime()?.block_on(async {
         let refs = if args.all_tags {
             if reference.tag().is_some() || reference.digest().is_some() {
@@ -132,8 +138,6 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The local store as the client sees it.
 pub(crate) struct LocalStore {
     pub store: Store,
-    /// This store's own `Arc`, for the layer meters it hands out.
-    self_ref: std::sync::Weak<LocalStore>,
     /// Layers by the digest of every blob carrying them.
     known: Mutex<HashMap<Digest, KnownLayer>>,
     /// Repositories (from RepoDigests) each layer is known to exist in.
@@ -145,31 +149,18 @@ impl LocalStore {
         let store = Store::open(ctx.root())
             .with_context(|| format!("opening the store at {}", ctx.root().display()))?;
         let mut known = HashMap::new();
-        let mut sources: HashMap<Digest, Vec<Repository>> = HashMap::new();
-        for summary in store.list_images()? {
-            let image = store.image(&summary.id)?;
-            for layer in &image.layers {
-                for blob in &layer.blobs {
-                    let k = KnownLayer {
-                        diff_id: layer.diff_id.clone(),
-                        uncompressed_size: layer.uncompressed_size,
-                    };
-                    known.insert(blob.digest.clone(), k);
-                }
-                let repos = sources.entry(layer.diff_id.clone()).or_default();
-                for rd in &image.repo_digests {
-                    if !repos.contains(rd.repository()) {
-                        repos.push(rd.repository().clone());
-                    }
-                }
+        let mut sources = HashMap::new();
+        for layer in store.stored_layers()? {
+            let k = KnownLayer {
+                diff_id: layer.diff_id.clone(),
+                uncompressed_size: layer.verified.then_some(layer.uncompressed_size),
+            };
+            for blob in &layer.blobs {
+                known.insert(blob.digest.clone(), k.clone());
             }
+            sources.insert(layer.diff_id, layer.repositories);
         }
-        Ok(Arc::new_cyclic(|me| LocalStore {
-            store,
-            self_ref: me.clone(),
-            known: Mutex::new(known),
-            sources,
-        }))
+        Ok(Arc::new(LocalStore { store, known: Mutex::new(known), sources }))
     }
 }
 
@@ -186,6 +177,13 @@ impl BlobSink for LocalStore {
     fn write_blob(&self, reader: &mut dyn Read) -> std::io::Result<(Digest, u64)> {
         self.store.write_blob(reader)
     }
+    fn write_expected_blob(
+        &self,
+        reader: &mut dyn Read,
+        expected: &Descriptor,
+    ) -> std::io::Result<()> {
+        self.store.write_expected_blob(reader, expected)
+    }
     fn has_blob(&self, digest: &Digest) -> bool {
         self.store.has_blob(digest)
     }
@@ -198,37 +196,6 @@ impl ImageStore for LocalStore {
     }
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> std::io::Result<()> {
         self.store.add_layer_blob(diff_id, blob).map_err(std::io::Error::other)
-    }
-
-    fn layer_meter(&self) -> Option<Box<dyn LayerMeter>> {
-        Some(Box::new(ContentSizeMeter {
-            size: TarContentSize::new(),
-            store: self.self_ref.clone(),
-        }))
-    }
-}
-
-/// Measures docker's layer size (the unpacked content) while the pull
-/// decompresses, so committing does not decompress the layer again.
-struct ContentSizeMeter {
-    size: TarContentSize,
-    store: std::sync::Weak<LocalStore>,
-}
-
-impl std::io::Write for ContentSizeMeter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.size.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LayerMeter for ContentSizeMeter {
-    fn verified(self: Box<Self>, diff_id: &Digest) {
-        if let Some(store) = self.store.upgrade() {
-            store.store.note_content_size(diff_id, self.size.size());
-        }
     }
 }
 

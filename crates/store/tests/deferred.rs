@@ -1,0 +1,190 @@
+//! Deferred diff-ID verification: layers recorded as claims (as a pull does)
+//! are proven before any image is read, and a lie removes what rested on it.
+
+mod common;
+
+use std::io::Write;
+
+use berth_oci::{Descriptor, media_type};
+use berth_reference::{Digest, Reference};
+use berth_store::{NewImage, NewLayer, Store, StoreError};
+use common::*;
+
+const T1: &str = "2024-01-01T00:00:00Z";
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Writes `tar` gzipped and returns a layer claiming `diff_id` for it,
+/// unverified, as a pull records it.
+fn claimed_layer(store: &Store, tar: &[u8], diff_id: &Digest) -> NewLayer {
+    let (blob, size) = store.write_blob_bytes(&gzip(tar)).unwrap();
+    NewLayer {
+        diff_id: diff_id.clone(),
+        blob: Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size),
+        uncompressed_size: None,
+    }
+}
+
+fn commit_layers(store: &Store, layers: Vec<NewLayer>, tag: &str) -> Digest {
+    let image = NewImage {
+        config: config(&layers, T1, &[]),
+        layers,
+        tags: vec![Reference::parse_with_default_tag(tag).unwrap()],
+        repo_digests: Vec::new(),
+    };
+    store.commit_images(vec![image]).unwrap().remove(0).id
+}
+
+#[test]
+fn a_claimed_layer_is_proven_and_measured_before_the_image_is_read() {
+    let (_dir, store) = store();
+    let base = layer_tar("bin/sh", &[7u8; 5000]);
+    let top = layer_tar("etc/motd", b"hello");
+    let layers = vec![
+        claimed_layer(&store, &base, &Digest::sha256_of(&base)),
+        claimed_layer(&store, &top, &Digest::sha256_of(&top)),
+    ];
+    let id = commit_layers(&store, layers, "app:v1");
+
+    // Recorded, not yet proven: no sizes known.
+    let pending = store.stored_layers().unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|l| !l.verified && l.content_size == 0 && l.uncompressed_size == 0));
+
+    // The first read proves both and records docker's sizes.
+    let listed = store.list_images().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size, 5005);
+    let rec = store.image(&id).unwrap();
+    assert_eq!(rec.size, 5005);
+    assert_eq!(rec.layers[0].uncompressed_size, base.len() as u64);
+    assert_eq!(rec.layers[0].content_size, 5000);
+    assert_eq!(rec.layers[1].content_size, 5);
+    assert!(store.stored_layers().unwrap().iter().all(|l| l.verified));
+}
+
+#[test]
+fn a_lying_layer_removes_the_images_resting_on_it_and_nothing_else() {
+    let (_dir, store) = store();
+    let good = layer_tar("bin/sh", b"good");
+    let kept = commit(&store, std::slice::from_ref(&good), T1, &["base:1"]);
+    let real = layer_tar("etc/motd", b"real content");
+    let claimed = Digest::sha256_of(b"something else entirely");
+    let liar = claimed_layer(&store, &real, &claimed);
+    let liar_blob = liar.blob.digest.clone();
+    let shared = write_layer(&store, &good);
+    let bad = commit_layers(&store, vec![shared, liar], "app:bad");
+    store.end_ingest();
+
+    let err = store.list_images().unwrap_err();
+    let StoreError::CorruptLayers(corrupt) = &err else { panic!("unexpected error {err}") };
+    assert_eq!(corrupt.len(), 1);
+    assert_eq!(corrupt[0].diff_id, claimed);
+    assert_eq!(corrupt[0].blob, liar_blob);
+    assert_eq!(corrupt[0].removed_images, vec!["app:bad".to_owned()]);
+    let text = err.to_string();
+    assert!(text.contains("does not match its diff ID"), "{text}");
+    assert!(text.contains(Digest::sha256_of(&real).as_str()), "{text}");
+
+    // The lying image and its blob are gone; the other image is intact.
+    let listed = store.list_images().unwrap();
+    assert_eq!(listed.iter().map(|i| &i.id).collect::<Vec<_>>(), vec![&kept]);
+    assert!(matches!(store.image(&bad), Err(StoreError::NoSuchImage(_))));
+    assert!(matches!(store.resolve("app:bad"), Err(StoreError::NoSuchImage(_))));
+    assert_eq!(store.image(&kept).unwrap().size, 4);
+    // Its blob is garbage now, collected once no ingest holds the store.
+    store.end_ingest();
+    store.collect_garbage().unwrap().expect("the lock is free");
+    assert!(!store.has_blob(&liar_blob));
+    assert!(store.has_blob(&Digest::sha256_of(&good)));
+    assert!(store.check(false).unwrap().is_consistent());
+}
+
+#[test]
+fn a_lying_compressed_copy_of_a_proven_layer_is_dropped_alone() {
+    let (_dir, store) = store();
+    let tar = layer_tar("bin/sh", b"the real layer");
+    let id = commit(&store, std::slice::from_ref(&tar), T1, &["app:1"]);
+    // A registry later serves another blob claiming the same diff ID.
+    let other = layer_tar("bin/sh", b"not the real layer");
+    let liar = claimed_layer(&store, &other, &Digest::sha256_of(&tar));
+    let liar_blob = liar.blob.digest.clone();
+    commit_layers(&store, vec![liar], "app:1");
+
+    let err = store.image(&id).unwrap_err();
+    let StoreError::CorruptLayers(corrupt) = err else { panic!("unexpected error {err}") };
+    assert!(corrupt[0].removed_images.is_empty());
+    let rec = store.image(&id).unwrap();
+    assert_eq!(rec.layers[0].blobs.len(), 1);
+    assert_eq!(rec.layers[0].blobs[0].digest, Digest::sha256_of(&tar));
+    assert!(!rec.layers[0].blobs.iter().any(|b| b.digest == liar_blob));
+}
+
+#[test]
+fn a_blob_that_does_not_decompress_is_corrupt_not_fatal() {
+    let (_dir, store) = store();
+    let (blob, size) = store.write_blob_bytes(b"\x1f\x8b\x08\x00 not really gzip").unwrap();
+    let layer = NewLayer {
+        diff_id: Digest::sha256_of(b"whatever"),
+        blob: Descriptor::new(media_type::DOCKER_LAYER_GZIP, blob, size),
+        uncompressed_size: None,
+    };
+    commit_layers(&store, vec![layer], "broken:1");
+    let err = store.list_images().unwrap_err();
+    assert!(err.to_string().contains("cannot decompress"), "{err}");
+    assert!(store.list_images().unwrap().is_empty());
+}
+
+#[test]
+fn loading_a_layer_proves_a_pending_claim_and_fixes_sizes() {
+    let (_dir, store) = store();
+    let tar = layer_tar("bin/sh", &[1u8; 300]);
+    let claim = claimed_layer(&store, &tar, &Digest::sha256_of(&tar));
+    commit_layers(&store, vec![claim], "pulled:1");
+    // Another image brings the same layer, verified (as load does).
+    commit(&store, std::slice::from_ref(&tar), "2024-02-01T00:00:00Z", &["loaded:1"]);
+    let layers = store.stored_layers().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert!(layers[0].verified);
+    assert_eq!(layers[0].content_size, 300);
+    // The compressed claim itself is still proven on the next read.
+    let listed = store.list_images().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|i| i.size == 300));
+}
+
+#[test]
+fn a_version_1_store_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = Store::open(dir.path()).unwrap();
+        commit(&store, &[layer_tar("a", b"abc")], T1, &["old:1"])
+    };
+    // Turn the database back into the version 1 schema.
+    let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
+    conn.execute_batch(
+        "DROP INDEX layer_blobs_unverified;
+         ALTER TABLE layer_blobs DROP COLUMN verified;
+         ALTER TABLE layers DROP COLUMN verified;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.image(&id).unwrap().size, 3);
+    assert!(store.stored_layers().unwrap()[0].verified);
+    let tar = layer_tar("b", b"defg");
+    let claim = claimed_layer(&store, &tar, &Digest::sha256_of(&tar));
+    commit_layers(&store, vec![claim], "new:1");
+    assert_eq!(store.list_images().unwrap().len(), 2);
+}
