@@ -93,6 +93,8 @@ enum ImageCommand {
     Pull(pull::Args),
     /// Upload an image to a registry
     Push(push::Args),
+    /// Copy an image between registries, the store and archives
+    Copy(copy::Args),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(&ctx, a),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
+        Command::Image(ImageCommand::Copy(a)) => copy::run(&ctx, a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Logout(a) => login::logout(&ctx, a),
         Command::Search(a) => search::run(&ctx, a),

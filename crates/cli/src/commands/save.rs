@@ -117,7 +117,7 @@ fn save_image(store: &Store, id: &Digest, tags: Vec<Reference>) -> anyhow::Resul
 
 /// Writes to a temp file beside `path` and renames it into place only when
 /// the archive is complete; on error the temp file is removed.
-fn save_to_file(
+pub(crate) fn save_to_file(
     images: &[SaveImage],
     source: &dyn BlobSource,
     format: SaveFormat,
