@@ -319,14 +319,219 @@ async fn oauth2_password_grant() {
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         let res = reg.client.post(reg.url("/token")).body(form("wrong")).send().await.unwrap();
         assert_error(res, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        // Without access_type=offline, no refresh token.
+        assert!(body.get("refresh_token").is_none(), "{body}");
         let res = reg
             .client
             .post(reg.url("/token"))
-            .body("grant_type=refresh_token&refresh_token=x")
+            .body("grant_type=client_credentials&client_id=x")
             .send()
             .await
             .unwrap();
         assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED").await;
+    }
+}
+
+/// `POST /token` form fields, URL-encoded.
+async fn post_token(reg: &TestRegistry, fields: &[(&str, &str)]) -> reqwest::Response {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| {
+            let enc = |s: &str| s.replace('%', "%25").replace(':', "%3A").replace('/', "%2F");
+            format!("{}={}", enc(k), enc(v).replace(' ', "+").replace(',', "%2C"))
+        })
+        .collect();
+    reg.client
+        .post(reg.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Trades a refresh token for an access token to `scope`.
+async fn refresh(reg: &TestRegistry, refresh_token: &str, scope: &str) -> reqwest::Response {
+    post_token(
+        reg,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("service", SERVICE),
+            ("client_id", "docker"),
+            ("scope", scope),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn refresh_tokens_stand_in_for_the_password() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        // What `docker login` asks: Basic credentials and offline_token=true.
+        let login = |user: &'static str, offline: bool| {
+            let mut q = vec![("service", SERVICE), ("client_id", "docker"), ("account", user)];
+            if offline {
+                q.push(("offline_token", "true"));
+            }
+            reg.client
+                .get(reg.url("/token"))
+                .query(&q)
+                .basic_auth(user, Some(format!("{user}-pw")))
+                .send()
+        };
+        let body: serde_json::Value = login("alice", true).await.unwrap().json().await.unwrap();
+        let alice_refresh = body["refresh_token"].as_str().expect("a refresh token").to_owned();
+        let body: serde_json::Value = login("alice", false).await.unwrap().json().await.unwrap();
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        // Anonymous callers get none.
+        let res = reg.client.get(reg.url("/token")).query(&[("offline_token", "true")]).send();
+        let body: serde_json::Value = res.await.unwrap().json().await.unwrap();
+        assert!(body.get("refresh_token").is_none(), "{body}");
+
+        // The refresh token buys access tokens without the password.
+        let res = refresh(&reg, &alice_refresh, "repository:alice/app:pull,push").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: serde_json::Value = res.json().await.unwrap();
+        let access = body["access_token"].as_str().unwrap();
+        assert_eq!(start_upload(&reg, "alice/app", access).await.status(), StatusCode::ACCEPTED);
+        // ... for what alice may do, no more.
+        let res = refresh(&reg, &alice_refresh, "repository:bob/app:pull,push").await;
+        let body: serde_json::Value = res.json().await.unwrap();
+        let access = body["access_token"].as_str().unwrap();
+        let res = start_upload(&reg, "bob/app", access).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "DENIED").await;
+
+        // The password grant with access_type=offline also hands one out.
+        let res = post_token(
+            &reg,
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", "bob-pw"),
+                ("access_type", "offline"),
+                ("scope", "repository:bob/app:push"),
+            ],
+        )
+        .await;
+        let body: serde_json::Value = res.json().await.unwrap();
+        let bob_refresh = body["refresh_token"].as_str().expect("a refresh token").to_owned();
+        assert_eq!(
+            refresh(&reg, &bob_refresh, "repository:bob/app:push").await.status(),
+            StatusCode::OK
+        );
+
+        // Neither kind of token passes for the other.
+        let res = reg.client.get(reg.url("/v2/")).bearer_auth(&alice_refresh).send().await;
+        assert_error(res.unwrap(), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let (access, _) = token(&reg, Some("alice"), "repository:alice/app:pull").await;
+        let res = refresh(&reg, &access, "repository:alice/app:pull").await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let res = post_token(&reg, &[("grant_type", "refresh_token")]).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+}
+
+#[tokio::test]
+async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
+    for &b in BACKENDS {
+        use berth_registry::auth::RefreshClaims;
+        use berth_registry::metadata::MetadataStore;
+        let reg = start_auth(b).await;
+        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
+            .unwrap();
+        let key = TokenKey::load_or_create(&reg.root().join("token.key")).unwrap();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let alice_hash = meta.user("alice").await.unwrap().unwrap().password_hash;
+        let bob_hash = meta.user("bob").await.unwrap().unwrap().password_hash;
+        let claims = |sub: &str, exp: u64, hash: &str| RefreshClaims {
+            iss: "berth-registry".into(),
+            sub: sub.into(),
+            aud: SERVICE.into(),
+            exp,
+            iat: now - 10,
+            jti: "r".into(),
+            fp: key.fingerprint(hash),
+        };
+        let scope = "repository:alice/app:pull,push";
+        // Well made: accepted (so each refusal below is for its one flaw).
+        let good = key.sign_refresh(&claims("alice", now + 60, &alice_hash));
+        assert_eq!(refresh(&reg, &good, scope).await.status(), StatusCode::OK);
+        let expired = key.sign_refresh(&claims("alice", now - 1, &alice_hash));
+        assert_error(
+            refresh(&reg, &expired, scope).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
+        let forged = TokenKey::from_bytes([42; 32]).sign_refresh(&claims("alice", now + 60, ""));
+        assert_error(refresh(&reg, &forged, scope).await, StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+            .await;
+        // Claims re-signed by nobody: alice's token edited to say bob.
+        let parts: Vec<&str> = good.split('.').collect();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let edited = b64.encode(serde_json::to_vec(&claims("bob", now + 60, &bob_hash)).unwrap());
+        let tampered = format!("{}.{edited}.{}", parts[0], parts[2]);
+        assert_error(
+            refresh(&reg, &tampered, scope).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
+        // Bound to the user: alice's name with bob's account fingerprint.
+        let wrong_user = key.sign_refresh(&claims("alice", now + 60, &bob_hash));
+        assert_error(
+            refresh(&reg, &wrong_user, scope).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
+        let unknown = key.sign_refresh(&claims("mallory", now + 60, &alice_hash));
+        assert_error(
+            refresh(&reg, &unknown, scope).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
+
+        // A password change revokes alice's token, and her old password at once.
+        let res = reg.client.get(reg.url("/v2/")).basic_auth("alice", Some("alice-pw")).send();
+        assert_eq!(res.await.unwrap().status(), StatusCode::OK);
+        let new_hash = berth_registry::auth::password::hash("new-pw");
+        assert!(meta.set_password("alice", &new_hash).await.unwrap());
+        assert_error(refresh(&reg, &good, scope).await, StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+            .await;
+        let res = reg.client.get(reg.url("/v2/")).basic_auth("alice", Some("alice-pw")).send();
+        assert_error(res.await.unwrap(), StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let res = reg.client.get(reg.url("/v2/")).basic_auth("alice", Some("new-pw")).send();
+        assert_eq!(res.await.unwrap().status(), StatusCode::OK);
+
+        // Removing bob revokes his, even if an account of that name comes back.
+        let bobs = key.sign_refresh(&claims("bob", now + 60, &bob_hash));
+        let bob_scope = "repository:bob/app:pull";
+        assert_eq!(refresh(&reg, &bobs, bob_scope).await.status(), StatusCode::OK);
+        assert!(meta.delete_user("bob").await.unwrap());
+        assert_error(
+            refresh(&reg, &bobs, bob_scope).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
+        let again = berth_registry::metadata::UserRecord {
+            name: "bob".into(),
+            password_hash: berth_registry::auth::password::hash("bob-pw"),
+            admin: false,
+        };
+        assert!(meta.create_user(&again).await.unwrap());
+        assert_error(
+            refresh(&reg, &bobs, bob_scope).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        )
+        .await;
     }
 }
 

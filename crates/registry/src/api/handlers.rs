@@ -48,11 +48,14 @@ pub async fn base(State(app): App, headers: HeaderMap) -> Response {
 
 /// `GET /token`: the Docker token endpoint. Basic credentials (optional)
 /// say who asks; `scope` parameters say for what. The token grants what
-/// is both asked and allowed.
+/// is both asked and allowed. With `offline_token=true` (what `docker
+/// login` asks), a logged-in user also gets a refresh token.
 pub async fn token(State(app): App, req: Request) -> Response {
     let Some(auth) = &app.auth else { return plain(StatusCode::NOT_FOUND) };
+    let query = query_pairs(&req);
     let scopes: Vec<String> =
-        query_pairs(&req).into_iter().filter(|(k, _)| k == "scope").map(|(_, v)| v).collect();
+        query.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
+    let offline = query.iter().any(|(k, v)| k == "offline_token" && v == "true");
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let user = match authorization {
         None => None,
@@ -71,14 +74,20 @@ pub async fn token(State(app): App, req: Request) -> Response {
         }
     };
     match auth.issue(user.as_ref(), &scopes).await {
-        Ok(t) => json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json")),
+        Ok(mut t) => {
+            if offline && let Some(user) = &user {
+                t.refresh_token = Some(auth.issue_refresh(user));
+            }
+            json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json"))
+        }
         Err(e) => error_response(&e, false),
     }
 }
 
 /// `POST /token`: the OAuth2 form of the token endpoint (containerd and
-/// BuildKit try it first). Only `grant_type=password` is supported: berth
-/// issues no refresh tokens, so a client keeps its credentials.
+/// BuildKit try it first; docker uses it with the refresh token it stored
+/// at login). `grant_type=password` (with `access_type=offline`, a refresh
+/// token too) and `grant_type=refresh_token`.
 pub async fn token_oauth(State(app): App, req: Request) -> Response {
     let Some(auth) = &app.auth else { return plain(StatusCode::NOT_FOUND) };
     let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
@@ -93,23 +102,42 @@ pub async fn token_oauth(State(app): App, req: Request) -> Response {
         })
         .collect();
     let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    if field("grant_type") != Some("password") {
-        return error_response(
-            &Error::Unsupported("only grant_type=password is supported".into()),
-            false,
-        );
-    }
-    let (Some(name), Some(password)) = (field("username"), field("password")) else {
-        return error_response(&Error::Unauthorized(None), false);
-    };
-    let user = match auth.login(name, password).await {
-        Ok(u) => u,
-        Err(e) => return error_response(&e, false),
+    let (user, offline) = match field("grant_type") {
+        Some("password") => {
+            let (Some(name), Some(password)) = (field("username"), field("password")) else {
+                return error_response(&Error::Unauthorized(None), false);
+            };
+            match auth.login(name, password).await {
+                Ok(u) => (u, field("access_type") == Some("offline")),
+                Err(e) => return error_response(&e, false),
+            }
+        }
+        Some("refresh_token") => {
+            let Some(refresh) = field("refresh_token") else {
+                return error_response(&Error::Unauthorized(None), false);
+            };
+            // The client keeps the token it has: no new one is issued.
+            match auth.redeem_refresh(refresh).await {
+                Ok(u) => (u, false),
+                Err(e) => return error_response(&e, false),
+            }
+        }
+        _ => {
+            return error_response(
+                &Error::Unsupported("grant_type must be password or refresh_token".into()),
+                false,
+            );
+        }
     };
     let scopes: Vec<String> =
         field("scope").map(|s| s.split(' ').map(str::to_owned).collect()).unwrap_or_default();
     match auth.issue(Some(&user), &scopes).await {
-        Ok(t) => json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json")),
+        Ok(mut t) => {
+            if offline {
+                t.refresh_token = Some(auth.issue_refresh(&user));
+            }
+            json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json"))
+        }
         Err(e) => error_response(&e, false),
     }
 }

@@ -14,6 +14,10 @@
 //! for a token covering a scope, and the token lists the granted `access`
 //! (the intersection of what was asked and what [`policy`] allows; a partial
 //! grant is not an error). Wrong passwords are throttled per user name.
+//! `docker login` also asks for a refresh token, which it stores instead of
+//! the password and later trades for access tokens (`grant_type=refresh_token`);
+//! it names its user and a fingerprint of the password hash, so removing
+//! the user or changing the password revokes it.
 
 pub mod password;
 pub mod token;
@@ -28,11 +32,15 @@ use sha2::Digest as _;
 
 use crate::error::{Error, Result};
 use crate::metadata::{MetadataStore, UserRecord};
-pub use token::{Access, Claims, TokenKey};
+pub use token::{Access, Claims, RefreshClaims, TokenKey};
 
 /// How long an issued token is valid.
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
-/// How long a verified Basic credential is remembered (bcrypt is slow on purpose).
+/// How long a refresh token (docker's stored `identitytoken`) is valid.
+pub const REFRESH_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How long a verified Basic credential is remembered (bcrypt is slow on
+/// purpose). The account is still read on every login, so a removed user or
+/// a changed password takes effect at once.
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Failed logins allowed before throttling starts.
 const FREE_FAILURES: u32 = 5;
@@ -140,7 +148,7 @@ pub struct Auth {
     key: TokenKey,
     service: String,
     failures: Mutex<HashMap<String, Failures>>,
-    basic_cache: Mutex<HashMap<[u8; 32], (UserRecord, Instant)>>,
+    basic_cache: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 /// A token as the token endpoint returns it.
@@ -150,6 +158,9 @@ pub struct TokenResponse {
     pub access_token: String,
     pub expires_in: u64,
     pub issued_at: String,
+    /// Asked for with `offline_token=true` or `access_type=offline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 impl Auth {
@@ -175,18 +186,21 @@ impl Auth {
 
     /// Checks a user name and password, throttling repeated failures.
     pub async fn login(&self, name: &str, password: &str) -> Result<UserRecord> {
+        let user = self.meta.user(name).await?;
+        // The stored hash is part of the key: a new password (or a new user
+        // of the same name) never matches what was verified before.
         let cache_key: [u8; 32] = sha2::Sha256::new()
             .chain_update(name.as_bytes())
             .chain_update([0])
             .chain_update(password.as_bytes())
+            .chain_update([0])
+            .chain_update(user.as_ref().map_or("", |u| u.password_hash.as_str()).as_bytes())
             .finalize()
             .into();
-        {
+        if let Some(u) = &user {
             let cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((user, at)) = cache.get(&cache_key)
-                && at.elapsed() < BASIC_CACHE_TTL
-            {
-                return Ok(user.clone());
+            if cache.get(&cache_key).is_some_and(|at| at.elapsed() < BASIC_CACHE_TTL) {
+                return Ok(u.clone());
             }
         }
         {
@@ -200,7 +214,6 @@ impl Auth {
                 }
             }
         }
-        let user = self.meta.user(name).await?;
         let ok = match &user {
             Some(u) => {
                 let (p, h) = (password.to_owned(), u.password_hash.clone());
@@ -217,7 +230,7 @@ impl Auth {
                 if cache.len() > 10_000 {
                     cache.clear();
                 }
-                cache.insert(cache_key, (user.clone(), Instant::now()));
+                cache.insert(cache_key, Instant::now());
                 Ok(user)
             }
             _ => {
@@ -228,6 +241,38 @@ impl Auth {
                 f.count += 1;
                 f.last = Some(Instant::now());
                 tracing::warn!(user = name, failures = f.count, "failed login");
+                Err(Error::Unauthorized(None))
+            }
+        }
+    }
+
+    /// A refresh token for `user`, valid for [`REFRESH_TTL`] or until the
+    /// user's password changes or the user is removed.
+    pub fn issue_refresh(&self, user: &UserRecord) -> String {
+        let now = now_secs();
+        self.key.sign_refresh(&RefreshClaims {
+            iss: token::ISSUER.into(),
+            sub: user.name.clone(),
+            aud: self.service.clone(),
+            exp: now + REFRESH_TTL.as_secs(),
+            iat: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            fp: self.key.fingerprint(&user.password_hash),
+        })
+    }
+
+    /// The user a refresh token stands for, if it is genuine, unexpired and
+    /// the account is unchanged since it was issued; `UNAUTHORIZED` otherwise.
+    pub async fn redeem_refresh(&self, refresh_token: &str) -> Result<UserRecord> {
+        let claims =
+            self.key.verify_refresh(refresh_token, &self.service, now_secs()).map_err(|e| {
+                tracing::info!(error = %e, "refused refresh token");
+                Error::Unauthorized(None)
+            })?;
+        match self.meta.user(&claims.sub).await? {
+            Some(user) if self.key.fingerprint(&user.password_hash) == claims.fp => Ok(user),
+            _ => {
+                tracing::info!(user = claims.sub, "refused refresh token of a changed account");
                 Err(Error::Unauthorized(None))
             }
         }
@@ -339,6 +384,7 @@ impl Auth {
             token,
             expires_in: TOKEN_TTL.as_secs(),
             issued_at: token::rfc3339(now),
+            refresh_token: None,
         })
     }
 }

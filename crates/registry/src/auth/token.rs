@@ -50,9 +50,27 @@ pub enum TokenError {
     WrongAudience,
 }
 
-/// The signing key.
+/// A refresh token's claims (`docker login` stores the token as its
+/// `identitytoken` and trades it for access tokens without the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshClaims {
+    pub iss: String,
+    /// The user it stands for.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: String,
+    /// [`TokenKey::fingerprint`] of the user's password hash when issued: a
+    /// password change, or removing and re-creating the user, revokes it.
+    pub fp: String,
+}
+
+/// The signing key. Refresh tokens are signed with a key derived from it,
+/// so neither kind of token ever verifies as the other.
 pub struct TokenKey {
     key: [u8; 32],
+    refresh: [u8; 32],
     kid: String,
 }
 
@@ -66,7 +84,10 @@ struct Header {
 impl TokenKey {
     pub fn from_bytes(key: [u8; 32]) -> TokenKey {
         let kid = hex::encode(&<Sha256 as sha2::Digest>::digest(key)[..8]);
-        TokenKey { key, kid }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+        mac.update(b"berth refresh tokens");
+        let refresh = mac.finalize().into_bytes().into();
+        TokenKey { key, refresh, kid }
     }
 
     /// Reads the key at `path`, or creates one (mode 0600) on first start.
@@ -103,15 +124,32 @@ impl TokenKey {
         }
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length")
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
+        self.sign_with(&self.key, claims)
+    }
+
+    pub fn sign_refresh(&self, claims: &RefreshClaims) -> String {
+        self.sign_with(&self.refresh, claims)
+    }
+
+    /// A short, keyed digest of a password hash for [`RefreshClaims::fp`]
+    /// (the hash itself never goes into a token).
+    pub fn fingerprint(&self, password_hash: &str) -> String {
+        let mut mac = Self::mac(&self.refresh);
+        mac.update(b"password:");
+        mac.update(password_hash.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    fn sign_with(&self, key: &[u8; 32], claims: &impl Serialize) -> String {
         let header = Header { alg: "HS256".into(), typ: "JWT".into(), kid: self.kid.clone() };
         let h = B64.encode(serde_json::to_vec(&header).expect("json"));
         let c = B64.encode(serde_json::to_vec(claims).expect("json"));
-        let mut mac = self.mac();
+        let mut mac = Self::mac(key);
         mac.update(format!("{h}.{c}").as_bytes());
         let sig = B64.encode(mac.finalize().into_bytes());
         format!("{h}.{c}.{sig}")
@@ -119,6 +157,44 @@ impl TokenKey {
 
     /// Checks signature, algorithm, audience and time (with a minute of leeway for `nbf`).
     pub fn verify(&self, token: &str, service: &str, now: u64) -> Result<Claims, TokenError> {
+        let claims: Claims = Self::verify_with(&self.key, token)?;
+        if claims.iss != ISSUER || claims.aud != service {
+            return Err(TokenError::WrongAudience);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now + 60 {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+
+    /// Checks a refresh token's signature, audience and expiry (whether its
+    /// user still exists with the same password is the caller's business).
+    pub fn verify_refresh(
+        &self,
+        token: &str,
+        service: &str,
+        now: u64,
+    ) -> Result<RefreshClaims, TokenError> {
+        let claims: RefreshClaims = Self::verify_with(&self.refresh, token)?;
+        if claims.iss != ISSUER || claims.aud != service {
+            return Err(TokenError::WrongAudience);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.iat > now + 60 {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+
+    fn verify_with<T: serde::de::DeserializeOwned>(
+        key: &[u8; 32],
+        token: &str,
+    ) -> Result<T, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -135,24 +211,13 @@ impl TokenKey {
             return Err(TokenError::BadSignature);
         }
         let sig = B64.decode(s).map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
+        let mut mac = Self::mac(key);
         mac.update(&token.as_bytes()[..h.len() + 1 + c.len()]);
         mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
-        let claims: Claims = B64
-            .decode(c)
+        B64.decode(c)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
-        if claims.iss != ISSUER || claims.aud != service {
-            return Err(TokenError::WrongAudience);
-        }
-        if claims.exp <= now {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf > now + 60 {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(claims)
+            .ok_or(TokenError::Malformed)
     }
 }
 
@@ -215,6 +280,31 @@ mod tests {
         let unsigned = format!("{none}.{}.", parts[1]);
         assert_eq!(key.verify(&unsigned, "svc", 500), Err(TokenError::BadSignature));
         assert_eq!(key.verify("garbage", "svc", 500), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn refresh_and_access_tokens_do_not_mix() {
+        let key = TokenKey::from_bytes([7; 32]);
+        let refresh = RefreshClaims {
+            iss: ISSUER.into(),
+            sub: "alice".into(),
+            aud: "svc".into(),
+            exp: 1000,
+            iat: 100,
+            jti: "r".into(),
+            fp: key.fingerprint("$2b$hash"),
+        };
+        let r = key.sign_refresh(&refresh);
+        assert_eq!(key.verify_refresh(&r, "svc", 500).unwrap(), refresh);
+        assert_eq!(key.verify_refresh(&r, "svc", 1000), Err(TokenError::Expired));
+        assert_eq!(key.verify_refresh(&r, "other", 500), Err(TokenError::WrongAudience));
+        assert_eq!(key.verify(&r, "svc", 500), Err(TokenError::BadSignature));
+        let a = key.sign(&claims(1000));
+        assert_eq!(key.verify_refresh(&a, "svc", 500), Err(TokenError::BadSignature));
+        let other = TokenKey::from_bytes([8; 32]);
+        assert_eq!(other.verify_refresh(&r, "svc", 500), Err(TokenError::BadSignature));
+        assert_ne!(key.fingerprint("$2b$hash"), key.fingerprint("$2b$other"));
+        assert_ne!(key.fingerprint("$2b$hash"), other.fingerprint("$2b$hash"));
     }
 
     #[test]
