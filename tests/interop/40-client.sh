@@ -77,6 +77,45 @@ docker pull -q "$R/loaded/bb:1" >/dev/null || fail "docker pull loaded/bb"
 check_eq "$(docker inspect -f '{{.Id}}' "$R/loaded/bb:1")" "$(docker inspect -f '{{.Id}}' busybox:musl)" \
     "loaded+pushed image keeps its IMAGE ID"
 
+say "== berth image copy: skopeo and docker read what it writes, berth reads skopeo's"
+berth image copy -q "docker://$R/other/app:2" "oci:$T/copy-oci:v2" || fail "copy registry -> oci:"
+check_eq "$(skopeo inspect --raw --config "oci:$T/copy-oci:v2" | sha256sum | cut -d' ' -f1)" "${docker_id#sha256:}" \
+    "skopeo finds oci:DIR:REF and its config is docker's IMAGE ID"
+check_ok "skopeo copies berth's oci: layout (verifying every blob)" \
+    skopeo copy -q "oci:$T/copy-oci:v2" "oci:$T/skopeo-from-oci:x"
+berth image copy -q "oci:$T/copy-oci:v2" "docker-archive:$T/copy.tar:copied/app:v2" || fail "copy oci: -> docker-archive:"
+check_eq "$(skopeo inspect --raw --config "docker-archive:$T/copy.tar" | sha256sum | cut -d' ' -f1)" "${docker_id#sha256:}" \
+    "skopeo reads berth's docker-archive:"
+check_ok "skopeo copies berth's docker-archive: (verifying every layer)" \
+    skopeo copy -q "docker-archive:$T/copy.tar" "oci:$T/skopeo-from-archive:x"
+docker load -q -i "$T/copy.tar" >/dev/null || fail "docker load of berth's docker-archive:"
+check_eq "$(docker inspect -f '{{.Id}}' copied/app:v2)" "$docker_id" "docker loads it with the same IMAGE ID"
+berth image copy -q "docker://$R/other/app:2" "oci-archive:$T/copy-oci.tar:copied/app:v3" || fail "copy -> oci-archive:"
+check_eq "$(skopeo inspect --raw --config "oci-archive:$T/copy-oci.tar:docker.io/copied/app:v3" | sha256sum | cut -d' ' -f1)" \
+    "${docker_id#sha256:}" "skopeo reads berth's oci-archive:"
+berth image copy -q "oci:$T/oci:x" "berth:from-skopeo:1" || fail "copy skopeo's oci: -> store"
+# (skopeo rewrote the config as an OCI config for its layout: a new ID.)
+check_eq "$(berth inspect from-skopeo:1 | jq -r '.[0].Id')" \
+    "sha256:$(skopeo inspect --raw --config "oci:$T/oci:x" | sha256sum | cut -d' ' -f1)" \
+    "berth reads skopeo's oci:DIR:REF with skopeo's image ID"
+check_fails "copy from an unknown transport" berth image copy "dir:$T/nope" "oci:$T/never"
+[[ ! -e "$T/never" ]] || fail "a failed copy left $T/never"
+
+say "== a large layer pushed in chunks (Content-Range) to distribution"
+mkdir -p "$T/big"
+head -c 40M /dev/urandom >"$T/big/random.bin"
+tar -C "$T/big" -cf "$T/big.tar" random.bin
+BERTH_ROOT="$T/berth-big" berth import "$T/big.tar" "$R/big/app:1" >/dev/null || fail "berth import"
+printf 'upload-chunk-size = "4MiB"\n' >"$T/chunks.toml"
+BERTH_CONFIG="$T/chunks.toml" BERTH_ROOT="$T/berth-big" berth push "$R/big/app:1" >"$O/push-big" 2>&1 \
+    || { cat "$O/push-big"; fail "chunked push"; }
+check_ok "chunked push: layer pushed" grep -q ': Pushed$' "$O/push-big"
+check_ok "skopeo copies the chunk-pushed image (verifying every blob)" \
+    skopeo copy -q --src-tls-verify=false "docker://$R/big/app:1" "oci:$T/big-oci:x"
+check_ok "docker pulls the chunk-pushed image" docker pull -q "$R/big/app:1"
+check_eq "$(docker inspect -f '{{.Id}}' "$R/big/app:1")" \
+    "$(BERTH_ROOT="$T/berth-big" berth inspect "$R/big/app:1" | jq -r '.[0].Id')" "chunk-pushed image keeps its ID"
+
 say "== errors carry the registry's message"
 check_fails "pull of a missing tag fails" berth pull "$R/team/app:nope"
 check_eq "$(berth pull "$R/team/app:nope" 2>&1 | tail -1)" "Error: manifest unknown: manifest unknown" \
