@@ -36,6 +36,9 @@ pub enum ErrorCode {
     UnsupportedAlgorithm,
     TooManyRequests,
     RangeInvalid,
+    /// A malformed request to an endpoint outside the distribution API
+    /// (Docker Hub's repository settings).
+    InvalidRequest,
     Unknown,
 }
 
@@ -63,6 +66,7 @@ impl ErrorCode {
             UnsupportedAlgorithm => ("UNSUPPORTED", "unsupported digest algorithm", 400),
             TooManyRequests => ("TOOMANYREQUESTS", "too many requests", 429),
             RangeInvalid => ("RANGE_INVALID", "invalid content range", 416),
+            InvalidRequest => ("INVALID_REQUEST", "invalid request", 400),
             Unknown => ("UNKNOWN", "unknown error", 500),
         }
     }
@@ -119,6 +123,8 @@ pub enum Error {
     TooManyRequests,
     #[error("range invalid: {0}")]
     RangeInvalid(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("storage: {0}")]
     Storage(StorageError),
     #[error("metadata: {0}")]
@@ -147,6 +153,7 @@ impl Error {
             UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
             TooManyRequests => ErrorCode::TooManyRequests,
             RangeInvalid(_) => ErrorCode::RangeInvalid,
+            InvalidRequest(_) => ErrorCode::InvalidRequest,
             Storage(_) | Metadata(_) => ErrorCode::Unknown,
         }
     }

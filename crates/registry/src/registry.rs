@@ -26,6 +26,11 @@ use crate::storage::{
 /// The image label search shows as a repository's description.
 pub const DESCRIPTION_LABEL: &str = "org.opencontainers.image.description";
 
+/// The longest description an owner may set (characters).
+pub const DESCRIPTION_MAX: usize = 1000;
+/// The longest full description (Docker Hub's overview), in characters.
+pub const FULL_DESCRIPTION_MAX: usize = 25_000;
+
 /// The largest manifest accepted (the spec's recommended minimum limit).
 pub const MANIFEST_MAX: usize = 4 << 20;
 

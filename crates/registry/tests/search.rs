@@ -184,3 +184,111 @@ async fn stars_and_repository_deletion() {
         assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
 }
+
+/// `PATCH /v2/repositories/<name>/` with a JSON body, as `user`.
+async fn describe(
+    reg: &TestRegistry,
+    repo: &str,
+    body: &str,
+    user: Option<&str>,
+) -> reqwest::Response {
+    let mut req = reg
+        .client
+        .patch(reg.url(&format!("/v2/repositories/{repo}/")))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(u) = user {
+        req = req.basic_auth(u, Some(format!("{u}-pw")));
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn owners_set_descriptions_that_win_over_the_label() {
+    for &b in BACKENDS {
+        let reg = start_auth(b).await;
+        push_described(&reg, "alice/app", "from the label", Some("alice")).await;
+        push_described(&reg, "acme/tool", "acme label", Some("bob")).await;
+        let first = |v: serde_json::Value| v["results"][0]["description"].clone();
+        assert_eq!(first(search(&reg, "q=alice/app", None).await), "from the label");
+
+        // Anonymous: 401. Someone else: DENIED. Nothing changes.
+        let body = r#"{"description":"Owner's words","full_description":"Long text"}"#;
+        let res = describe(&reg, "alice/app", body, None).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let res = describe(&reg, "alice/app", body, Some("bob")).await;
+        assert_error(res, StatusCode::FORBIDDEN, "DENIED").await;
+        assert_eq!(first(search(&reg, "q=alice/app", None).await), "from the label");
+
+        // The owner: set, and search shows it instead of the label.
+        let res = describe(&reg, "alice/app", body, Some("alice")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["namespace"], "alice");
+        assert_eq!(v["name"], "app");
+        assert_eq!(v["description"], "Owner's words");
+        assert_eq!(v["full_description"], "Long text");
+        assert_eq!(first(search(&reg, "q=alice/app", None).await), "Owner's words");
+        assert_eq!(names(&search(&reg, "q=owner", None).await), ["alice/app"]);
+        // A later push with a label does not undo it.
+        push_described(&reg, "alice/app", "newer label", Some("alice")).await;
+        assert_eq!(first(search(&reg, "q=alice/app", None).await), "Owner's words");
+        let res = reg.client.get(reg.url("/v2/repositories/alice/app/")).send().await.unwrap();
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["full_description"], "Long text");
+        // Clearing the owner's description lets the label show again.
+        let res = describe(&reg, "alice/app", r#"{"description":""}"#, Some("alice")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(first(search(&reg, "q=alice/app", None).await), "newer label");
+
+        // Organisation members and administrators may; others may not.
+        let res = describe(&reg, "acme/tool", r#"{"description":"by bob"}"#, Some("bob")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = describe(&reg, "acme/tool", r#"{"description":"x"}"#, Some("alice")).await;
+        assert_error(res, StatusCode::FORBIDDEN, "DENIED").await;
+        let res = describe(&reg, "acme/tool", r#"{"description":"by admin"}"#, Some("admin")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(first(search(&reg, "q=acme", None).await), "by admin");
+
+        // Bad input: clear errors, nothing stored.
+        let res = describe(&reg, "alice/app", "not json", Some("alice")).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        let res = describe(&reg, "alice/app", "{}", Some("alice")).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        let long = format!(r#"{{"description":"{}"}}"#, "x".repeat(1001));
+        let res = describe(&reg, "alice/app", &long, Some("alice")).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        assert_eq!(first(search(&reg, "q=alice/app", None).await), "newer label");
+        let res = describe(&reg, "alice/missing", r#"{"description":"x"}"#, Some("alice")).await;
+        assert_error(res, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
+        let res = describe(&reg, "Alice/App", r#"{"description":"x"}"#, Some("alice")).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
+
+        // Docker Hub's path also deletes a repository (owner only).
+        let del = |user: &str| {
+            reg.client
+                .delete(reg.url("/v2/repositories/acme/tool/"))
+                .basic_auth(user, Some(format!("{user}-pw")))
+                .send()
+        };
+        assert_error(del("alice").await.unwrap(), StatusCode::FORBIDDEN, "DENIED").await;
+        assert_eq!(del("bob").await.unwrap().status(), StatusCode::ACCEPTED);
+        assert!(names(&search(&reg, "q=acme", None).await).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_repository_named_repositories_still_works() {
+    for &b in BACKENDS {
+        let reg = start(b).await;
+        // Distribution routes of `repositories/x` are not taken for settings.
+        reg.push_image("repositories/x", "v1", "named like the settings path").await;
+        let res = reg.client.get(reg.url("/v2/repositories/x/tags/list")).send().await.unwrap();
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["tags"], serde_json::json!(["v1"]));
+        // Without --auth anyone may describe, as anyone may push.
+        let res = describe(&reg, "repositories/x", r#"{"description":"open"}"#, None).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(search(&reg, "q=repositories", None).await["results"][0]["description"], "open");
+    }
+}

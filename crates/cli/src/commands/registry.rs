@@ -13,6 +13,7 @@ use berth_registry::auth::{Auth, password};
 use berth_registry::config::Config;
 use berth_registry::gc::GcOptions;
 use berth_registry::metadata::{MetadataStore, SqliteMetadata, UserRecord};
+use berth_registry::registry::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX};
 use berth_registry::server;
 
 use crate::context::Context;
@@ -121,8 +122,15 @@ pub enum RepoCommand {
     Private { name: String },
     /// Make a repository public (anyone may pull)
     Public { name: String },
-    /// Set the description search shows (empty: clear it)
-    Describe { name: String, description: String },
+    /// Set the repository's description, as its owner does on Docker Hub; search
+    /// shows it instead of the image label's (empty: show the label's again)
+    Describe {
+        name: String,
+        description: String,
+        /// Also set the long description (Docker Hub's overview)
+        #[arg(long, value_name = "TEXT")]
+        full_description: Option<String>,
+    },
     /// Delete a whole repository: tags, manifests and blob links
     #[command(visible_alias = "remove")]
     Rm { name: String },
@@ -328,10 +336,24 @@ async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
     let (name, private) = match cmd {
         RepoCommand::Private { name } => (name, true),
         RepoCommand::Public { name } => (name, false),
-        RepoCommand::Describe { name, description } => {
+        RepoCommand::Describe { name, description, full_description } => {
             RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let text = Some(description.as_str()).filter(|d| !d.is_empty());
-            meta.set_repository_description(&name, text).await?;
+            // The same limits as the HTTP API (PATCH /v2/repositories/NAME/).
+            anyhow::ensure!(
+                description.chars().count() <= DESCRIPTION_MAX,
+                "the description must not be longer than {DESCRIPTION_MAX} characters"
+            );
+            anyhow::ensure!(
+                full_description.as_ref().is_none_or(|f| f.chars().count() <= FULL_DESCRIPTION_MAX),
+                "the full description must not be longer than {FULL_DESCRIPTION_MAX} characters"
+            );
+            meta.set_repository_owner_description(
+                &name,
+                Some(&description),
+                full_description.as_deref(),
+            )
+            .await?;
+            println!("Description of {name} set");
             return Ok(());
         }
         RepoCommand::Rm { name } => {

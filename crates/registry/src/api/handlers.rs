@@ -146,6 +146,9 @@ pub async fn token_oauth(State(app): App, req: Request) -> Response {
 pub async fn dispatch(State(app): App, req: Request) -> Response {
     let head = req.method() == Method::HEAD;
     let rest = req.uri().path().strip_prefix("/v2/").unwrap_or_default().to_owned();
+    if super::hub::is_repository_settings(&rest) {
+        return super::hub::repository_settings(&app, req).await;
+    }
     let route = match Route::parse(&rest) {
         None => return plain(StatusCode::NOT_FOUND),
         Some(Err(e)) => return error_response(&e, head),

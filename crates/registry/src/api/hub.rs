@@ -1,5 +1,7 @@
 //! Docker Hub's endpoints beyond the distribution API: `docker search`
-//! (`/v1/_ping`, `/v1/search`), stars, and deleting a whole repository.
+//! (`/v1/_ping`, `/v1/search`), stars, deleting a whole repository, and
+//! the repository settings of Docker Hub's web API
+//! (`/v2/repositories/NAMESPACE/NAME/`: read, set descriptions, delete).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -8,10 +10,11 @@ use serde::Serialize;
 
 use super::handlers::{App, json_response, plain};
 use super::response::error_response;
+use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity, namespace};
 use crate::error::{Error, Result};
-use crate::registry::RepoName;
+use crate::registry::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX, RepoName};
 
 const SEARCH_DEFAULT: usize = 25;
 const SEARCH_MAX: usize = 100;
@@ -166,4 +169,139 @@ async fn repositories_inner(app: &AppState, req: Request) -> Result<Response> {
         }
         _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED)),
     }
+}
+
+/// The largest repository settings body.
+const SETTINGS_BODY_MAX: usize = 1 << 20;
+
+/// Whether `/v2/<rest>` is Docker Hub's repository settings path rather
+/// than a distribution route of a repository whose name starts with
+/// `repositories/`: distribution paths never end in `/` except to start an
+/// upload.
+pub fn is_repository_settings(rest: &str) -> bool {
+    rest.starts_with("repositories/")
+        && (Route::parse(rest).is_none()
+            || (rest.ends_with('/') && !rest.ends_with("/blobs/uploads/")))
+}
+
+#[derive(Serialize)]
+struct RepositorySettings {
+    user: String,
+    namespace: String,
+    name: String,
+    repository_type: &'static str,
+    description: String,
+    full_description: String,
+    is_private: bool,
+    is_official: bool,
+    star_count: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct SettingsPatch {
+    description: Option<String>,
+    full_description: Option<String>,
+}
+
+/// `GET`, `PATCH` (description, full_description) and `DELETE` of
+/// `/v2/repositories/<name>/`.
+pub async fn repository_settings(app: &AppState, req: Request) -> Response {
+    match repository_settings_inner(app, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, false),
+    }
+}
+
+async fn repository_settings_inner(app: &AppState, req: Request) -> Result<Response> {
+    let rest = req.uri().path().strip_prefix("/v2/repositories/").unwrap_or_default();
+    let repo = RepoName::parse(rest.trim_end_matches('/'))?;
+    let identity = caller(app, req.headers()).await?;
+    let user = match &app.auth {
+        Some(auth) => auth.user_of(&identity).await?,
+        None => None,
+    };
+    let allowed = match &app.auth {
+        Some(auth) => auth.allowed(user.as_ref(), repo.as_str()).await?,
+        None => Action::ALL.to_vec(),
+    };
+    let unknown = || Error::NameUnknown(repo.to_string());
+    match req.method().clone() {
+        Method::GET => {
+            if !allowed.contains(&Action::Pull) {
+                return Err(unknown());
+            }
+        }
+        Method::PATCH => {
+            // Only the namespace's owner (user or organisation member) or an
+            // administrator: exactly those policy lets push.
+            if app.auth.is_some() && user.is_none() {
+                return Err(Error::Unauthorized(None));
+            }
+            if !allowed.contains(&Action::Push) {
+                return Err(Error::Denied);
+            }
+            if !app.registry.metadata().repository_exists(repo.as_str()).await? {
+                return Err(unknown());
+            }
+            let body = axum::body::to_bytes(req.into_body(), SETTINGS_BODY_MAX)
+                .await
+                .map_err(|_| Error::InvalidRequest("body too large".into()))?;
+            let patch: SettingsPatch = serde_json::from_slice(&body)
+                .map_err(|e| Error::InvalidRequest(format!("expected a JSON object: {e}")))?;
+            if patch.description.is_none() && patch.full_description.is_none() {
+                return Err(Error::InvalidRequest(
+                    "nothing to change: give description or full_description".into(),
+                ));
+            }
+            let too_long = |field: &str, text: &Option<String>, max: usize| {
+                if text.as_ref().is_some_and(|t| t.chars().count() > max) {
+                    return Err(Error::InvalidRequest(format!(
+                        "{field} is longer than {max} characters"
+                    )));
+                }
+                Ok(())
+            };
+            too_long("description", &patch.description, DESCRIPTION_MAX)?;
+            too_long("full_description", &patch.full_description, FULL_DESCRIPTION_MAX)?;
+            app.registry
+                .metadata()
+                .set_repository_owner_description(
+                    repo.as_str(),
+                    patch.description.as_deref(),
+                    patch.full_description.as_deref(),
+                )
+                .await?;
+        }
+        Method::DELETE => {
+            if app.auth.is_some() && matches!(identity, Identity::Anonymous) {
+                return Err(Error::Unauthorized(None));
+            }
+            if let Some(auth) = &app.auth
+                && !auth.permits(&identity, repo.as_str(), Action::Delete).await?
+            {
+                return Err(Error::Denied);
+            }
+            app.registry.delete_repository(&repo).await?;
+            return Ok(plain(StatusCode::ACCEPTED));
+        }
+        _ => return Ok(plain(StatusCode::METHOD_NOT_ALLOWED)),
+    }
+    let summary =
+        app.registry.metadata().repository_summary(repo.as_str()).await?.ok_or_else(unknown)?;
+    let (namespace, name) = match repo.as_str().split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => ("library", repo.as_str()),
+    };
+    let body = RepositorySettings {
+        user: namespace.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        repository_type: "image",
+        description: summary.description.unwrap_or_default(),
+        full_description: summary.full_description.unwrap_or_default(),
+        is_private: summary.private,
+        is_official: crate::auth::namespace(repo.as_str()).is_none(),
+        star_count: summary.stars,
+    };
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json")))
 }
