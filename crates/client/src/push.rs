@@ -335,6 +335,8 @@ impl Client {
                             location = loc;
                             offset = have;
                         }
+                        // The closing PUT went through but its answer was lost.
+                        None if offset >= size && self.has_blob(up).await? => return Ok(()),
                         None => {
                             // Nothing to resume from: a new session.
                             unconfirmed = false;
@@ -347,9 +349,7 @@ impl Client {
                 Err(Failure::Gone(e)) if !restarted => {
                     // The registry lost the upload (expired, restarted):
                     // unless the blob made it anyway, start it over, once.
-                    let blob_url = format!("{}/v2/{}/blobs/{}", up.t.base, up.path, up.desc.digest);
-                    let head = self.send(up.t, Method::HEAD, &blob_url, true, &|rb| rb).await?;
-                    if head.status().as_u16() == 200 && offset >= size {
+                    if offset >= size && self.has_blob(up).await? {
                         return Ok(());
                     }
                     note_restart(up, &e);
@@ -367,6 +367,13 @@ impl Client {
                 ) => return Err(e),
             }
         }
+    }
+
+    /// Whether the registry has the blob now.
+    async fn has_blob(&self, up: &Upload<'_>) -> Result<bool, ClientError> {
+        let url = format!("{}/v2/{}/blobs/{}", up.t.base, up.path, up.desc.digest);
+        let head = self.send(up.t, Method::HEAD, &url, true, &|rb| rb).await?;
+        Ok(head.status().as_u16() == 200)
     }
 
     /// Sends the blob from `*offset` in PATCHes of `chunk` bytes (with
