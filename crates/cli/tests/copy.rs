@@ -219,4 +219,29 @@ fn bad_transports_and_places_are_clear_errors_that_change_nothing() {
     assert!(err.contains("holds 2 images"), "{err}");
     let store = Store::open(&env.path("a")).unwrap();
     assert!(store.resolve("x:1").is_err());
+    drop(store);
+
+    let err = env.fails("a", &["image", "copy", "tiny:1.0", "docker://127.0.0.1:1/x@sha256:0000000000000000000000000000000000000000000000000000000000000000"]);
+    assert!(err.contains("cannot copy to a digest reference"), "{err}");
+
+    // A layout with a corrupted layer: refused, and the store it was
+    // copied into keeps nothing of it.
+    let layout = env.path("layout");
+    env.ok("a", &["image", "copy", "-q", "tiny:1.0", &format!("oci:{}:v1", layout.display())]);
+    let blobs = layout.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&biggest, bytes).unwrap();
+    let err = env.fails("f", &["image", "copy", &format!("oci:{}:v1", layout.display()), "bad:1"]);
+    assert!(err.contains("digest") || err.contains("diff ID"), "{err}");
+    let left = std::fs::read_dir(env.path("f").join("blobs/sha256")).unwrap().count();
+    assert_eq!(left, 0, "blobs of a failed copy were kept");
+    // (The same copy from the intact layout in "a" fills that directory.)
+    assert!(std::fs::read_dir(env.path("a").join("blobs/sha256")).unwrap().count() > 0);
 }

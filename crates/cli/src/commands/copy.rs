@@ -123,12 +123,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if let Place::OciDir(dir, _) = &dst {
         check_empty_dir(dir)?;
     }
+    let copied = copy(ctx, &args, &src, &dst, dst_tag);
+    // Blobs written into the store for an image that was not committed:
+    // removed (once this process holds the store no more), as `load` does.
+    if copied.is_err() && matches!(dst, Place::Store(_)) {
+        crate::commands::load::discard_orphans(ctx);
+    }
+    copied
+}
 
+fn copy(
+    ctx: &Context,
+    args: &Args,
+    src: &Place,
+    dst: &Place,
+    dst_tag: Option<Reference>,
+) -> anyhow::Result<()> {
     let store = LocalStore::open(ctx)?;
     // Where the source's blobs go: straight into the store when the image
     // goes there, else a scratch directory beside the destination.
-    let to_store = matches!(dst, Place::Store(_));
-    let staging = match (&src, &dst) {
+    let staging = match (src, dst) {
         (Place::Store(_), _) | (_, Place::Store(_)) => None,
         (_, Place::OciDir(p, _) | Place::OciArchive(p, _) | Place::DockerArchive(p, _)) => {
             Some(Staging::new(p.parent())?)
@@ -142,16 +156,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let client = client()?;
     let rt = runtime()?;
 
-    let held = rt.block_on(read(&src, &store, &blobs, &client, args.quiet));
-    let held = match held {
-        Ok(h) => h,
-        Err(e) => {
-            if to_store {
-                crate::commands::load::discard_orphans(ctx);
-            }
-            return Err(e);
-        }
-    };
+    let held = rt.block_on(read(src, &store, &blobs, &client, args.quiet))?;
     let mut image = held.image;
     // The name the destination records: the one given, else the source's.
     image.tags = match &dst_tag {
@@ -159,7 +164,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         None => image.tags,
     };
 
-    match &dst {
+    match dst {
         Place::Store(_) => {
             let new = NewImage {
                 config: image.config.clone(),
@@ -184,9 +189,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             }
         }
         Place::Registry(target) => {
-            if target.digest().is_some() {
-                bail!("cannot push to a digest reference: {}", target.familiar());
-            }
             let local = LocalImage {
                 config: image.config.clone(),
                 layers: image
@@ -210,7 +212,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 rt.block_on(client.push(target, &local, blobs.clone(), &opts, progress.clone()));
             progress.finish();
             let pushed = pushed?;
-            if matches!(src, Place::Store(_)) {
+            if let Place::Store(_) = src {
                 let id = Digest::sha256_of(&image.config);
                 store.store.add_repo_digest(&id, &pushed.repo_digest)?;
             }
@@ -231,6 +233,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             }
         }
         Place::OciDir(dir, name) => {
+            // One index entry: the name given applies to it.
+            if name.is_some() {
+                image.tags.truncate(1);
+            }
             write_oci_dir(&image, &Files(&*blobs), dir, name.as_deref())?;
             if !args.quiet {
                 println!("Copied image ID: {}", Digest::sha256_of(&image.config));
@@ -252,6 +258,9 @@ fn destination_tag(dst: &Place) -> anyhow::Result<Option<Reference>> {
         Ok(r.with_default_tag())
     };
     Ok(match dst {
+        Place::Registry(r) if r.digest().is_some() => {
+            bail!("cannot copy to a digest reference: {}: name a tag", r.familiar())
+        }
         Place::Registry(r) => Some(r.clone()),
         Place::Store(Some(n)) | Place::DockerArchive(_, Some(n)) => Some(parse(n)?),
         // skopeo writes the REF of `oci:DIR:REF` as is; a bare tag ("v1")
