@@ -171,7 +171,9 @@ async fn chunked_push_resumes_against_berth_registry() {
     let opts = PushOptions { monolithic_limit: 64 << 10, chunk_size: CHUNK, ..Default::default() };
     let retries = Arc::new(Retries::default());
     let pushed = client.push(&target, &image, store.clone(), &opts, retries.clone()).await.unwrap();
-    assert_eq!(retries.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // At least the cut chunk was retried (a second retry may follow if the
+    // status raced the server's reading of the cut chunk).
+    assert!(retries.0.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     // Resumed, not restarted: less than a chunk more than the blob went up.
     let total = sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(total < gz.len() as u64 + CHUNK, "sent {total} for {} bytes", gz.len());
