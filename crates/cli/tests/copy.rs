@@ -181,6 +181,33 @@ fn registry_to_oci_dir_to_docker_archive_to_store_keeps_the_image_id() {
 }
 
 #[test]
+fn a_pulled_image_is_proven_at_its_first_read_and_copies_again() {
+    let env = Env::new();
+    let reg = Registry::start(&env);
+    env.ok("a", &["load", "-i", fixture("docker-save-tiny.tar").to_str().unwrap()]);
+    let name = format!("{}/team/tiny:1", reg.addr);
+    env.ok("a", &["image", "copy", "-q", "berth:tiny:1.0", &format!("docker://{name}")]);
+
+    // The pull leaves the diff IDs as claims ...
+    env.ok("b", &["pull", "-q", &name]);
+    {
+        let store = Store::open(&env.path("b")).unwrap();
+        let layers = store.stored_layers().unwrap();
+        assert!(!layers.is_empty() && layers.iter().all(|l| !l.verified));
+    }
+    // ... which a copy from the registry into the same store proves.
+    env.ok("b", &["image", "copy", "-q", &format!("docker://{name}"), "berth:again:1"]);
+    assert_eq!(env.image_id("b", "again:1"), TINY_1);
+    let store = Store::open(&env.path("b")).unwrap();
+    assert!(store.stored_layers().unwrap().iter().all(|l| l.verified));
+    drop(store);
+    // The first read shows docker's sizes for the pulled image.
+    let listed = env.ok("b", &["images", "--format", "{{.Repository}} {{.Size}}"]);
+    let loaded = env.ok("a", &["images", "--format", "{{.Size}}", "tiny:1.0"]);
+    assert!(listed.contains(&format!("{}/team/tiny {}", reg.addr, loaded.trim())), "{listed}");
+}
+
+#[test]
 fn bad_transports_and_places_are_clear_errors_that_change_nothing() {
     let env = Env::new();
     env.ok("a", &["load", "-i", fixture("docker-save-tiny.tar").to_str().unwrap()]);
