@@ -300,9 +300,8 @@ async fn read(
                     Some(size) => size,
                     // A layer the local store already held as an unproven
                     // claim (from an earlier pull): prove it now.
-                    None => proven_size(store, &l.diff_id).with_context(|| {
-                        format!("layer {} of {}", l.blob.digest, r.familiar())
-                    })?,
+                    None => proven_size(store, &l.diff_id)
+                        .with_context(|| format!("layer {} of {}", l.blob.digest, r.familiar()))?,
                 };
                 primary.push(l.blob.clone());
                 layers.push(SaveLayer {
@@ -589,6 +588,16 @@ impl ImageStore for Staging {
     }
 }
 
+/// The tar length of a layer the local store holds, once its diff ID is proven.
+fn proven_size(store: &LocalStore, diff_id: &Digest) -> anyhow::Result<u64> {
+    store.store.verify_pending_layers()?;
+    let layer = store.store.stored_layers()?.into_iter().find(|l| l.diff_id == *diff_id);
+    match layer {
+        Some(l) if l.verified => Ok(l.uncompressed_size),
+        _ => bail!("the layer is not in the local store"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,15 +629,5 @@ mod tests {
             let e = Place::parse(bad).unwrap_err().to_string();
             assert!(e.contains(text), "{bad}: {e}");
         }
-    }
-}
-
-/// The tar length of a layer the local store holds, once its diff ID is proven.
-fn proven_size(store: &LocalStore, diff_id: &Digest) -> anyhow::Result<u64> {
-    store.store.verify_pending_layers()?;
-    let layer = store.store.stored_layers()?.into_iter().find(|l| l.diff_id == *diff_id);
-    match layer {
-        Some(l) if l.verified => Ok(l.uncompressed_size),
-        _ => bail!("the layer is not in the local store"),
     }
 }
