@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # berth's registry server against the real clients: the Docker engine
-# (push, pull by tag and digest, login, logout, the workshop's denied push),
+# (push, pull by tag and digest, login with refresh tokens, logout, the
+# workshop's denied push, search with owner descriptions),
 # skopeo (copy both ways, inspect, list-tags, delete) and podman (push,
 # pull), on an open registry and one with --auth.
 source "$(dirname "$0")/lib.sh"
@@ -103,6 +104,10 @@ check_eq "$(tail -1 <<<"$out")" "denied: requested access to the resource is den
 check_eq "$(echo alice-wrong | docker login -u alice --password-stdin "$A" 2>&1 >/dev/null | grep -c unauthorized)" "1" \
     "docker login with a wrong password fails"
 check_eq "$(echo alice-pw | docker login -u alice --password-stdin "$A" 2>/dev/null)" "Login Succeeded" "docker login"
+# docker keeps the refresh token berth issued instead of the password, and
+# trades it for access tokens from then on.
+check_eq "$(jq -r --arg h "$A" '.auths[$h].identitytoken // "" | length > 0' "$DOCKER_CONFIG/config.json")" "true" \
+    "docker login stores berth's refresh token as its identitytoken"
 out="$(docker push "$A/mynanoserver:dev" 2>&1)" && fail "push outside alice's namespace succeeded"
 check_eq "$(tail -1 <<<"$out")" "denied: requested access to the resource is denied" "logged in, official name: still denied"
 docker tag busybox:musl "$A/alice/mynanoserver:dev"
@@ -110,6 +115,24 @@ check_ok "docker push USER/repo" docker push "$A/alice/mynanoserver:dev"
 docker tag app:1 "$A/alice/secret:1" 2>/dev/null || docker tag "$R/team/app@$digest" "$A/alice/secret:1"
 check_ok "docker push a repository to make private" docker push "$A/alice/secret:1"
 BERTH_REGISTRY_ROOT="$AR" berth registry repo private alice/secret >/dev/null
+# A password change revokes the stored refresh token: docker must log in again.
+echo alice-new | BERTH_REGISTRY_ROOT="$AR" berth registry user passwd alice --password-stdin >/dev/null
+# (A pull, not a push: docker retries failed pushes for a minute.)
+check_fails "a password change revokes docker's stored login" docker pull -q "$A/alice/secret:1"
+echo alice-pw | BERTH_REGISTRY_ROOT="$AR" berth registry user passwd alice --password-stdin >/dev/null
+check_fails "the old refresh token stays revoked" docker pull -q "$A/alice/secret:1"
+echo alice-pw | docker login -u alice --password-stdin "$A" >/dev/null 2>&1
+check_ok "docker pull after logging in again" docker pull -q "$A/alice/secret:1"
+
+say "== owner descriptions (Docker Hub's PATCH /v2/repositories/NAMESPACE/NAME/)"
+desc='{"description":"alice describes her server"}'
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' -X PATCH -d "$desc" "http://$A/v2/repositories/alice/mynanoserver/")" \
+    "401" "anonymous description change: 401"
+check_eq "$(curl -s -u alice:alice-pw -X PATCH -H 'content-type: application/json' -d "$desc" \
+    "http://$A/v2/repositories/alice/mynanoserver/" | jq -r .description)" "alice describes her server" \
+    "the owner sets the description"
+check_ok "docker search shows the owner's description" \
+    grep -Eq "alice/mynanoserver +alice describes her server" <<<"$(docker search "$A/mynanoserver")"
 check_ok "docker logout" docker logout "$A"
 docker rmi "$A/alice/mynanoserver:dev" "$A/alice/secret:1" >/dev/null
 check_ok "anonymous pull of a public repository" docker pull -q "$A/alice/mynanoserver:dev"
