@@ -24,6 +24,9 @@ pub enum ErrorCode {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    /// A manifest over the size limit: `413 Payload Too Large`, as the
+    /// spec asks of registries that enforce one.
+    ManifestTooLarge,
     Unauthorized,
     Denied,
     /// A token without the access asked for: `DENIED` with a 401 and a
@@ -59,6 +62,7 @@ impl ErrorCode {
             NameInvalid => ("NAME_INVALID", "invalid repository name", 400),
             NameUnknown => ("NAME_UNKNOWN", "repository name not known to registry", 404),
             SizeInvalid => ("SIZE_INVALID", "provided length did not match content length", 400),
+            ManifestTooLarge => ("SIZE_INVALID", "manifest too large", 413),
             Unauthorized => ("UNAUTHORIZED", "authentication required", 401),
             Denied => ("DENIED", "requested access to the resource is denied", 403),
             InsufficientScope => ("DENIED", "requested access to the resource is denied", 401),
@@ -108,6 +112,8 @@ pub enum Error {
     NameUnknown(String),
     #[error("size invalid: {0}")]
     SizeInvalid(String),
+    #[error("manifest too large: {0}")]
+    ManifestTooLarge(String),
     /// No or bad credentials; the challenge tells the client where to log in.
     #[error("authentication required")]
     Unauthorized(Option<Challenge>),
@@ -146,6 +152,7 @@ impl Error {
             NameInvalid(_) => ErrorCode::NameInvalid,
             NameUnknown(_) => ErrorCode::NameUnknown,
             SizeInvalid(_) => ErrorCode::SizeInvalid,
+            ManifestTooLarge(_) => ErrorCode::ManifestTooLarge,
             Unauthorized(_) => ErrorCode::Unauthorized,
             Denied => ErrorCode::Denied,
             InsufficientScope(_) => ErrorCode::InsufficientScope,

@@ -241,7 +241,7 @@ impl Registry {
         body: Bytes,
     ) -> Result<PushedManifest> {
         if body.len() > self.limits.manifest_max {
-            return Err(Error::SizeInvalid(format!(
+            return Err(Error::ManifestTooLarge(format!(
                 "manifest exceeds {} bytes",
                 self.limits.manifest_max
             )));

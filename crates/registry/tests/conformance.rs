@@ -449,7 +449,19 @@ async fn malformed_and_oversized_manifests() {
         let mut huge = bytes.clone();
         huge.resize(4 * 1024 * 1024 + 1, b' ');
         let res = reg.put_manifest("bad", "big", OCI_MANIFEST, &huge).await;
-        assert_error(res, StatusCode::BAD_REQUEST, "SIZE_INVALID").await;
+        assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID").await;
+        // Also when streamed without a Content-Length.
+        let chunks =
+            huge.chunks(1 << 20).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>();
+        let res = reg
+            .client
+            .put(reg.url("/v2/bad/manifests/big"))
+            .header("content-type", OCI_MANIFEST)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID").await;
         let res = reg.client.get(reg.url("/v2/bad/tags/list")).send().await.unwrap();
         let tags: serde_json::Value = res.json().await.unwrap();
         assert_eq!(tags["tags"], serde_json::json!(["ok"]));

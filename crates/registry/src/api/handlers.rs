@@ -225,9 +225,13 @@ async fn put_manifest(app: &AppState, repo: &RepoName, r: &str, req: Request) ->
     let content_type = header_str(req.headers(), header::CONTENT_TYPE.as_str())
         .map(|c| c.split(';').next().unwrap_or("").trim().to_owned());
     let limit = app.registry.limits().manifest_max;
-    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        Error::SizeInvalid(format!("manifest body exceeds {limit} bytes or was cut short"))
-    })?;
+    let too_large = || Error::ManifestTooLarge(format!("a manifest may not exceed {limit} bytes"));
+    if content_length(req.headers())?.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    // Past the check above, only a chunked body can overflow (or a client
+    // that hung up, which hears no answer anyway).
+    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
     let pushed = app.registry.put_manifest(repo, &reference, content_type.as_deref(), body).await?;
     let mut res = status_only(StatusCode::CREATED);
     let h = res.headers_mut();
