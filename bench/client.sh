@@ -116,6 +116,9 @@ for rep in $(seq 1 "$REPS"); do
         say "berth tag is not available: berth push not measured"
     fi
     say "push  rep $rep: berth ${bpu[-1]}s (peak ${bprss[-1]} MiB)  docker ${dpu[-1]}s"
+    # Untag the copy docker pushed, or the next rep's `docker rmi` would only
+    # untag and its pull would find the image still there.
+    docker rmi "127.0.0.1:$P2/bench:big" >/dev/null
     rm -rf "$T/distribution-$P2/data" "$T/distribution-$P3/data"
 done
 
