@@ -335,19 +335,7 @@ async fn read(
                 .collect();
             let primary = record.layers.iter().map(|l| l.blobs[0].clone()).collect();
             Ok(Held {
-                image: SaveImage {
-                    config: record.config_bytes,
-                    layers: record
-                        .layers
-                        .into_iter()
-                        .map(|l| SaveLayer {
-                            diff_id: l.diff_id,
-                            uncompressed_size: l.uncompressed_size,
-                            blobs: l.blobs,
-                        })
-                        .collect(),
-                    tags,
-                },
+                image: crate::commands::save::save_image_of(record, tags),
                 primary,
                 repo_digest: None,
             })

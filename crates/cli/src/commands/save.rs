@@ -99,8 +99,12 @@ fn select(store: &Store, name: &str) -> anyhow::Result<Vec<(Digest, Vec<Referenc
 }
 
 fn save_image(store: &Store, id: &Digest, tags: Vec<Reference>) -> anyhow::Result<SaveImage> {
-    let record = store.image(id)?;
-    Ok(SaveImage {
+    Ok(save_image_of(store.image(id)?, tags))
+}
+
+/// A stored image as the archive writers take it, named `tags`.
+pub(crate) fn save_image_of(record: berth_store::ImageRecord, tags: Vec<Reference>) -> SaveImage {
+    SaveImage {
         config: record.config_bytes,
         layers: record
             .layers
@@ -112,7 +116,7 @@ fn save_image(store: &Store, id: &Digest, tags: Vec<Reference>) -> anyhow::Resul
             })
             .collect(),
         tags,
-    })
+    }
 }
 
 /// Writes to a temp file beside `path` and renames it into place only when
