@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use berth_oci::{ImageIndex, media_type};
 use futures_util::TryStreamExt;
-use tokio_util::io::ReaderStream;
 
 use super::access;
 use super::response::error_response;
@@ -20,8 +19,6 @@ use crate::error::{Error, Result};
 use crate::registry::{ManifestRef, RepoName, parse_digest};
 use crate::storage::{ByteRange, ByteStream, UploadId};
 
-/// Blob responses are streamed in reads this large.
-const READ_CHUNK: usize = 512 * 1024;
 const TAGS_PAGE_MAX: usize = 10_000;
 const CATALOG_PAGE_DEFAULT: usize = 1_000;
 
@@ -269,8 +266,7 @@ async fn get_blob(
     let body = if head {
         Body::empty()
     } else {
-        let reader = app.registry.blob_store().get(&digest, range).await?;
-        Body::from_stream(ReaderStream::with_capacity(reader, READ_CHUNK))
+        Body::from_stream(app.registry.blob_store().get_stream(&digest, range).await?)
     };
     let mut res = Response::new(body);
     let h = res.headers_mut();

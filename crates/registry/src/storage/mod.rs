@@ -147,6 +147,18 @@ pub trait BlobStore: Send + Sync + 'static {
         range: Option<ByteRange>,
     ) -> Result<BlobReader, StorageError>;
 
+    /// The blob (or `range` of it) as a stream of buffers, for sending it
+    /// over HTTP. Same errors as [`BlobStore::get`]. The default wraps `get`;
+    /// a store that can do better (fewer copies, larger reads) overrides it.
+    async fn get_stream(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
+        let reader = self.get(digest, range).await?;
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 512 * 1024)))
+    }
+
     /// Stores `body` as `digest`, reading at most `limit` bytes. Returns the
     /// size. Verifies the digest: on a mismatch, error and nothing stored.
     async fn put(&self, digest: &Digest, body: ByteStream, limit: u64)

@@ -16,12 +16,20 @@ fn chunks(parts: &[&'static [u8]]) -> ByteStream {
 async fn read_all(store: &dyn BlobStore, d: &Digest, range: Option<ByteRange>) -> Vec<u8> {
     let mut out = Vec::new();
     store.get(d, range).await.expect("get").read_to_end(&mut out).await.expect("read");
+    // The streamed form serves the same bytes.
+    let mut streamed = Vec::new();
+    let mut stream = store.get_stream(d, range).await.expect("get_stream");
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        streamed.extend_from_slice(&chunk.expect("stream"));
+    }
+    assert_eq!(streamed, out, "get_stream and get disagree");
     out
 }
 
 /// Runs every contract check against `store`, panicking on the first failure.
 pub async fn run_suite(store: &dyn BlobStore) {
     put_get_stat_delete(store).await;
+    large_blobs_stream_whole(store).await;
     put_refuses_wrong_digest_and_oversize(store).await;
     ranges(store).await;
     uploads_append_and_commit(store).await;
@@ -60,6 +68,17 @@ async fn put_refuses_wrong_digest_and_oversize(store: &dyn BlobStore) {
     assert_eq!(store.stat(&big).await.unwrap(), None);
 }
 
+async fn large_blobs_stream_whole(store: &dyn BlobStore) {
+    // Larger than any one read, and not a multiple of a power of two.
+    let data: Vec<u8> = (0..5_000_003u32).map(|i| (i % 251) as u8).collect();
+    let d = Digest::sha256_of(&data);
+    store.put(&d, bytes_stream(Bytes::from(data.clone())), 1 << 30).await.unwrap();
+    assert_eq!(read_all(store, &d, None).await, data);
+    let tail = ByteRange { first: 4_000_000, last: 5_000_002 };
+    assert_eq!(read_all(store, &d, Some(tail)).await, &data[4_000_000..]);
+    store.delete(&d).await.unwrap();
+}
+
 async fn ranges(store: &dyn BlobStore) {
     let data = b"0123456789";
     let d = Digest::sha256_of(data);
@@ -68,6 +87,10 @@ async fn ranges(store: &dyn BlobStore) {
     assert_eq!(read_all(store, &d, Some(ByteRange { first: 9, last: 9 })).await, b"9");
     let past_end = store.get(&d, Some(ByteRange { first: 5, last: 10 })).await;
     assert!(matches!(past_end, Err(StorageError::InvalidRange)));
+    let past_end = store.get_stream(&d, Some(ByteRange { first: 5, last: 10 })).await;
+    assert!(matches!(past_end, Err(StorageError::InvalidRange)));
+    let absent = store.get_stream(&Digest::sha256_of(b"absent"), None).await;
+    assert!(matches!(absent, Err(StorageError::NotFound)));
     store.delete(&d).await.unwrap();
 }
 
