@@ -82,10 +82,26 @@ for i in $(seq 1 "$REPS"); do
     BROOT="$T/berth-registry-$i"
     start_dist
     start_berth
-    timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$DP/bench/img:latest"
-    d_push+=("$SECS")
-    timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$BP/bench/img:latest"
-    b_push+=("$SECS")
+    # Each push starts with no dirty data queued for the disk (berth syncs
+    # what it stores, distribution does not: neither should wait for the
+    # other's writeback), and the order alternates between repetitions.
+    push_dist() {
+        sync
+        timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$DP/bench/img:latest"
+        d_push+=("$SECS")
+    }
+    push_berth() {
+        sync
+        timed skopeo copy -q --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$BP/bench/img:latest"
+        b_push+=("$SECS")
+    }
+    if ((i % 2)); then
+        push_dist
+        push_berth
+    else
+        push_berth
+        push_dist
+    fi
 done
 
 # ---------------------------------------------------------------- big blob
