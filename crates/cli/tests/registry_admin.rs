@@ -61,3 +61,20 @@ async fn describe_sets_what_search_shows() {
     let hit = meta.repository_summary("alice/app").await.unwrap().unwrap();
     assert_eq!(hit.description.as_deref(), Some("from the label"));
 }
+
+#[test]
+fn gc_sweeps_writes_a_crash_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    berth_registry::open_local(&root, Default::default()).expect("open the registry root");
+    let stale = root.join("tmp").join(berth_registry::storage::UploadId::generate().as_str());
+    std::fs::write(&stale, b"half a blob").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
+    let out = berth(dir.path(), &["registry", "gc", "--grace-minutes", "0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 upload(s), 1 interrupted write(s)"), "{text}");
+    assert!(text.ends_with("Total reclaimed space: 0 bytes\n"), "{text}");
+    assert!(!stale.exists());
+}

@@ -190,11 +190,12 @@ fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
         println!("{verb} blob {digest} ({size} bytes)");
     }
     println!(
-        "{} {} blob(s), {} manifest(s), {} upload(s); {} unreferenced blob(s) kept (younger than {} minutes)",
+        "{} {} blob(s), {} manifest(s), {} upload(s), {} interrupted write(s); {} unreferenced blob(s) kept (younger than {} minutes)",
         verb,
         report.blobs_deleted.len(),
         report.manifests_deleted.len(),
         report.uploads_expired,
+        report.scratch_removed,
         report.blobs_kept_young,
         args.grace_minutes
     );
