@@ -125,8 +125,9 @@ pub enum Error {
     Unsupported(String),
     #[error("unsupported digest algorithm: {0}")]
     UnsupportedAlgorithm(String),
+    /// Too many failed logins; the client may retry after this many seconds.
     #[error("too many requests")]
-    TooManyRequests,
+    TooManyRequests { retry_after: u64 },
     #[error("range invalid: {0}")]
     RangeInvalid(String),
     #[error("invalid request: {0}")]
@@ -158,7 +159,7 @@ impl Error {
             InsufficientScope(_) => ErrorCode::InsufficientScope,
             Unsupported(_) => ErrorCode::Unsupported,
             UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
-            TooManyRequests => ErrorCode::TooManyRequests,
+            TooManyRequests { .. } => ErrorCode::TooManyRequests,
             RangeInvalid(_) => ErrorCode::RangeInvalid,
             InvalidRequest(_) => ErrorCode::InvalidRequest,
             Storage(_) | Metadata(_) => ErrorCode::Unknown,
@@ -178,7 +179,7 @@ impl Error {
     pub fn detail(&self) -> Option<String> {
         match self {
             Error::Storage(_) | Error::Metadata(_) => None,
-            Error::Unauthorized(_) | Error::Denied | Error::TooManyRequests => None,
+            Error::Unauthorized(_) | Error::Denied | Error::TooManyRequests { .. } => None,
             Error::InsufficientScope(_) => None,
             Error::BlobUploadUnknown => None,
             other => Some(other.to_string()),

@@ -27,6 +27,9 @@ pub fn error_response(err: &Error, head: bool) -> Response {
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Error::TooManyRequests { retry_after } = err {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
     if let Some(challenge) = err.challenge()
         && let Ok(v) = HeaderValue::from_str(&challenge.header_value())
     {

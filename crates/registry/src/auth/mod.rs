@@ -209,8 +209,9 @@ impl Auth {
                 && f.count >= FREE_FAILURES
             {
                 let wait = Duration::from_secs(1 << (f.count - FREE_FAILURES).min(6));
-                if f.last.is_some_and(|l| l.elapsed() < wait) {
-                    return Err(Error::TooManyRequests);
+                if let Some(left) = f.last.and_then(|l| wait.checked_sub(l.elapsed())) {
+                    let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                    return Err(Error::TooManyRequests { retry_after });
                 }
             }
         }
