@@ -182,7 +182,7 @@ async fn copy_limited<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// Bytes read per step when streaming a blob out.
-const READ_CHUNK: usize = 2 << 20;
+const READ_CHUNK: usize = 1 << 20;
 
 /// Reads `len` bytes at `offset`; a blob shorter than its listed size is an
 /// error. On Linux the buffer is not zeroed first: `pread` fills it, which
