@@ -143,6 +143,7 @@ async fn delete_repository(store: &dyn MetadataStore) {
     store.link_blob(repo, &d("b"), 1).await.unwrap();
     link_record_blobs(store, repo).await;
     store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
+    store.set_repository_owner_description(repo, Some("old words"), Some("old")).await.unwrap();
     assert!(store.delete_repository(repo).await.unwrap());
     assert!(!store.repository_exists(repo).await.unwrap());
     assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), None);
@@ -152,6 +153,8 @@ async fn delete_repository(store: &dyn MetadataStore) {
     link_record_blobs(store, repo).await;
     store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
     assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), Some(d("gm")));
+    let fresh = store.repository_summary(repo).await.unwrap().unwrap();
+    assert_eq!((fresh.description, fresh.full_description), (None, None));
     assert!(!store.delete_repository("never/was").await.unwrap());
 }
 
