@@ -12,6 +12,21 @@
 #   verdict OK?           "ok" or "MISSED"
 
 bench_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The peers and tools every benchmark uses, installed with apt when missing
+# (a fresh machine has none of them; benchmarks run as root anyway).
+bench_packages=(docker.io docker-registry skopeo wrk curl jq python3 time busybox-static)
+bench_missing=()
+for p in "${bench_packages[@]}"; do
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] ||
+        bench_missing+=("$p")
+done
+if ((${#bench_missing[@]})); then
+    echo "installing: ${bench_missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${bench_missing[@]}" </dev/null >/dev/null
+fi
 if [[ -z "${BERTH:-}" ]]; then
     echo "building target/release/berth"
     (cd "$bench_repo" && cargo build --release -q -p berth-cli)

@@ -22,9 +22,6 @@ DURATION="${DURATION:-10}"
 REPS="${REPS:-3}"
 
 source "$here/lib.sh"
-for tool in wrk skopeo curl jq /usr/bin/docker-registry; do
-    command -v "$tool" >/dev/null || fail "$tool is not installed (see shared peers)"
-done
 
 say "berth: $BERTH"
 start_berth() {
