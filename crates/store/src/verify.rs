@@ -20,6 +20,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use crate::images::{parse_digest, refresh_sizes_of_images_using};
 use crate::{Store, StoreError, TarContentSize};
 
+const UNCHECKABLE: &str = "cannot be checked against its diff ID";
+
 /// Read size for decompressing: large enough that per-call costs vanish.
 const BUFFER: usize = 256 * 1024;
 
@@ -28,7 +30,8 @@ const BUFFER: usize = 256 * 1024;
 pub struct CorruptLayer {
     pub diff_id: Digest,
     pub blob: Digest,
-    /// What was wrong: the digest it decompressed to, or why it could not.
+    /// What was wrong, as a predicate: "does not match its diff ID: it
+    /// decompresses to sha256:...", or why it could not be checked.
     pub detail: String,
     /// Names (or short IDs) of the images removed because they needed it.
     pub removed_images: Vec<String>,
@@ -36,11 +39,7 @@ pub struct CorruptLayer {
 
 impl std::fmt::Display for CorruptLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "layer {} (blob {}) does not match its diff ID: {}",
-            self.diff_id, self.blob, self.detail
-        )?;
+        write!(f, "layer {} (blob {}) {}", self.diff_id, self.blob, self.detail)?;
         if !self.removed_images.is_empty() {
             write!(f, "; removed {} (pull again)", self.removed_images.join(", "))?;
         }
@@ -86,15 +85,22 @@ impl Store {
                 Ok(m) if m.diff_id == claim.diff_id => {
                     record_proof(&tx, claim, &m)?;
                 }
-                Ok(m) => corrupt.push(drop_claim(
+                Ok(m) => {
+                    let detail =
+                        format!("does not match its diff ID: it decompresses to {}", m.diff_id);
+                    corrupt.push(drop_claim(&tx, claim, detail)?)
+                }
+                // Deleted by hand: as unprovable as a blob that lies, and
+                // refusing every read until someone repairs it would help nobody.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => corrupt.push(drop_claim(
                     &tx,
                     claim,
-                    format!("it decompresses to {}", m.diff_id),
+                    format!("{UNCHECKABLE}: its blob file is missing"),
                 )?),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StoreError::MissingBlob(claim.blob.clone()));
+                Err(e) => {
+                    let detail = format!("{UNCHECKABLE}: cannot decompress: {e}");
+                    corrupt.push(drop_claim(&tx, claim, detail)?)
                 }
-                Err(e) => corrupt.push(drop_claim(&tx, claim, format!("cannot decompress: {e}"))?),
             }
         }
         tx.commit()?;

@@ -188,3 +188,16 @@ fn a_version_1_store_is_migrated_in_place() {
     commit_layers(&store, vec![claim], "new:1");
     assert_eq!(store.list_images().unwrap().len(), 2);
 }
+
+#[test]
+fn a_claim_whose_blob_was_deleted_by_hand_does_not_block_every_read() {
+    let (dir, store) = store();
+    let tar = layer_tar("a", b"abc");
+    let claim = claimed_layer(&store, &tar, &Digest::sha256_of(&tar));
+    let blob = claim.blob.digest.clone();
+    commit_layers(&store, vec![claim], "gone:1");
+    std::fs::remove_file(dir.path().join("blobs/sha256").join(blob.hex())).unwrap();
+    let err = store.list_images().unwrap_err();
+    assert!(err.to_string().contains("its blob file is missing"), "{err}");
+    assert!(store.list_images().unwrap().is_empty());
+}
