@@ -11,8 +11,8 @@
 //!   hashes while it writes and keeps the blob only if digest and size
 //!   match; the layer comes back as an unverified claim, for a store that
 //!   proves it before the image is first used (berth's local store does).
-//!   Decompressing costs several times the CPU of the download, so this
-//!   roughly halves a pull's wall time on loopback.
+//!   Decompressing costs several times the CPU of the download, so on a
+//!   fast network a deferred pull is several times quicker.
 //!
 //! An interrupted download resumes with `Range` from the last byte
 //! received; the pipes never see the gap.
