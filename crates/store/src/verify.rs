@@ -70,12 +70,13 @@ impl Store {
     /// nothing is pending (one indexed query); safe to run from several
     /// processes at once.
     pub fn verify_pending_layers(&self) -> Result<(), StoreError> {
-        let claims = self.claims()?;
-        if claims.is_empty() {
+        if self.claims()?.is_empty() {
             return Ok(());
         }
-        // No blob file may vanish while it is read.
+        // No blob file may vanish while it is read: take the lease, then
+        // read the claims again (a removal may have run in between).
         self.locks.hold_shared()?;
+        let claims = self.claims()?;
         let results = self.measure_all(&claims);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -88,18 +89,18 @@ impl Store {
                 Ok(m) => {
                     let detail =
                         format!("does not match its diff ID: it decompresses to {}", m.diff_id);
-                    corrupt.push(drop_claim(&tx, claim, detail)?)
+                    corrupt.extend(drop_claim(&tx, claim, detail)?)
                 }
                 // Deleted by hand: as unprovable as a blob that lies, and
                 // refusing every read until someone repairs it would help nobody.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => corrupt.push(drop_claim(
+                Err(e) if e.kind() == io::ErrorKind::NotFound => corrupt.extend(drop_claim(
                     &tx,
                     claim,
                     format!("{UNCHECKABLE}: its blob file is missing"),
                 )?),
                 Err(e) => {
                     let detail = format!("{UNCHECKABLE}: cannot decompress: {e}");
-                    corrupt.push(drop_claim(&tx, claim, detail)?)
+                    corrupt.extend(drop_claim(&tx, claim, detail)?)
                 }
             }
         }
@@ -216,13 +217,21 @@ fn record_proof(tx: &Connection, claim: &Claim, m: &Measured) -> Result<(), Stor
 }
 
 /// Forgets a blob that lied. If the layer has no other blob, removes every
-/// image using it (names first) and the layer.
-fn drop_claim(tx: &Connection, claim: &Claim, detail: String) -> Result<CorruptLayer, StoreError> {
+/// image using it (names first) and the layer. `None` if another process
+/// already dropped it.
+fn drop_claim(
+    tx: &Connection,
+    claim: &Claim,
+    detail: String,
+) -> Result<Option<CorruptLayer>, StoreError> {
     let diff = claim.diff_id.as_str();
-    tx.execute(
-        "DELETE FROM layer_blobs WHERE diff_id = ?1 AND digest = ?2",
+    let dropped = tx.execute(
+        "DELETE FROM layer_blobs WHERE diff_id = ?1 AND digest = ?2 AND verified = 0",
         params![diff, claim.blob.as_str()],
     )?;
+    if dropped == 0 {
+        return Ok(None);
+    }
     let mut removed_images = Vec::new();
     let other_blobs: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM layer_blobs WHERE diff_id = ?1)",
@@ -263,12 +272,12 @@ fn drop_claim(tx: &Connection, claim: &Claim, detail: String) -> Result<CorruptL
             )?;
         }
     }
-    Ok(CorruptLayer {
+    Ok(Some(CorruptLayer {
         diff_id: claim.diff_id.clone(),
         blob: claim.blob.clone(),
         detail,
         removed_images,
-    })
+    }))
 }
 
 /// An image's tags, in their familiar form, sorted.

@@ -201,3 +201,43 @@ fn a_claim_whose_blob_was_deleted_by_hand_does_not_block_every_read() {
     assert!(err.to_string().contains("its blob file is missing"), "{err}");
     assert!(store.list_images().unwrap().is_empty());
 }
+
+#[test]
+fn two_stores_proving_the_same_claims_at_once_agree() {
+    let (dir, store) = store();
+    let good = layer_tar("bin/sh", &[3u8; 2000]);
+    let claim = claimed_layer(&store, &good, &Digest::sha256_of(&good));
+    commit_layers(&store, vec![claim], "good:1");
+    let real = layer_tar("etc/motd", b"real");
+    let liar = claimed_layer(&store, &real, &Digest::sha256_of(b"a lie"));
+    commit_layers(&store, vec![liar], "bad:1");
+    store.end_ingest();
+    drop(store);
+
+    let barrier = std::sync::Barrier::new(2);
+    let outcomes: Vec<Result<usize, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let store = Store::open(dir.path()).unwrap();
+                    barrier.wait();
+                    match store.list_images() {
+                        Ok(list) => Ok(list.len()),
+                        Err(StoreError::CorruptLayers(c)) => Err(c[0].detail.clone()),
+                        Err(e) => panic!("unexpected error {e}"),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Exactly one dropped the lie and reported it; the other saw a clean store.
+    let reported: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(reported.len(), 1, "{outcomes:?}");
+    assert!(reported.iter().all(|d| d.starts_with("does not match its diff ID")), "{outcomes:?}");
+    let store = Store::open(dir.path()).unwrap();
+    let listed = store.list_images().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size, 2000);
+    assert!(matches!(store.resolve("bad:1"), Err(StoreError::NoSuchImage(_))));
+}
