@@ -35,6 +35,12 @@ check_eq "$(grep '^Status:' "$O/pull1")" "Status: Downloaded newer image for $R/
 check_eq "$(tail -1 "$O/pull1")" "$R/team/app:1" "pull: full reference last"
 check_eq "$(berth inspect "$R/team/app:1" | jq -r '.[0].Id')" "$docker_id" "pulled image has docker's IMAGE ID"
 check_eq "$(berth inspect "$R/team/app:1" | jq -r '.[0].RepoDigests[0]')" "$docker_digest" "RepoDigests recorded"
+# The pull only checked digests; the first read proved the diff IDs and
+# measured the layers: the sizes must be docker's.
+check_eq "$(berth inspect "$R/team/app:1" | jq -r '.[0].Size')" "$(docker inspect -f '{{.Size}}' app:1)" \
+    "pulled image: docker's Size once its diff IDs are proven"
+check_eq "$(berth history --format '{{.Size}}' "$R/team/app:1")" "$(docker history --format '{{.Size}}' app:1)" \
+    "pulled image: docker's layer sizes in history"
 
 berth pull "$R/team/app:1" >"$O/pull2" 2>&1 || fail "second berth pull"
 check_eq "$(grep '^Status:' "$O/pull2")" "Status: Image is up to date for $R/team/app:1" "second pull: up to date"
