@@ -142,8 +142,8 @@ impl Store {
         })
     }
 
-    /// Docker's size of a layer: known if the layer is stored or its size
-    /// was noted, else measured from its blob (decompressing if needed).
+    /// Docker's size of a layer: known if the layer is stored and proven,
+    /// else measured from its blob (decompressing if needed).
     fn content_size(&self, layer: &crate::NewLayer) -> Result<u64, StoreError> {
         let known: Option<i64> = self
             .conn()
@@ -156,27 +156,10 @@ impl Store {
         if let Some(size) = known {
             return Ok(size as u64);
         }
-        let noted = self
-            .content_sizes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&layer.diff_id)
-            .copied();
-        if let Some(size) = noted {
-            return Ok(size);
-        }
         Ok(crate::layer_size::content_size_of_blob(
             &self.blob_path(&layer.blob.digest),
             &layer.blob.media_type,
         )?)
-    }
-
-    /// Records docker's content size of layer `diff_id`, measured by the
-    /// caller while it streamed the uncompressed layer through a
-    /// [`crate::TarContentSize`]. Optional: without it `commit_images`
-    /// measures the size itself by reading (and decompressing) the blob once.
-    pub fn note_content_size(&self, diff_id: &Digest, size: u64) {
-        self.content_sizes.lock().unwrap_or_else(|e| e.into_inner()).insert(diff_id.clone(), size);
     }
 
     fn expect_blob(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {

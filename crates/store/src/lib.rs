@@ -94,9 +94,6 @@ pub struct Store {
     root: PathBuf,
     conn: Mutex<rusqlite::Connection>,
     locks: lock::StoreLock,
-    /// Content sizes callers measured while streaming layers (see
-    /// [`Store::note_content_size`]), so commit need not re-read them.
-    content_sizes: Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 impl Store {
@@ -109,12 +106,7 @@ impl Store {
         std::fs::create_dir_all(root.join("tmp"))?;
         let conn = db::open(&root.join("berth.db"))?;
         let locks = lock::StoreLock::new(root.join("lock"));
-        Ok(Store {
-            root: root.to_owned(),
-            conn: Mutex::new(conn),
-            locks,
-            content_sizes: Mutex::new(Default::default()),
-        })
+        Ok(Store { root: root.to_owned(), conn: Mutex::new(conn), locks })
     }
 
     /// The directory this store lives in.
@@ -157,8 +149,7 @@ pub struct NewLayer {
     /// `None` records an unverified claim, as a pull does: the store
     /// verifies it (and measures the sizes) before any image using the
     /// layer is read, see [`Store::verify_pending_layers`]. (Docker's layer
-    /// SIZE is the unpacked content size, which the store measures itself,
-    /// see [`Store::note_content_size`].)
+    /// SIZE is the unpacked content size, which the store measures itself.)
     pub uncompressed_size: Option<u64>,
 }
 

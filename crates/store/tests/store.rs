@@ -607,28 +607,6 @@ fn a_compressed_layer_is_measured_by_its_content() {
     let rec = store.image(&id).unwrap();
     assert_eq!(rec.size, 5000);
     assert_eq!(rec.layers[0].uncompressed_size, tar.len() as u64);
-
-    // A size the caller measured while streaming is used as given.
-    let other = layer_tar("x", b"abc");
-    let (d, n) = store.write_blob_bytes(&other).unwrap();
-    store.note_content_size(&d, 3);
-    let layer = berth_store::NewLayer {
-        diff_id: d.clone(),
-        blob: Descriptor::new(media_type::OCI_LAYER, d, n),
-        uncompressed_size: Some(n),
-    };
-    let cfg = config(std::slice::from_ref(&layer), T2, &[]);
-    let id = store
-        .commit_images(vec![NewImage {
-            config: cfg,
-            layers: vec![layer],
-            tags: vec![],
-            repo_digests: vec![],
-        }])
-        .unwrap()
-        .remove(0)
-        .id;
-    assert_eq!(store.image(&id).unwrap().size, 3);
 }
 
 #[test]
