@@ -20,7 +20,7 @@ use berth_reference::Digest;
 
 use crate::storage::UploadId;
 
-pub use sqlite::SqliteMetadata;
+pub use sqlite::{SCHEMA_VERSION, SqliteMetadata, schema_version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -32,6 +32,9 @@ pub enum MetadataError {
     /// same transaction that stores the manifest).
     #[error("blob {0} is not in the repository")]
     MissingBlob(Digest),
+    /// The file was written by a newer berth; opening it would lose data.
+    #[error("{path}: schema version {found} is newer than this berth knows ({known})")]
+    SchemaTooNew { path: String, found: i64, known: i64 },
 }
 
 /// A manifest as the registry indexes it (its bytes live in blob storage).

@@ -104,6 +104,54 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 "#;
 
+/// The schema this code reads and writes, kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Ordered migration steps: step `i` takes the database from version `i` to
+/// `i + 1`. Step 0 is idempotent (`IF NOT EXISTS`) because roots made before
+/// the schema was versioned already hold these tables with version 0.
+const MIGRATIONS: &[&str] = &[SCHEMA];
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), MetadataError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version > SCHEMA_VERSION {
+        return Err(MetadataError::SchemaTooNew {
+            path: path.display().to_string(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    // Another server may be migrating the same file: take the write lock,
+    // then read the version again.
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+    let result = (|| {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for step in MIGRATIONS.iter().skip(version.max(0) as usize) {
+            conn.execute_batch(step)?;
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        }
+        Ok::<_, rusqlite::Error>(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(db(e))
+        }
+    }
+}
+
+/// Reads the schema version of an open database (for tests and `check`).
+pub fn schema_version(path: &Path) -> Result<i64, MetadataError> {
+    let conn = Connection::open(path).map_err(db)?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)
+}
+
 /// A repository's search row: the owner's non-empty description wins over
 /// the image label's.
 const SUMMARY: &str = "SELECT r.name, COALESCE(NULLIF(o.description, ''), d.description),
@@ -163,7 +211,7 @@ impl SqliteMetadata {
         conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        migrate(&conn, path)?;
         Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)) })
     }
 
