@@ -107,40 +107,8 @@ pub fn go_time_string(unix: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
 }
 
-/// RFC 3339 in UTC, seconds precision: `2024-01-02T03:04:05Z`.
-pub fn rfc3339(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-/// RFC 3339 with nanoseconds, trailing zeros trimmed (Go's RFC3339Nano).
-pub fn rfc3339_nano(unix_nanos: i64) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let base = rfc3339(secs);
-    if nanos == 0 {
-        return base;
-    }
-    let frac = format!("{nanos:09}");
-    format!("{}.{}Z", &base[..base.len() - 1], frac.trim_end_matches('0'))
-}
-
-/// Unix seconds to (year, month, day, hour, minute, second) in UTC.
-fn civil(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = unix.div_euclid(86_400);
-    let rem = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
+use berth_oci::time::civil;
+pub use berth_oci::time::{rfc3339, rfc3339_nano};
 
 /// docker's `stringid.TruncateID`: drop `algo:`, keep 12 characters.
 pub fn truncate_id(id: &str) -> &str {

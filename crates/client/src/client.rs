@@ -418,13 +418,9 @@ fn parse_http_date(s: &str) -> Option<u64> {
     {
         return None;
     }
-    // Days from the civil date (Howard Hinnant's algorithm), years from March.
-    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let days =
+        u64::try_from(berth_oci::time::days_from_civil(year as i64, month as i64, day as i64))
+            .ok()?;
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 

@@ -5,6 +5,7 @@
 mod config;
 mod manifest;
 pub mod media_type;
+pub mod time;
 pub mod transfer;
 
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};

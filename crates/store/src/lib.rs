@@ -72,7 +72,6 @@ mod images;
 mod layer_size;
 mod lock;
 mod remove;
-mod time;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -81,11 +80,11 @@ use std::sync::Mutex;
 pub use berth_oci::Descriptor;
 pub use berth_reference::{Digest, Reference};
 
+pub use berth_oci::time::parse_rfc3339;
 pub use check::{CheckReport, Problem};
 pub use error::StoreError;
 pub use layer_size::TarContentSize;
 pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
-pub use time::parse_rfc3339;
 pub use verify::CorruptLayer;
 
 /// A local image store rooted at one directory. `Send + Sync`: share it by
