@@ -3,11 +3,13 @@
 //! Plain data types and parsing; no network, no disk.
 
 mod config;
+mod image;
 mod manifest;
 pub mod media_type;
 pub mod time;
 pub mod transfer;
 
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};
+pub use image::{Image, Layer, RawManifest};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
 pub use transfer::{BlobMismatch, BlobSink, BlobSource, LayerBlob};
