@@ -33,8 +33,8 @@ pub mod search;
 
 pub use client::{Client, ClientOptions};
 pub use error::{ClientError, RegistryError, RegistryErrorEntry};
-pub use local::{ImageStore, KnownLayer, LocalImage, LocalLayer};
+pub use local::{ImageStore, KnownLayer};
 pub use progress::{LayerEvent, NoProgress, Progress};
-pub use pull::{PullOptions, PulledImage, PulledLayer};
+pub use pull::{PullOptions, PulledImage, PulledIndex};
 pub use push::{PushOptions, PushedImage};
 pub use search::SearchResult;

@@ -22,6 +22,13 @@ pub trait ImageStore: BlobSource + BlobSink + Send + Sync {
     /// Records that layer `diff_id` is also available as `blob` (a gzip made
     /// for a push), so the next push does not compress again.
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> io::Result<()>;
+
+    /// Repositories layer `diff_id` is known to exist in (from earlier pulls
+    /// and pushes): candidates for a cross-repository mount on the same
+    /// registry.
+    fn layer_sources(&self, _diff_id: &Digest) -> Vec<Repository> {
+        Vec::new()
+    }
 }
 
 /// A layer the store already has.
@@ -31,24 +38,4 @@ pub struct KnownLayer {
     /// `None` while the store has not yet proven the diff ID (a layer
     /// pulled with [`crate::PullOptions::defer_diff_ids`]).
     pub uncompressed_size: Option<u64>,
-}
-
-/// An image as a push reads it from the store.
-#[derive(Debug, Clone)]
-pub struct LocalImage {
-    /// The config JSON exactly as stored (its sha256 is the image ID).
-    pub config: Vec<u8>,
-    /// Bottom first, one per `rootfs.diff_ids` entry.
-    pub layers: Vec<LocalLayer>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LocalLayer {
-    pub diff_id: Digest,
-    pub uncompressed_size: u64,
-    /// Every stored blob carrying the layer (uncompressed and/or compressed).
-    pub blobs: Vec<Descriptor>,
-    /// Repositories the layer is known to exist in (from pulls and pushes):
-    /// candidates for a cross-repository mount on the same registry.
-    pub sources: Vec<Repository>,
 }

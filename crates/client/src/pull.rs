@@ -21,7 +21,10 @@ use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use berth_oci::media_type::{self, LayerCompression};
-use berth_oci::{BlobMismatch, Descriptor, ImageConfig, ImageManifest, Manifest, Platform};
+use berth_oci::{
+    BlobMismatch, Descriptor, Image, ImageConfig, ImageManifest, Layer, Manifest, Platform,
+    RawManifest,
+};
 use berth_reference::{Digest, Hasher, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -69,37 +72,38 @@ pub struct PulledImage {
     pub reference: Reference,
     /// `repository@<manifest digest>` (the index's digest for a multi-platform image).
     pub repo_digest: Reference,
+    /// The digest the reference resolved to (the index's, for a multi-platform image).
     pub manifest_digest: Digest,
-    /// The config JSON exactly as received (verified against its digest).
-    pub config: Vec<u8>,
-    pub config_digest: Digest,
-    /// Bottom first.
-    pub layers: Vec<PulledLayer>,
+    /// The index the image was picked from, byte for byte.
+    pub index: Option<RawManifest>,
+    /// The image: its manifest and config exactly as received (verified
+    /// against their digests), each layer with the one blob the manifest
+    /// names and, unless the diff ID is still unproven, its tar length.
+    pub image: Image,
+    /// Whether any layer had to be downloaded (false: the store had them all).
+    pub downloaded_any: bool,
 }
 
-impl PulledImage {
-    /// Whether any layer had to be downloaded.
-    pub fn downloaded_any(&self) -> bool {
-        self.layers.iter().any(|l| l.downloaded)
-    }
-}
-
+/// Every platform of a reference, as [`Client::pull_all`] fetched it.
 #[derive(Debug, Clone)]
-pub struct PulledLayer {
-    pub diff_id: Digest,
-    /// The stored blob carrying it, as the manifest described it.
-    pub blob: Descriptor,
-    /// `None` when the diff ID is still unverified (deferred, or a layer
-    /// the store already had unverified).
-    pub uncompressed_size: Option<u64>,
-    /// False when the store already had it.
-    pub downloaded: bool,
+pub struct PulledIndex {
+    /// The index, byte for byte; `None` when the reference named one image.
+    pub index: Option<RawManifest>,
+    /// One per index entry, in the index's order (or the one image).
+    pub images: Vec<PulledImage>,
+}
+
+/// One layer as a pull produced it.
+struct PulledLayer {
+    layer: Layer,
+    downloaded: bool,
 }
 
 impl Client {
     /// Pulls `reference` (tag or digest) into `store`, verifying everything,
     /// and returns what to commit. Nothing is committed here: the caller
-    /// records the image (and may refuse to).
+    /// records the image (and may refuse to). From an index, the platform
+    /// of [`PullOptions::platform`] (default: the host's) is pulled.
     pub async fn pull(
         &self,
         reference: &Reference,
@@ -107,9 +111,86 @@ impl Client {
         opts: &PullOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<PulledImage, ClientError> {
-        let domain = reference.domain();
         let path = reference.path();
         let scopes = [format!("repository:{path}:pull")];
+        let (base, top) = self.resolve(reference, &scopes).await?;
+        let t = Target { base: &base, domain: reference.domain(), scopes: &scopes };
+        let (index, raw, manifest) = match top.manifest {
+            Manifest::Image(m) => (None, raw_of(top.bytes, top.digest.clone(), &m), m),
+            Manifest::Index(index) => {
+                let wanted = opts.platform.clone().unwrap_or_else(Platform::host);
+                let entry = select_platform(&index, &wanted)?;
+                let (raw, m) = self.fetch_child(&t, path, entry).await?;
+                let media_type = index.media_type.clone().unwrap_or(media_type::OCI_INDEX.into());
+                let index =
+                    RawManifest { media_type, bytes: top.bytes, digest: top.digest.clone() };
+                (Some(index), raw, m)
+            }
+        };
+        let image = self.pull_image(&t, path, (raw, manifest), store, opts, progress).await?;
+        Ok(PulledImage {
+            reference: reference.clone(),
+            repo_digest: Reference::digested(reference.repository().clone(), top.digest.clone()),
+            manifest_digest: top.digest,
+            index,
+            image: image.0,
+            downloaded_any: image.1,
+        })
+    }
+
+    /// Pulls every platform of a multi-platform image (every entry must be
+    /// an image manifest berth can store). A reference that names a single
+    /// image pulls that image, with no index.
+    pub async fn pull_all(
+        &self,
+        reference: &Reference,
+        store: Arc<dyn ImageStore>,
+        opts: &PullOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PulledIndex, ClientError> {
+        let path = reference.path();
+        let scopes = [format!("repository:{path}:pull")];
+        let (base, top) = self.resolve(reference, &scopes).await?;
+        let t = Target { base: &base, domain: reference.domain(), scopes: &scopes };
+        let repo_digest = Reference::digested(reference.repository().clone(), top.digest.clone());
+        let (index, children) = match top.manifest {
+            Manifest::Image(m) => (None, vec![(raw_of(top.bytes, top.digest.clone(), &m), m)]),
+            Manifest::Index(index) => {
+                let mut children = Vec::new();
+                for entry in &index.manifests {
+                    children.push(self.fetch_child(&t, path, entry).await?);
+                }
+                let media_type = index.media_type.clone().unwrap_or(media_type::OCI_INDEX.into());
+                let index =
+                    RawManifest { media_type, bytes: top.bytes, digest: top.digest.clone() };
+                (Some(index), children)
+            }
+        };
+        let mut images = Vec::new();
+        for (raw, manifest) in children {
+            let (image, downloaded_any) = self
+                .pull_image(&t, path, (raw, manifest), store.clone(), opts, progress.clone())
+                .await?;
+            images.push(PulledImage {
+                reference: reference.clone(),
+                repo_digest: repo_digest.clone(),
+                manifest_digest: top.digest.clone(),
+                index: index.clone(),
+                image,
+                downloaded_any,
+            });
+        }
+        Ok(PulledIndex { index, images })
+    }
+
+    /// The manifest `reference` names, from the first endpoint that has it
+    /// (mirrors first), with that endpoint's base URL.
+    async fn resolve(
+        &self,
+        reference: &Reference,
+        scopes: &[String],
+    ) -> Result<(String, crate::manifests::FetchedManifest), ClientError> {
+        let domain = reference.domain();
         let tag_or_digest = match (reference.digest(), reference.tag()) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.to_owned(),
@@ -117,46 +198,43 @@ impl Client {
         };
         let mut last_err = None;
         for base in self.opts.config.pull_endpoints(domain) {
-            let t = Target { base: &base, domain, scopes: &scopes };
-            let top = match self.fetch_manifest(&t, path, &tag_or_digest).await {
-                Ok(m) => m,
-                Err(e) => {
-                    last_err = Some(e);
-                    continue;
-                }
-            };
-            return self.pull_from(&t, reference, top, store, opts, progress).await;
+            let t = Target { base: &base, domain, scopes };
+            match self.fetch_manifest(&t, reference.path(), &tag_or_digest).await {
+                Ok(m) => return Ok((base, m)),
+                Err(e) => last_err = Some(e),
+            }
         }
         Err(last_err.expect("at least one endpoint"))
     }
 
-    async fn pull_from(
+    /// The image manifest an index entry names (which must not be an index).
+    async fn fetch_child(
         &self,
         t: &Target<'_>,
-        reference: &Reference,
-        top: crate::manifests::FetchedManifest,
+        path: &str,
+        entry: &Descriptor,
+    ) -> Result<(RawManifest, ImageManifest), ClientError> {
+        let child = self.fetch_manifest(t, path, entry.digest.as_str()).await?;
+        match child.manifest {
+            Manifest::Image(m) => Ok((raw_of(child.bytes, child.digest, &m), m)),
+            Manifest::Index(_) => Err(ClientError::InvalidResponse {
+                url: format!("{}/v2/{path}/manifests/{}", t.base, entry.digest),
+                detail: "an index entry for a platform is itself an index".into(),
+            }),
+        }
+    }
+
+    /// Fetches the config and layers `manifest` names into `store`; returns
+    /// the image and whether any layer had to be downloaded.
+    async fn pull_image(
+        &self,
+        t: &Target<'_>,
+        path: &str,
+        (raw, manifest): (RawManifest, ImageManifest),
         store: Arc<dyn ImageStore>,
         opts: &PullOptions,
         progress: Arc<dyn Progress>,
-    ) -> Result<PulledImage, ClientError> {
-        let path = reference.path();
-        let manifest: ImageManifest = match top.manifest {
-            Manifest::Image(m) => m,
-            Manifest::Index(index) => {
-                let wanted = opts.platform.clone().unwrap_or_else(Platform::host);
-                let entry = select_platform(&index, &wanted)?;
-                let child = self.fetch_manifest(t, path, entry.digest.as_str()).await?;
-                match child.manifest {
-                    Manifest::Image(m) => m,
-                    Manifest::Index(_) => {
-                        return Err(ClientError::InvalidResponse {
-                            url: format!("{}/v2/{path}/manifests/{}", t.base, entry.digest),
-                            detail: "an index entry for a platform is itself an index".into(),
-                        });
-                    }
-                }
-            }
-        };
+    ) -> Result<(Image, bool), ClientError> {
         if manifest.config.size > MAX_CONFIG_SIZE {
             return Err(ClientError::TooLarge {
                 url: format!("{}/v2/{path}/blobs/{}", t.base, manifest.config.digest),
@@ -172,7 +250,7 @@ impl Client {
         let diff_ids = parsed.diff_ids();
         if diff_ids.len() != manifest.layers.len() {
             return Err(ClientError::InvalidResponse {
-                url: format!("{}/v2/{path}/manifests/{}", t.base, top.digest),
+                url: format!("{}/v2/{path}/manifests/{}", t.base, raw.digest),
                 detail: format!(
                     "{} layers in the manifest but {} diff IDs in the config",
                     manifest.layers.len(),
@@ -207,18 +285,22 @@ impl Client {
                 async move {
                     if let Some(known) = known {
                         return Ok(PulledLayer {
-                            diff_id,
-                            blob: layer,
-                            uncompressed_size: known.uncompressed_size,
+                            layer: Layer {
+                                diff_id,
+                                blobs: vec![layer],
+                                uncompressed_size: known.uncompressed_size,
+                            },
                             downloaded: false,
                         });
                     }
                     let pulled = if opts.defer_diff_ids {
                         self.download_blob(t, path, &layer, store, &*progress).await?;
                         PulledLayer {
-                            diff_id,
-                            blob: layer.clone(),
-                            uncompressed_size: None,
+                            layer: Layer {
+                                diff_id,
+                                blobs: vec![layer.clone()],
+                                uncompressed_size: None,
+                            },
                             downloaded: true,
                         }
                     } else {
@@ -241,15 +323,14 @@ impl Client {
             .collect()
             .await;
         let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let repo_digest = Reference::digested(reference.repository().clone(), top.digest.clone());
-        Ok(PulledImage {
-            reference: reference.clone(),
-            repo_digest,
-            manifest_digest: top.digest,
-            config_digest: manifest.config.digest.clone(),
+        let downloaded_any = layers.iter().any(|l| l.downloaded);
+        let image = Image {
+            manifest: Some(raw),
             config,
-            layers,
-        })
+            layers: layers.into_iter().map(|l| l.layer).collect(),
+            tags: Vec::new(),
+        };
+        Ok((image, downloaded_any))
     }
 
     /// GETs a small blob into memory, bounded by and verified against `desc`.
@@ -339,9 +420,11 @@ impl Client {
             });
         }
         Ok(PulledLayer {
-            diff_id: diff_id.clone(),
-            blob: desc.clone(),
-            uncompressed_size: Some(uncompressed.expect("verified reader records the size")),
+            layer: Layer {
+                diff_id: diff_id.clone(),
+                blobs: vec![desc.clone()],
+                uncompressed_size: Some(uncompressed.expect("verified reader records the size")),
+            },
             downloaded: true,
         })
     }
@@ -579,4 +662,11 @@ impl Read for VerifyingReader {
         }
         Ok(n)
     }
+}
+
+/// A fetched image manifest as kept: its media type (defaulted as OCI
+/// documents without one are), bytes and digest.
+fn raw_of(bytes: Vec<u8>, digest: Digest, manifest: &ImageManifest) -> RawManifest {
+    let media_type = manifest.media_type.clone().unwrap_or(media_type::OCI_MANIFEST.into());
+    RawManifest { media_type, bytes, digest }
 }

@@ -13,12 +13,12 @@
 //! the blob in one PATCH. The registry checks the digest at the end, so no
 //! path through this can store a wrong blob.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use berth_oci::media_type::{self, LayerCompression};
-use berth_oci::{Descriptor, ImageManifest};
-use berth_reference::{Digest, Reference};
+use berth_oci::{Descriptor, Image, ImageManifest, Layer, Manifest, RawManifest};
+use berth_reference::{Digest, Reference, Repository};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
@@ -30,7 +30,7 @@ use crate::compress::gzip_parallel;
 use crate::error::registry_error;
 use crate::pipe::{ChunkReader, ChunkWriter};
 use crate::progress::{LayerEvent, Progress};
-use crate::{Client, ClientError, ImageStore, LocalImage, LocalLayer};
+use crate::{Client, ClientError, ImageStore};
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -63,6 +63,11 @@ pub struct PushedImage {
     pub manifest_media_type: String,
     /// `repository@<manifest digest>`, for the store's RepoDigests.
     pub repo_digest: Reference,
+    /// The manifest as sent. When the image's kept manifest still named
+    /// its blobs this is that manifest, byte for byte; otherwise a new one.
+    pub manifest: RawManifest,
+    /// Whether the image's kept manifest was sent unchanged.
+    pub kept_manifest: bool,
 }
 
 /// Where the bytes of an upload come from.
@@ -73,27 +78,45 @@ enum Content {
 }
 
 impl Client {
-    /// Pushes `image` as `target` (which must carry a tag).
+    /// Pushes `image` as `target`: under its tag, or, for a digest
+    /// reference, under that digest (which must be the kept manifest's).
+    ///
+    /// When the image's kept manifest still names the blobs the store holds
+    /// (see [`Image::kept_manifest`]) those blobs and those exact manifest
+    /// bytes are sent, so the destination has the source's digest. Only
+    /// otherwise is a manifest written here: the layers compressed as
+    /// stored (gzipped once if stored only uncompressed), Docker's schema 2
+    /// when every layer is gzip, OCI otherwise.
     pub async fn push(
         &self,
         target: &Reference,
-        image: &LocalImage,
+        image: &Image,
         store: Arc<dyn ImageStore>,
         opts: &PushOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<PushedImage, ClientError> {
-        let tag = target.tag().unwrap_or(berth_reference::DEFAULT_TAG);
         let domain = target.domain();
         let path = target.path();
         let base = self.opts.config.base_url(domain);
-        let mut scopes = vec![format!("repository:{path}:pull,push")];
-        let mount_from = |l: &LocalLayer| {
-            l.sources
+        let kept = image.kept_manifest().cloned();
+        if let Some(wanted) = target.digest()
+            && kept.as_ref().map(|k| &k.digest) != Some(wanted)
+        {
+            return Err(ClientError::InvalidResponse {
+                url: format!("{base}/v2/{path}/manifests/{wanted}"),
+                detail: "cannot push by digest: the image's manifest is not kept unchanged".into(),
+            });
+        }
+        let sources: Vec<Vec<Repository>> =
+            image.layers.iter().map(|l| store.layer_sources(&l.diff_id)).collect();
+        let mount_from = |i: usize| {
+            sources[i]
                 .iter()
                 .find(|r| r.domain() == domain && r.path() != path)
                 .map(|r| r.path().to_owned())
         };
-        for from in image.layers.iter().filter_map(mount_from) {
+        let mut scopes = vec![format!("repository:{path}:pull,push")];
+        for from in (0..image.layers.len()).filter_map(mount_from) {
             let s = format!("repository:{from}:pull");
             if !scopes.contains(&s) {
                 scopes.push(s);
@@ -104,18 +127,25 @@ impl Client {
         for layer in &image.layers {
             progress.layer(
                 layer.diff_id.short(),
-                LayerEvent::Waiting { total: layer.uncompressed_size },
+                LayerEvent::Waiting { total: layer.uncompressed_size.unwrap_or(0) },
             );
         }
+        // The blob each layer goes up as: the kept manifest's, else chosen
+        // (and perhaps made) here.
+        let named = kept.as_ref().map(|_| image.primary_blobs());
         let layer_results: Vec<Result<Descriptor, ClientError>> =
-            futures_util::stream::iter(&image.layers)
-                .map(|layer| {
+            futures_util::stream::iter(image.layers.iter().enumerate())
+                .map(|(i, layer)| {
                     let store = store.clone();
                     let progress = progress.clone();
                     let t = &t;
+                    let named = named.as_ref().map(|n| n[i].clone());
                     async move {
                         let id = layer.diff_id.short();
-                        let blob = compressed_blob(layer, &store, opts.compress_threads).await?;
+                        let blob = match named {
+                            Some(b) => b,
+                            None => compressed_blob(layer, &store, opts.compress_threads).await?,
+                        };
                         let content = Content::Stored(store);
                         let status = self
                             .upload_blob(
@@ -123,7 +153,7 @@ impl Client {
                                 path,
                                 &blob,
                                 content,
-                                mount_from(layer),
+                                mount_from(i),
                                 opts,
                                 id,
                                 progress.clone(),
@@ -138,32 +168,14 @@ impl Client {
                 .await;
         let blobs = layer_results.into_iter().collect::<Result<Vec<_>, _>>()?;
 
-        // Docker's schema 2 when every layer is gzip (what docker itself
-        // pushes); OCI otherwise (zstd layers exist only in OCI).
-        let docker = blobs
-            .iter()
-            .all(|b| media_type::layer_compression(&b.media_type) == Some(LayerCompression::Gzip));
-        let (manifest_type, config_type) = if docker {
-            (media_type::DOCKER_MANIFEST, media_type::DOCKER_CONFIG)
-        } else {
-            (media_type::OCI_MANIFEST, media_type::OCI_CONFIG)
+        let manifest = match kept.clone() {
+            Some(raw) => raw,
+            None => new_manifest(&image.config, blobs),
         };
-        let layers: Vec<Descriptor> = blobs
-            .into_iter()
-            .map(|b| {
-                let mt = match (docker, media_type::layer_compression(&b.media_type)) {
-                    (true, _) => media_type::DOCKER_LAYER_GZIP,
-                    (false, Some(LayerCompression::Zstd)) => media_type::OCI_LAYER_ZSTD,
-                    (false, _) => media_type::OCI_LAYER_GZIP,
-                };
-                Descriptor::new(mt, b.digest, b.size)
-            })
-            .collect();
-        let config_desc = Descriptor::new(
-            config_type,
-            Digest::sha256_of(&image.config),
-            image.config.len() as u64,
-        );
+        let config_desc = match manifest.parse() {
+            Ok(Manifest::Image(m)) => m.config,
+            _ => unreachable!("kept and new manifests are image manifests"),
+        };
         let config = Content::Memory(Bytes::from(image.config.clone()));
         self.upload_blob(
             &t,
@@ -176,34 +188,99 @@ impl Client {
             Arc::new(crate::NoProgress),
         )
         .await?;
-
-        let manifest = ImageManifest {
-            schema_version: 2,
-            media_type: Some(manifest_type.to_owned()),
-            artifact_type: None,
-            config: config_desc,
-            layers,
-            subject: None,
-            annotations: None,
+        let reference = match target.digest() {
+            Some(d) => d.to_string(),
+            None => target.tag().unwrap_or(berth_reference::DEFAULT_TAG).to_owned(),
         };
-        let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        let digest = Digest::sha256_of(&bytes);
-        let url = format!("{base}/v2/{path}/manifests/{tag}");
-        let body = Bytes::from(bytes);
+        self.put_manifest(&t, path, &reference, &manifest).await?;
+        Ok(PushedImage {
+            manifest_digest: manifest.digest.clone(),
+            manifest_size: manifest.bytes.len() as u64,
+            manifest_media_type: manifest.media_type.clone(),
+            repo_digest: Reference::digested(target.repository().clone(), manifest.digest.clone()),
+            kept_manifest: kept.is_some(),
+            manifest,
+        })
+    }
+
+    /// Pushes a multi-platform image whole: every child (each must keep its
+    /// manifest, so the index's entries still name them) by digest, then
+    /// `index`'s exact bytes under `target`'s tag. The destination then has
+    /// the index digest of the source.
+    pub async fn push_index(
+        &self,
+        target: &Reference,
+        index: &RawManifest,
+        children: &[Image],
+        store: Arc<dyn ImageStore>,
+        opts: &PushOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PushedImage, ClientError> {
+        let domain = target.domain();
+        let path = target.path();
+        let base = self.opts.config.base_url(domain);
+        for child in children {
+            let Some(kept) = child.kept_manifest() else {
+                return Err(ClientError::InvalidResponse {
+                    url: format!("{base}/v2/{path}/manifests/{}", index.digest),
+                    detail: "an index can only be pushed with every manifest it names".into(),
+                });
+            };
+            let by_digest = Reference::digested(target.repository().clone(), kept.digest.clone());
+            self.push(&by_digest, child, store.clone(), opts, progress.clone()).await?;
+        }
+        let scopes = [format!("repository:{path}:pull,push")];
+        let t = Target { base: &base, domain, scopes: &scopes };
+        let reference = match target.digest() {
+            Some(d) => d.to_string(),
+            None => target.tag().unwrap_or(berth_reference::DEFAULT_TAG).to_owned(),
+        };
+        self.put_manifest(&t, path, &reference, index).await?;
+        Ok(PushedImage {
+            manifest_digest: index.digest.clone(),
+            manifest_size: index.bytes.len() as u64,
+            manifest_media_type: index.media_type.clone(),
+            repo_digest: Reference::digested(target.repository().clone(), index.digest.clone()),
+            kept_manifest: true,
+            manifest: index.clone(),
+        })
+    }
+
+    /// PUTs a manifest's exact bytes under a tag or digest; the registry's
+    /// `Docker-Content-Digest`, when it sends one, must be the bytes' digest.
+    async fn put_manifest(
+        &self,
+        t: &Target<'_>,
+        path: &str,
+        reference: &str,
+        manifest: &RawManifest,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}/v2/{path}/manifests/{reference}", t.base);
+        let body = Bytes::from(manifest.bytes.clone());
         let resp = self
-            .send(&t, Method::PUT, &url, true, &|rb| {
-                rb.header(CONTENT_TYPE, manifest_type).body(body.clone())
+            .send(t, Method::PUT, &url, true, &|rb| {
+                rb.header(CONTENT_TYPE, manifest.media_type.as_str()).body(body.clone())
             })
             .await?;
         if !resp.status().is_success() {
             return Err(registry_error(resp).await);
         }
-        Ok(PushedImage {
-            manifest_digest: digest.clone(),
-            manifest_size: body.len() as u64,
-            manifest_media_type: manifest_type.to_owned(),
-            repo_digest: Reference::digested(target.repository().clone(), digest),
-        })
+        let claimed = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v.trim()).ok());
+        if let Some(claimed) = claimed
+            && claimed.algorithm() == manifest.digest.algorithm()
+            && claimed != manifest.digest
+        {
+            return Err(ClientError::DigestMismatch {
+                what: url,
+                expected: manifest.digest.clone(),
+                actual: claimed,
+            });
+        }
+        Ok(())
     }
 
     /// Makes sure the registry has blob `desc`; returns docker's status text.
@@ -557,7 +634,7 @@ impl Feeder {
     fn start(store: Arc<dyn ImageStore>, digest: Digest, offset: u64) -> Feeder {
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
         tokio::task::spawn_blocking(move || {
-            let mut src = match open_at(&*store, &digest, offset) {
+            let mut src = match store.open_blob_at(&digest, offset) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
@@ -632,32 +709,46 @@ impl Feeder {
     }
 }
 
-/// A stored blob opened at `offset`: seeked when the store hands out a
-/// file, else read past (only resumes start anywhere but 0).
-fn open_at<'a>(
-    store: &'a dyn ImageStore,
-    digest: &Digest,
-    offset: u64,
-) -> io::Result<Box<dyn Read + Send + 'a>> {
-    if let Some(mut f) = store.open_blob_file(digest)? {
-        f.seek(SeekFrom::Start(offset))?;
-        return Ok(Box::new(f));
-    }
-    let mut src = store.open_blob(digest)?;
-    let skipped = io::copy(&mut (&mut src).take(offset), &mut io::sink())?;
-    if skipped != offset {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the stored blob is shorter than its size",
-        ));
-    }
-    Ok(src)
+/// A manifest for `config` and `blobs` (one per layer, bottom first):
+/// Docker's schema 2 when every layer is gzip (what docker itself pushes),
+/// OCI otherwise (zstd layers exist only in OCI).
+fn new_manifest(config: &[u8], blobs: Vec<Descriptor>) -> RawManifest {
+    let docker = blobs
+        .iter()
+        .all(|b| media_type::layer_compression(&b.media_type) == Some(LayerCompression::Gzip));
+    let (manifest_type, config_type) = if docker {
+        (media_type::DOCKER_MANIFEST, media_type::DOCKER_CONFIG)
+    } else {
+        (media_type::OCI_MANIFEST, media_type::OCI_CONFIG)
+    };
+    let layers: Vec<Descriptor> = blobs
+        .into_iter()
+        .map(|b| {
+            let mt = match (docker, media_type::layer_compression(&b.media_type)) {
+                (true, _) => media_type::DOCKER_LAYER_GZIP,
+                (false, Some(LayerCompression::Zstd)) => media_type::OCI_LAYER_ZSTD,
+                (false, _) => media_type::OCI_LAYER_GZIP,
+            };
+            Descriptor::new(mt, b.digest, b.size)
+        })
+        .collect();
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(manifest_type.to_owned()),
+        artifact_type: None,
+        config: Descriptor::new(config_type, Digest::sha256_of(config), config.len() as u64),
+        layers,
+        subject: None,
+        annotations: None,
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    RawManifest::new(manifest_type, bytes)
 }
 
 /// The compressed blob to push for a layer, compressing (once) if the store
 /// has only the uncompressed one.
 async fn compressed_blob(
-    layer: &LocalLayer,
+    layer: &Layer,
     store: &Arc<dyn ImageStore>,
     threads: usize,
 ) -> Result<Descriptor, ClientError> {

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_client::credentials::Anonymous;
-use berth_client::{
-    Client, ClientOptions, LocalImage, LocalLayer, NoProgress, Progress, PullOptions, PushOptions,
-};
-use berth_oci::{Descriptor, media_type};
+use berth_client::{Client, ClientOptions, NoProgress, Progress, PullOptions, PushOptions};
+use berth_oci::{Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference, Repository};
 use support::DirStore;
 
@@ -57,18 +55,19 @@ async fn push_pull_and_mount_against_berth_registry() {
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .unwrap();
-    let image = LocalImage {
+    let image = Image {
+        manifest: None,
         config: config.clone(),
         layers: raw
             .iter()
             .zip(&diff_ids)
-            .map(|(r, d)| LocalLayer {
+            .map(|(r, d)| Layer {
                 diff_id: d.clone(),
-                uncompressed_size: r.len() as u64,
+                uncompressed_size: Some(r.len() as u64),
                 blobs: vec![Descriptor::new(media_type::OCI_LAYER, d.clone(), r.len() as u64)],
-                sources: vec![],
             })
             .collect(),
+        tags: vec![],
     };
     let target = Reference::parse(&format!("{addr}/team/app:1")).unwrap();
     let opts = PushOptions { monolithic_limit: 1 << 20, ..Default::default() };
@@ -88,28 +87,42 @@ async fn push_pull_and_mount_against_berth_registry() {
         .pull(&target, fresh.clone(), &PullOptions::default(), Arc::new(NoProgress))
         .await
         .unwrap();
-    assert_eq!(pulled.config, config);
+    assert_eq!(pulled.image.config, config);
     assert_eq!(pulled.manifest_digest, pushed.manifest_digest);
     assert_eq!(
-        pulled.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
+        pulled.image.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
         diff_ids.iter().collect::<Vec<_>>()
     );
+    // Pushed on from the fresh store, the pulled image keeps its digest.
+    let onward = Reference::parse(&format!("{addr}/team/copy:1")).unwrap();
+    let copied = client
+        .push(&onward, &pulled.image, fresh.clone(), &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert!(copied.kept_manifest);
+    assert_eq!(copied.manifest.bytes, pulled.image.manifest.as_ref().unwrap().bytes);
+    assert_eq!(copied.manifest_digest, pushed.manifest_digest);
 
     // Another repository of the same registry: every layer is mounted.
     let recorded = store.layer_blobs.lock().unwrap().clone();
     assert_eq!(recorded.len(), 2, "each layer compressed once");
-    let mounted_image = LocalImage {
+    let team_app = Repository::parse(&format!("{addr}/team/app")).unwrap();
+    for d in &diff_ids {
+        store.sources.lock().unwrap().insert(d.clone(), vec![team_app.clone()]);
+    }
+    let mounted_image = Image {
+        manifest: None,
         config: config.clone(),
         layers: diff_ids
             .iter()
             .zip(&raw)
-            .map(|(d, r)| LocalLayer {
+            .map(|(d, r)| Layer {
                 diff_id: d.clone(),
-                uncompressed_size: r.len() as u64,
+                uncompressed_size: Some(r.len() as u64),
                 blobs: recorded.iter().filter(|(id, _)| id == d).map(|(_, b)| b.clone()).collect(),
-                sources: vec![Repository::parse(&format!("{addr}/team/app")).unwrap()],
             })
             .collect(),
+        tags: vec![],
     };
     let other = Reference::parse(&format!("{addr}/other/app:2")).unwrap();
     let lines = Arc::new(Lines::default());
@@ -152,14 +165,15 @@ async fn chunked_push_resumes_against_berth_registry() {
     let (raw, gz) = img.layers[0].clone();
     let blob = store.put(&gz);
     assert!(gz.len() as u64 > 4 * CHUNK, "several chunks");
-    let image = LocalImage {
+    let image = Image {
+        manifest: None,
         config: img.config.clone(),
-        layers: vec![LocalLayer {
+        layers: vec![Layer {
             diff_id: Digest::sha256_of(&raw),
-            uncompressed_size: raw.len() as u64,
+            uncompressed_size: Some(raw.len() as u64),
             blobs: vec![Descriptor::new(media_type::DOCKER_LAYER_GZIP, blob, gz.len() as u64)],
-            sources: vec![],
         }],
+        tags: vec![],
     };
     let client = Client::new(ClientOptions {
         credentials: Arc::new(Anonymous),
@@ -188,9 +202,121 @@ async fn chunked_push_resumes_against_berth_registry() {
     assert_eq!(pulled.manifest_digest, pushed.manifest_digest);
     let mut back = Vec::new();
     std::io::Read::read_to_end(
-        &mut berth_oci::BlobSource::open_blob(&*fresh, &pulled.layers[0].blob.digest).unwrap(),
+        &mut berth_oci::BlobSource::open_blob(&*fresh, &pulled.image.layers[0].blobs[0].digest)
+            .unwrap(),
         &mut back,
     )
     .unwrap();
     assert_eq!(back, gz);
+}
+
+#[tokio::test]
+async fn a_multi_platform_image_is_pulled_and_pushed_whole() {
+    let (addr, _dir) = start_registry().await;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DirStore::new(store_dir.path().join("s")));
+    let client = Client::new(ClientOptions {
+        credentials: Arc::new(Anonymous),
+        backoff: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .unwrap();
+    let opts = PushOptions::default();
+    // Two single-platform images, pushed by digest into `multi`.
+    let mut children = Vec::new();
+    for (seed, arch) in [(41, "amd64"), (42, "arm64")] {
+        let raw = support::data(seed, 50_000);
+        let d = store.put(&raw);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [d]},
+        }))
+        .unwrap();
+        let mut image = Image {
+            manifest: None,
+            config,
+            layers: vec![Layer {
+                diff_id: d.clone(),
+                uncompressed_size: Some(raw.len() as u64),
+                blobs: vec![Descriptor::new(media_type::OCI_LAYER, d.clone(), raw.len() as u64)],
+            }],
+            tags: vec![],
+        };
+        let staging = Reference::parse(&format!("{addr}/multi:{arch}")).unwrap();
+        let pushed = client
+            .push(&staging, &image, store.clone(), &opts, Arc::new(NoProgress))
+            .await
+            .unwrap();
+        image.manifest = Some(pushed.manifest);
+        // The pushed manifest names the gzip made for the push: held now too.
+        let gz = store.layer_blobs.lock().unwrap().last().unwrap().1.clone();
+        image.layers[0].blobs.push(gz);
+        assert!(image.kept_manifest().is_some());
+        children.push((arch, image));
+    }
+    // An index in unusual spacing: only its exact bytes carry its digest.
+    let entries: Vec<String> = children
+        .iter()
+        .map(|(arch, i)| {
+            let m = i.manifest.as_ref().unwrap();
+            format!(
+                "{{\"mediaType\": \"{}\", \"digest\": \"{}\", \"size\": {}, \"platform\": {{\"architecture\": \"{arch}\", \"os\": \"linux\"}}}}",
+                m.media_type,
+                m.digest,
+                m.bytes.len()
+            )
+        })
+        .collect();
+    let index_bytes = format!(
+        "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"{}\",\n   \"manifests\": [ {} ]\n}}\n",
+        media_type::OCI_INDEX,
+        entries.join(",\n      ")
+    );
+    let index = berth_oci::RawManifest::new(media_type::OCI_INDEX, index_bytes.into_bytes());
+    let images: Vec<Image> = children.iter().map(|(_, i)| i.clone()).collect();
+    let target = Reference::parse(&format!("{addr}/multi:1")).unwrap();
+    let pushed = client
+        .push_index(&target, &index, &images, store.clone(), &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!(pushed.manifest_digest, index.digest);
+
+    // All of it comes back, the index byte for byte.
+    let pull_dir = tempfile::tempdir().unwrap();
+    let fresh = Arc::new(DirStore::new(pull_dir.path().join("s")));
+    let all = client
+        .pull_all(&target, fresh.clone(), &PullOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!(all.index.as_ref().unwrap().bytes, index.bytes);
+    assert_eq!(all.images.len(), 2);
+    for (got, want) in all.images.iter().zip(&images) {
+        assert_eq!(got.image.config, want.config);
+        assert_eq!(got.image.manifest, want.manifest);
+        assert_eq!(got.manifest_digest, index.digest);
+    }
+    // One platform when asked for one.
+    let arm = PullOptions {
+        platform: Some(berth_oci::Platform::parse("linux/arm64").unwrap()),
+        ..Default::default()
+    };
+    let one = client.pull(&target, fresh.clone(), &arm, Arc::new(NoProgress)).await.unwrap();
+    assert_eq!(one.image.config, images[1].config);
+    assert_eq!(one.index.as_ref().unwrap().digest, index.digest);
+
+    // Pushed on whole from the fresh store: the same index digest elsewhere.
+    let pulled: Vec<Image> = all.images.into_iter().map(|p| p.image).collect();
+    let onward = Reference::parse(&format!("{addr}/mirror/multi:1")).unwrap();
+    let copied = client
+        .push_index(
+            &onward,
+            all.index.as_ref().unwrap(),
+            &pulled,
+            fresh,
+            &opts,
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied.manifest_digest, index.digest);
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_client::credentials::Anonymous;
-use berth_client::{Client, ClientOptions, LocalImage, LocalLayer, NoProgress, PushOptions};
-use berth_oci::{Descriptor, media_type};
+use berth_client::{Client, ClientOptions, NoProgress, PushOptions};
+use berth_oci::{Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference};
 use support::{DirStore, Faults, Shared, start};
 
@@ -36,7 +36,7 @@ fn opts() -> PushOptions {
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<DirStore>,
-    image: LocalImage,
+    image: Image,
     blob: Vec<u8>,
     digest: Digest,
 }
@@ -47,18 +47,19 @@ fn fixture() -> Fixture {
     let img = support::make_image(&[3 << 20]);
     let (raw, gz) = img.layers[0].clone();
     let digest = store.put(&gz);
-    let image = LocalImage {
+    let image = Image {
+        manifest: None,
         config: img.config.clone(),
-        layers: vec![LocalLayer {
+        layers: vec![Layer {
             diff_id: Digest::sha256_of(&raw),
-            uncompressed_size: raw.len() as u64,
+            uncompressed_size: Some(raw.len() as u64),
             blobs: vec![Descriptor::new(
                 media_type::DOCKER_LAYER_GZIP,
                 digest.clone(),
                 gz.len() as u64,
             )],
-            sources: vec![],
         }],
+        tags: vec![],
     };
     assert!(gz.len() as u64 > 4 * CHUNK, "the layer must take several chunks");
     Fixture { _dir: dir, store, image, blob: gz, digest }
@@ -139,6 +140,12 @@ async fn a_connection_dropped_mid_chunk_resumes_from_the_registry_range() {
     let size = f.blob.len() as u64;
     let total = sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(total < size + CHUNK, "sent {total} bytes for a {size} byte blob");
+    // The store was opened again at the resume offset, not read from the start.
+    let resumed_at = ranges.iter().find(|(a, _)| a % CHUNK != 0).unwrap().0;
+    let opens = f.store.opens.lock().unwrap().clone();
+    assert_eq!(opens[0], (f.digest.clone(), 0));
+    assert!(opens[1..].iter().all(|(d, at)| *d == f.digest && *at > 0), "{opens:?}");
+    assert!(opens.contains(&(f.digest.clone(), resumed_at)), "{opens:?}");
 }
 
 #[tokio::test]

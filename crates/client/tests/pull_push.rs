@@ -6,11 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_client::credentials::{Anonymous, Credential, CredentialSource, Fixed};
-use berth_client::{
-    Client, ClientError, ClientOptions, LocalImage, LocalLayer, NoProgress, PullOptions,
-    PushOptions,
-};
-use berth_oci::{BlobSink, BlobSource, Descriptor, media_type};
+use berth_client::{Client, ClientError, ClientOptions, NoProgress, PullOptions, PushOptions};
+use berth_oci::{BlobSink, BlobSource, Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference, Repository};
 use support::{DirStore, Faults, make_image, start};
 
@@ -53,16 +50,21 @@ async fn pull_verifies_and_returns_the_commit_record() {
     let (_d, s) = store();
     let c = client(Arc::new(Anonymous));
     let p = pull(&c, &addr, "app", &s).await.unwrap();
-    assert_eq!(p.config, img.config);
+    assert_eq!(p.image.config, img.config);
     assert_eq!(p.manifest_digest, img.manifest_digest);
     assert_eq!(p.repo_digest.to_string(), format!("{addr}/app@{}", img.manifest_digest));
-    assert_eq!(p.layers.len(), 3);
-    for (i, l) in p.layers.iter().enumerate() {
+    let kept = p.image.manifest.as_ref().expect("the manifest is kept");
+    assert_eq!(kept.digest, img.manifest_digest);
+    assert_eq!(Digest::sha256_of(&kept.bytes), img.manifest_digest);
+    assert!(p.image.kept_manifest().is_some());
+    assert!(p.downloaded_any);
+    assert_eq!(p.image.layers.len(), 3);
+    for (i, l) in p.image.layers.iter().enumerate() {
         assert_eq!(l.diff_id, img.diff_id(i));
-        assert_eq!(l.blob.digest, img.layer_digest(i));
+        assert_eq!(l.blobs.len(), 1);
+        assert_eq!(l.blobs[0].digest, img.layer_digest(i));
         assert_eq!(l.uncompressed_size, Some(img.layers[i].0.len() as u64));
-        assert!(s.has_blob(&l.blob.digest));
-        assert!(l.downloaded);
+        assert!(s.has_blob(&l.blobs[0].digest));
     }
     assert_eq!(s.blob_count(), 3);
 }
@@ -80,9 +82,11 @@ async fn layers_the_store_has_are_not_downloaded() {
         },
     );
     let p = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
-    assert!(!p.layers[0].downloaded && p.layers[1].downloaded);
+    assert!(p.downloaded_any);
+    assert_eq!(p.image.layers[0].uncompressed_size, Some(img.layers[0].0.len() as u64));
     let log = reg.lock().unwrap().log.clone();
     assert!(!log.iter().any(|l| l.contains(img.layer_digest(0).as_str())), "{log:?}");
+    assert!(log.iter().any(|l| l.contains(img.layer_digest(1).as_str())), "{log:?}");
 }
 
 #[tokio::test]
@@ -90,7 +94,7 @@ async fn a_dropped_connection_resumes_with_range() {
     let (addr, reg, img) = serve_image(Faults { drop_mid_blob: true, ..Default::default() }).await;
     let (_d, s) = store();
     let p = pull(&client(Arc::new(Anonymous)), &addr, "app", &s).await.unwrap();
-    assert_eq!(p.layers[0].diff_id, img.diff_id(0));
+    assert_eq!(p.image.layers[0].diff_id, img.diff_id(0));
     let log = reg.lock().unwrap().log.clone();
     let half = img.layers[0].1.len() / 2;
     let resumed = format!("GET /v2/app/blobs/{} bytes={half}-", img.layer_digest(0));
@@ -194,7 +198,7 @@ async fn basic_auth_with_right_and_wrong_logins() {
     let p = pull(&alice, &addr, "app", &s).await.unwrap();
     // A push starts with concurrent requests that all meet the challenge at once.
     let target = Reference::parse(&format!("{addr}/alice/copy:1")).unwrap();
-    let local = local_image(&p, vec![]);
+    let local = p.image.clone();
     let opts = PushOptions::default();
     let fresh = client(Arc::new(Fixed(addr.clone(), good.clone())));
     fresh.push(&target, &local, s.clone(), &opts, Arc::new(NoProgress)).await.unwrap();
@@ -223,23 +227,6 @@ async fn a_denied_name_shows_the_registry_message() {
     assert_eq!(err.to_string(), "manifest unknown: manifest unknown");
 }
 
-/// The pulled image as a push reads it from the store.
-fn local_image(p: &berth_client::PulledImage, sources: Vec<Repository>) -> LocalImage {
-    LocalImage {
-        config: p.config.clone(),
-        layers: p
-            .layers
-            .iter()
-            .map(|l| LocalLayer {
-                diff_id: l.diff_id.clone(),
-                uncompressed_size: l.uncompressed_size.expect("pulled with the diff ID verified"),
-                blobs: vec![l.blob.clone()],
-                sources: sources.clone(),
-            })
-            .collect(),
-    }
-}
-
 #[tokio::test]
 async fn token_flow_pulls_anonymously_and_pushes_with_the_login() {
     let faults = Faults { token: Some(("bob".into(), "pw".into())), ..Default::default() };
@@ -251,7 +238,11 @@ async fn token_flow_pulls_anonymously_and_pushes_with_the_login() {
     assert!(log.iter().any(|l| l.starts_with("GET /token")), "{log:?}");
     // Anonymous push is refused; with the login it works and mounts from `app`.
     let target = Reference::parse(&format!("{addr}/bob/app:v1")).unwrap();
-    let local = local_image(&p, vec![Repository::parse(&format!("{addr}/app")).unwrap()]);
+    let local = p.image.clone();
+    let app = Repository::parse(&format!("{addr}/app")).unwrap();
+    for l in &local.layers {
+        s.sources.lock().unwrap().insert(l.diff_id.clone(), vec![app.clone()]);
+    }
     let anon = client(Arc::new(Anonymous));
     let err = anon
         .push(&target, &local, s.clone(), &PushOptions::default(), Arc::new(NoProgress))
@@ -278,6 +269,10 @@ async fn token_flow_pulls_anonymously_and_pushes_with_the_login() {
         reg.lock().unwrap().manifests[&("bob/app".to_owned(), "v1".to_owned())].clone();
     assert_eq!(Digest::sha256_of(&manifest), pushed.manifest_digest);
     assert_eq!(pushed.manifest_size, manifest.len() as u64);
+    // Nothing about the image changed, so the manifest went out byte for byte.
+    assert!(pushed.kept_manifest);
+    assert_eq!(pushed.manifest_digest, img.manifest_digest);
+    assert_eq!(manifest, reg.lock().unwrap().manifests[&("app".to_owned(), "latest".to_owned())].1);
     // Wrong password at login.
     let bad = Credential::Basic { username: "bob".into(), password: "x".into() };
     let err = anon.login(&addr, &bad).await.unwrap_err();
@@ -299,21 +294,23 @@ async fn push_then_pull_round_trips_and_compresses_once() {
         "rootfs": {"type": "layers", "diff_ids": [d1, d2]},
     }))
     .unwrap();
-    let layer = |d: &Digest, n: usize| LocalLayer {
+    let layer = |d: &Digest, n: usize| Layer {
         diff_id: d.clone(),
-        uncompressed_size: n as u64,
+        uncompressed_size: Some(n as u64),
         blobs: vec![Descriptor::new(media_type::OCI_LAYER, d.clone(), n as u64)],
-        sources: vec![],
     };
-    let local = LocalImage {
+    let local = Image {
+        manifest: None,
         config: config.clone(),
         layers: vec![layer(&d1, raw1.len()), layer(&d2, raw2.len())],
+        tags: vec![],
     };
     let target = Reference::parse(&format!("{addr}/team/app:1.0")).unwrap();
     let c = client(Arc::new(Anonymous));
     let opts = PushOptions { monolithic_limit: 1 << 20, ..Default::default() };
     let pushed = c.push(&target, &local, s.clone(), &opts, Arc::new(NoProgress)).await.unwrap();
     assert_eq!(pushed.manifest_media_type, media_type::DOCKER_MANIFEST);
+    assert!(!pushed.kept_manifest);
     // Both layers were compressed once and recorded for the next push.
     let recorded = s.layer_blobs.lock().unwrap().clone();
     assert_eq!(recorded.len(), 2);
@@ -333,13 +330,14 @@ async fn push_then_pull_round_trips_and_compresses_once() {
     // Pull it back into a fresh store: same config, same diff IDs.
     let (_d2, s2) = store();
     let p = pull(&c, &addr, "team/app:1.0", &s2).await.unwrap();
-    assert_eq!(p.config, config);
-    assert_eq!(p.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(), vec![d1, d2]);
+    assert_eq!(p.image.config, config);
+    assert_eq!(p.image.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(), vec![d1, d2]);
     assert_eq!(p.manifest_digest, pushed.manifest_digest);
+    assert_eq!(p.image.manifest.as_ref().unwrap().bytes, pushed.manifest.bytes);
+    let first_blob = &p.image.layers[0].blobs[0];
     let mut first = Vec::new();
-    std::io::Read::read_to_end(&mut s2.open_blob(&p.layers[0].blob.digest).unwrap(), &mut first)
-        .unwrap();
-    assert_eq!(first.len() as u64, p.layers[0].blob.size);
+    std::io::Read::read_to_end(&mut s2.open_blob(&first_blob.digest).unwrap(), &mut first).unwrap();
+    assert_eq!(first.len() as u64, first_blob.size);
 }
 
 #[tokio::test]
@@ -392,9 +390,10 @@ async fn zstd_and_uncompressed_oci_layers_are_verified() {
     }
     let (_d, s) = store();
     let p = pull(&client(Arc::new(Anonymous)), &addr, "oci", &s).await.unwrap();
-    assert_eq!(p.layers[0].diff_id, Digest::sha256_of(&raw_z));
-    assert_eq!(p.layers[0].uncompressed_size, Some(raw_z.len() as u64));
-    assert_eq!(p.layers[1].diff_id, p.layers[1].blob.digest);
+    assert_eq!(p.image.layers[0].diff_id, Digest::sha256_of(&raw_z));
+    assert_eq!(p.image.layers[0].uncompressed_size, Some(raw_z.len() as u64));
+    assert_eq!(p.image.layers[0].blobs[0].media_type, media_type::OCI_LAYER_ZSTD);
+    assert_eq!(p.image.layers[1].diff_id, p.image.layers[1].blobs[0].digest);
     assert_eq!(p.manifest_digest, Digest::sha256_of(&manifest));
 }
 

@@ -26,6 +26,26 @@ pub trait BlobSource {
         let _ = digest;
         Ok(None)
     }
+
+    /// The blob from byte `offset` on (a resumed upload). The default seeks
+    /// in [`BlobSource::open_blob_file`]'s file when there is one, and only
+    /// otherwise reads past the first `offset` bytes.
+    fn open_blob_at(&self, digest: &Digest, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        use std::io::{Seek, SeekFrom};
+        if let Some(mut file) = self.open_blob_file(digest)? {
+            file.seek(SeekFrom::Start(offset))?;
+            return Ok(Box::new(file));
+        }
+        let mut src = self.open_blob(digest)?;
+        let skipped = io::copy(&mut (&mut src).take(offset), &mut io::sink())?;
+        if skipped != offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob {digest} is shorter than {offset} bytes"),
+            ));
+        }
+        Ok(src)
+    }
 }
 
 /// Somewhere blobs can be written.

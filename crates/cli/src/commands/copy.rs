@@ -24,8 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use berth_archive::{LoadedArchive, SaveFormat, SaveImage, SaveLayer};
-use berth_client::{ImageStore, KnownLayer, LocalImage, LocalLayer, PullOptions, PushOptions};
-use berth_oci::{BlobSink, BlobSource, Descriptor, ImageIndex, Manifest};
+use berth_client::{ImageStore, KnownLayer, PullOptions, PushOptions};
+use berth_oci::{
+    BlobSink, BlobSource, Descriptor, Image, ImageIndex, Layer, Manifest, RawManifest,
+};
 use berth_reference::{Algorithm, Digest, HashingReader, Reference};
 use berth_store::{NewImage, NewLayer, StoreError};
 
@@ -111,6 +113,8 @@ struct Held {
     /// The one blob per layer the source described (what the store records).
     primary: Vec<Descriptor>,
     repo_digest: Option<Reference>,
+    /// The manifest the image arrived with, byte for byte, when the source had one.
+    manifest: Option<RawManifest>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
@@ -189,18 +193,19 @@ fn copy(
             }
         }
         Place::Registry(target) => {
-            let local = LocalImage {
+            let local = Image {
+                manifest: held.manifest.clone(),
                 config: image.config.clone(),
                 layers: image
                     .layers
                     .iter()
-                    .map(|l| LocalLayer {
+                    .map(|l| Layer {
                         diff_id: l.diff_id.clone(),
-                        uncompressed_size: l.uncompressed_size,
+                        uncompressed_size: Some(l.uncompressed_size),
                         blobs: l.blobs.clone(),
-                        sources: Vec::new(),
                     })
                     .collect(),
+                tags: image.tags.clone(),
             };
             let opts = PushOptions {
                 concurrency: client.config().max_concurrent_uploads,
@@ -212,6 +217,9 @@ fn copy(
                 rt.block_on(client.push(target, &local, blobs.clone(), &opts, progress.clone()));
             progress.finish();
             let pushed = pushed?;
+            if held.manifest.is_some() && !pushed.kept_manifest && !args.quiet {
+                println!("Note: the layers changed, so the manifest was written anew");
+            }
             if let Place::Store(_) = src {
                 let id = Digest::sha256_of(&image.config);
                 store.store.add_repo_digest(&id, &pushed.repo_digest)?;
@@ -295,26 +303,28 @@ async fn read(
             let pulled = pulled?;
             let mut layers = Vec::new();
             let mut primary = Vec::new();
-            for l in &pulled.layers {
+            for l in &pulled.image.layers {
+                let blob = &l.blobs[0];
                 let size = match l.uncompressed_size {
                     Some(size) => size,
                     // A layer the local store already held as an unproven
                     // claim (from an earlier pull): prove it now.
                     None => proven_size(store, &l.diff_id)
-                        .with_context(|| format!("layer {} of {}", l.blob.digest, r.familiar()))?,
+                        .with_context(|| format!("layer {} of {}", blob.digest, r.familiar()))?,
                 };
-                primary.push(l.blob.clone());
+                primary.push(blob.clone());
                 layers.push(SaveLayer {
                     diff_id: l.diff_id.clone(),
                     uncompressed_size: size,
-                    blobs: vec![l.blob.clone()],
+                    blobs: vec![blob.clone()],
                 });
             }
             let tags = r.tag().map(|_| r.clone()).into_iter().collect();
             Ok(Held {
-                image: SaveImage { config: pulled.config, layers, tags },
+                image: SaveImage { config: pulled.image.config, layers, tags },
                 primary,
                 repo_digest: Some(pulled.repo_digest),
+                manifest: pulled.image.manifest,
             })
         }
         Place::Store(name) => {
@@ -338,6 +348,7 @@ async fn read(
                 image: crate::commands::save::save_image_of(record, tags),
                 primary,
                 repo_digest: None,
+                manifest: None,
             })
         }
         Place::OciDir(dir, name) => {
@@ -403,6 +414,7 @@ fn pick(
         },
         primary,
         repo_digest: None,
+        manifest: None,
     })
 }
 

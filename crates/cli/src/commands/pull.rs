@@ -93,13 +93,14 @@ async fn pull_one(
     progress.finish();
     let pulled = pulled?;
     let image = NewImage {
-        config: pulled.config.clone(),
+        config: pulled.image.config.clone(),
         layers: pulled
+            .image
             .layers
             .iter()
             .map(|l| NewLayer {
                 diff_id: l.diff_id.clone(),
-                blob: l.blob.clone(),
+                blob: l.blobs[0].clone(),
                 uncompressed_size: l.uncompressed_size,
             })
             .collect(),
@@ -110,7 +111,7 @@ async fn pull_one(
     let id = &committed[0].id;
     if !quiet {
         println!("Digest: {}", pulled.manifest_digest);
-        if previous.as_ref() == Some(id) && !pulled.downloaded_any() {
+        if previous.as_ref() == Some(id) && !pulled.downloaded_any {
             println!("Status: Image is up to date for {}", r.familiar());
         } else {
             println!("Status: Downloaded newer image for {}", r.familiar());
@@ -196,6 +197,9 @@ impl ImageStore for LocalStore {
     }
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> std::io::Result<()> {
         self.store.add_layer_blob(diff_id, blob).map_err(std::io::Error::other)
+    }
+    fn layer_sources(&self, diff_id: &Digest) -> Vec<Repository> {
+        self.sources.get(diff_id).cloned().unwrap_or_default()
     }
 }
 

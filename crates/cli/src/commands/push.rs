@@ -1,7 +1,8 @@
 //! `berth push`: upload an image from the local store to a registry.
 
 use anyhow::bail;
-use berth_client::{LocalImage, LocalLayer, PushOptions};
+use berth_client::PushOptions;
+use berth_oci::{Image, Layer};
 use berth_reference::Reference;
 use berth_store::StoreError;
 
@@ -67,18 +68,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             };
             let record = store.store.image(&id)?;
-            let image = LocalImage {
+            let image = Image {
+                manifest: None,
                 config: record.config_bytes.clone(),
                 layers: record
                     .layers
                     .iter()
-                    .map(|l| LocalLayer {
+                    .map(|l| Layer {
                         diff_id: l.diff_id.clone(),
-                        uncompressed_size: l.uncompressed_size,
+                        uncompressed_size: Some(l.uncompressed_size),
                         blobs: l.blobs.clone(),
-                        sources: store.sources.get(&l.diff_id).cloned().unwrap_or_default(),
                     })
                     .collect(),
+                tags: record.tags.clone(),
             };
             let progress = Printer::new(args.quiet, "Preparing");
             let pushed = client.push(target, &image, store.clone(), &opts, progress.clone()).await;

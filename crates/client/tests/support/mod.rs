@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use berth_client::{ImageStore, KnownLayer};
 use berth_oci::{BlobSink, BlobSource, Descriptor, media_type};
-use berth_reference::{Digest, HashingReader};
+use berth_reference::{Digest, HashingReader, Repository};
 use bytes::Bytes;
 
 /// What the server does wrong.
@@ -644,17 +644,28 @@ pub async fn cutting_proxy(
 }
 
 /// A store in a directory: blobs under `blobs/<hex>`, written via temp + rename
-/// only when the reader succeeded; layer facts in memory.
+/// only when the reader succeeded; layer facts in memory; every opening of
+/// a blob logged with its offset.
 pub struct DirStore {
     pub dir: PathBuf,
     pub layers: Mutex<HashMap<Digest, KnownLayer>>,
     pub layer_blobs: Mutex<Vec<(Digest, Descriptor)>>,
+    /// What `layer_sources` answers, by diff ID.
+    pub sources: Mutex<HashMap<Digest, Vec<Repository>>>,
+    /// `(blob, offset)` of each `open_blob` (offset 0) and `open_blob_at`.
+    pub opens: Mutex<Vec<(Digest, u64)>>,
 }
 
 impl DirStore {
     pub fn new(dir: PathBuf) -> DirStore {
         std::fs::create_dir_all(dir.join("blobs")).unwrap();
-        DirStore { dir, layers: Mutex::new(HashMap::new()), layer_blobs: Mutex::new(Vec::new()) }
+        DirStore {
+            dir,
+            layers: Mutex::new(HashMap::new()),
+            layer_blobs: Mutex::new(Vec::new()),
+            sources: Mutex::new(HashMap::new()),
+            opens: Mutex::new(Vec::new()),
+        }
     }
     pub fn blob_count(&self) -> usize {
         std::fs::read_dir(self.dir.join("blobs")).unwrap().count()
@@ -666,7 +677,14 @@ impl DirStore {
 
 impl BlobSource for DirStore {
     fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(std::fs::File::open(self.dir.join("blobs").join(digest.hex()))?))
+        self.open_blob_at(digest, 0)
+    }
+    fn open_blob_at(&self, digest: &Digest, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        use std::io::Seek;
+        let mut file = std::fs::File::open(self.dir.join("blobs").join(digest.hex()))?;
+        file.seek(io::SeekFrom::Start(offset))?;
+        self.opens.lock().unwrap().push((digest.clone(), offset));
+        Ok(Box::new(file))
     }
     fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
         Ok(std::fs::metadata(self.dir.join("blobs").join(digest.hex())).ok().map(|m| m.len()))
@@ -694,5 +712,8 @@ impl ImageStore for DirStore {
     fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> io::Result<()> {
         self.layer_blobs.lock().unwrap().push((diff_id.clone(), blob.clone()));
         Ok(())
+    }
+    fn layer_sources(&self, diff_id: &Digest) -> Vec<Repository> {
+        self.sources.lock().unwrap().get(diff_id).cloned().unwrap_or_default()
     }
 }
