@@ -272,3 +272,83 @@ fn bad_transports_and_places_are_clear_errors_that_change_nothing() {
     // (The same copy from the intact layout in "a" fills that directory.)
     assert!(std::fs::read_dir(env.path("a").join("blobs/sha256")).unwrap().count() > 0);
 }
+
+/// The manifest digest in `berth push`'s last line (`TAG: digest: D size: N`).
+fn pushed_digest(out: &str) -> String {
+    let last = out.lines().last().unwrap_or_default();
+    let (_, rest) = last.split_once(": digest: ").unwrap_or_else(|| panic!("{out}"));
+    rest.split_whitespace().next().unwrap().to_owned()
+}
+
+/// One HTTP/1.1 request on loopback; the status line and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {content_type}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&answer[..split]).lines().next().unwrap().to_owned();
+    (status, answer[split + 4..].to_vec())
+}
+
+#[test]
+fn manifest_digests_survive_pull_tag_push_and_copy() {
+    let env = Env::new();
+    let reg = Registry::start(&env);
+    let at = |name: &str| format!("{}/{name}", reg.addr);
+    env.ok("a", &["load", "-i", fixture("docker-save-tiny.tar").to_str().unwrap()]);
+
+    // A first push writes a manifest; the store keeps it, so pushing the
+    // same image under another name sends the same bytes.
+    env.ok("a", &["tag", "tiny:1.0", &at("team/tiny:1")]);
+    let first = pushed_digest(&env.ok("a", &["push", &at("team/tiny:1")]));
+    env.ok("a", &["tag", "tiny:1.0", &at("other/tiny:2")]);
+    assert_eq!(pushed_digest(&env.ok("a", &["push", &at("other/tiny:2")])), first);
+
+    // The same manifest in other spacing (as another tool may write it):
+    // bytes no serialiser of berth's would produce, so only keeping them
+    // keeps this digest.
+    let docker = "application/vnd.docker.distribution.manifest.v2+json";
+    let (status, bytes) = http(&reg.addr, "GET", "/v2/team/tiny/manifests/1", docker, b"");
+    assert!(status.contains(" 200 "), "{status}");
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let fancy = serde_json::to_vec_pretty(&value).unwrap();
+    let (status, _) = http(&reg.addr, "PUT", "/v2/team/tiny/manifests/fancy", docker, &fancy);
+    assert!(status.contains(" 201 "), "{status}");
+    let fancy_digest = berth_reference::Digest::sha256_of(&fancy).to_string();
+    assert_ne!(fancy_digest, first);
+
+    // Pulled, retagged and pushed from another store: the same digest.
+    env.ok("b", &["pull", "-q", &at("team/tiny:fancy")]);
+    env.ok("b", &["tag", &at("team/tiny:fancy"), &at("mirror/tiny:1")]);
+    assert_eq!(pushed_digest(&env.ok("b", &["push", &at("mirror/tiny:1")])), fancy_digest);
+    let store = Store::open(&env.path("b")).unwrap();
+    let record = store.image(&store.resolve(&at("team/tiny:fancy")).unwrap()).unwrap();
+    assert_eq!(record.manifests.len(), 1);
+    assert_eq!(record.manifests[0].bytes, fancy);
+    drop(store);
+
+    // Registry to registry, and store to registry: the source's digest.
+    let copy = |root: &str, from: String, to: &str| {
+        env.ok(root, &["image", "copy", &from, &format!("docker://{}", at(to))])
+    };
+    let out = copy("c", format!("docker://{}", at("team/tiny:fancy")), "copy/tiny:1");
+    assert!(out.contains(&format!("@{fancy_digest}")), "{out}");
+    assert!(!out.contains("written anew"), "{out}");
+    let out = copy("b", format!("berth:{}", at("team/tiny:fancy")), "c2/tiny:1");
+    assert!(out.contains(&format!("@{fancy_digest}")), "{out}");
+    // What the registry serves is those bytes.
+    let (_, served) = http(&reg.addr, "GET", "/v2/copy/tiny/manifests/1", docker, b"");
+    assert_eq!(served, fancy);
+}

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use berth_oci::{Descriptor, media_type};
+use berth_oci::{Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference};
-use berth_store::{NewImage, NewLayer, Store, chain_ids};
+use berth_store::{NewImage, Store, chain_ids};
 
 const DAY: i64 = 86_400;
 
@@ -144,9 +144,9 @@ fn commit(
         match tar {
             Some(tar) => {
                 let (digest, size) = store.write_blob_bytes(tar).unwrap();
-                layers.push(NewLayer {
+                layers.push(Layer {
                     diff_id: digest.clone(),
-                    blob: Descriptor::new(media_type::DOCKER_LAYER, digest, size),
+                    blobs: vec![Descriptor::new(media_type::DOCKER_LAYER, digest, size)],
                     uncompressed_size: Some(size),
                 });
             }
@@ -165,9 +165,12 @@ fn commit(
         "history": history,
     });
     let image = NewImage {
-        config: serde_json::to_vec(&config).unwrap(),
-        layers,
-        tags: tags.iter().map(|t| Reference::parse_with_default_tag(t).unwrap()).collect(),
+        image: Image {
+            manifest: None,
+            config: serde_json::to_vec(&config).unwrap(),
+            layers,
+            tags: tags.iter().map(|t| Reference::parse_with_default_tag(t).unwrap()).collect(),
+        },
         repo_digests: Vec::new(),
     };
     store.commit_images(vec![image]).unwrap().remove(0).id
@@ -618,26 +621,32 @@ fn perf_images_with_ten_thousand_tags() {
     let store = f.store();
     let tar = layer_tar(&[("f", 1000)]);
     let (digest, size) = store.write_blob_bytes(&tar).unwrap();
-    let layer = NewLayer {
+    let layer = Layer {
         diff_id: digest.clone(),
-        blob: Descriptor::new(media_type::DOCKER_LAYER, digest.clone(), size),
+        blobs: vec![Descriptor::new(media_type::DOCKER_LAYER, digest.clone(), size)],
         uncompressed_size: Some(size),
     };
     let base = now() - 10 * DAY;
     let images: Vec<NewImage> = (0..1000)
         .map(|i| NewImage {
-            config: serde_json::to_vec(&serde_json::json!({
-                "architecture": "amd64", "os": "linux", "created": rfc3339(base + i),
-                "rootfs": {"type": "layers", "diff_ids": [digest.to_string()]},
-            }))
-            .unwrap(),
-            layers: vec![layer.clone()],
-            tags: (0..10)
-                .map(|t| {
-                    Reference::parse(&format!("registry.example:5000/team{}/app{i}:v{t}", i % 7))
+            image: Image {
+                manifest: None,
+                config: serde_json::to_vec(&serde_json::json!({
+                    "architecture": "amd64", "os": "linux", "created": rfc3339(base + i),
+                    "rootfs": {"type": "layers", "diff_ids": [digest.to_string()]},
+                }))
+                .unwrap(),
+                layers: vec![layer.clone()],
+                tags: (0..10)
+                    .map(|t| {
+                        Reference::parse(&format!(
+                            "registry.example:5000/team{}/app{i}:v{t}",
+                            i % 7
+                        ))
                         .unwrap()
-                })
-                .collect(),
+                    })
+                    .collect(),
+            },
             repo_digests: vec![],
         })
         .collect();

@@ -8,12 +8,12 @@
 //! - [`auth`]: `WWW-Authenticate` challenges, Basic and the Bearer token flow.
 //! - [`Client`]: one HTTP session with retries, redirects and auth; [`pull`],
 //!   [`push`], [`search`] and [`login`](Client::login) are built on it.
-//! - [`local`]: the small traits through which a pull writes into, and a push
-//!   reads from, wherever images are kept locally. This crate never sees the
-//!   store's internals; the caller glues.
+//! - [`ImageStore`] (from `berth_oci`): the contract through which a pull
+//!   writes into, and a push reads from, wherever images are kept locally
+//!   (berth's store implements it). This crate never sees a store's internals.
 //!
 //! Contract on digests: every byte that leaves this crate towards a
-//! [`local::ImageStore`] has been verified against the digest that named it
+//! [`ImageStore`] has been verified against the digest that named it
 //! (blob digest while streaming, layer diff ID by decompressing in the same
 //! pass) before the store's `write_blob` returns successfully.
 
@@ -23,7 +23,6 @@ pub mod compress;
 pub mod credentials;
 mod error;
 pub mod hosts;
-pub mod local;
 pub mod manifests;
 mod pipe;
 pub mod progress;
@@ -31,9 +30,9 @@ pub mod pull;
 pub mod push;
 pub mod search;
 
+pub use berth_oci::{ImageStore, KnownLayer};
 pub use client::{Client, ClientOptions};
 pub use error::{ClientError, RegistryError, RegistryErrorEntry};
-pub use local::{ImageStore, KnownLayer};
 pub use progress::{LayerEvent, NoProgress, Progress};
 pub use pull::{PullOptions, PulledImage, PulledIndex};
 pub use push::{PushOptions, PushedImage};

@@ -12,4 +12,4 @@ pub mod transfer;
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};
 pub use image::{Image, Layer, RawManifest};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
-pub use transfer::{BlobMismatch, BlobSink, BlobSource, LayerBlob};
+pub use transfer::{BlobMismatch, BlobSink, BlobSource, ImageStore, KnownLayer};

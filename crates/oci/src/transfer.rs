@@ -77,13 +77,37 @@ pub trait BlobSink {
     fn has_blob(&self, digest: &Digest) -> bool;
 }
 
-/// One layer of an image as a source offers it: its uncompressed identity
-/// (`diff_id`) and the blob that carries it, whose media type tells how it is
-/// compressed.
+/// A local image store as a registry pull and push use it: blobs in and
+/// out, and the layer facts that let a pull skip and a push reuse work.
+///
+/// Contract: `write_blob` (from [`BlobSink`]) is only ever handed readers
+/// that fail unless the whole blob matched its digest (and, for layers, its
+/// diff ID), so a failed read must leave nothing behind under that digest;
+/// `write_expected_blob` is handed the raw stream and must check it.
+pub trait ImageStore: BlobSource + BlobSink + Send + Sync {
+    /// If `blob` is stored and known to carry a layer: the layer's diff ID
+    /// and uncompressed size.
+    fn known_layer(&self, blob: &Digest) -> Option<KnownLayer>;
+
+    /// Records that layer `diff_id` is also available as `blob` (a gzip made
+    /// for a push), so the next push does not compress again.
+    fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> io::Result<()>;
+
+    /// Repositories layer `diff_id` is known to exist in (from earlier pulls
+    /// and pushes): candidates for a cross-repository mount on the same
+    /// registry.
+    fn layer_sources(&self, _diff_id: &Digest) -> Vec<berth_reference::Repository> {
+        Vec::new()
+    }
+}
+
+/// A layer an [`ImageStore`] already has.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerBlob {
+pub struct KnownLayer {
     pub diff_id: Digest,
-    pub blob: Descriptor,
+    /// `None` while the store has not yet proven the diff ID (a layer
+    /// pulled with its diff-ID check left to the store).
+    pub uncompressed_size: Option<u64>,
 }
 
 /// Passes a blob through, failing its last read unless it is `expected`.

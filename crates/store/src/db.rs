@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. Digests are stored as their text (`sha256:<hex>`), so ID
 /// prefix lookups are range scans on the primary key.
@@ -111,6 +111,20 @@ ALTER TABLE layer_blobs ADD COLUMN verified INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX layer_blobs_unverified ON layer_blobs(diff_id) WHERE verified = 0;
 "#;
 
+/// Version 3: the manifests an image arrived with (or was last pushed
+/// with), byte for byte, so that a push or copy of an unchanged image sends
+/// the same bytes and the destination gets the same digest.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE manifests (
+    digest     TEXT PRIMARY KEY,         -- of `content`
+    image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    media_type TEXT NOT NULL,
+    content    BLOB NOT NULL,            -- exactly as received or sent
+    added      INTEGER NOT NULL          -- unix nanoseconds: newest is preferred
+) WITHOUT ROWID;
+CREATE INDEX manifests_by_image ON manifests(image_id, added);
+"#;
+
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == SCHEMA_VERSION {
@@ -133,6 +147,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         }
         if version < 2 {
             conn.execute_batch(SCHEMA_V2)?;
+        }
+        if version < 3 {
+            conn.execute_batch(SCHEMA_V3)?;
         }
         if version < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

@@ -47,6 +47,14 @@ pub enum StoreError {
     #[error("uncompressed layer blob {blob} does not match its diff ID {diff_id}")]
     UncompressedBlobMismatch { diff_id: Digest, blob: Digest },
 
+    /// A layer given with no blob to carry it.
+    #[error("layer {0} has no blob")]
+    LayerWithoutBlob(Digest),
+
+    /// A manifest recorded for an image that it does not describe.
+    #[error("manifest {manifest} does not describe image {image}")]
+    ManifestNotForImage { manifest: Digest, image: Digest },
+
     #[error("blob {0} is not in the store")]
     MissingBlob(Digest),
 

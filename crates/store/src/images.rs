@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_oci::{Descriptor, ImageConfig, media_type};
+use berth_oci::{Descriptor, ImageConfig, KnownLayer, Layer, Manifest, RawManifest, media_type};
 use berth_reference::{Digest, Reference, Repository};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -17,7 +17,8 @@ struct Prepared {
     id: Digest,
     config: Vec<u8>,
     created: Option<i64>,
-    layers: Vec<crate::NewLayer>,
+    layers: Vec<Layer>,
+    manifest: Option<RawManifest>,
     /// Docker's content size of each verified layer.
     content_sizes: Vec<Option<u64>>,
     chains: Vec<Digest>,
@@ -73,6 +74,9 @@ impl Store {
             for rd in &p.repo_digests {
                 set_repo_digest(&tx, rd, &p.id)?;
             }
+            if let Some(m) = &p.manifest {
+                insert_manifest(&tx, &p.id, m)?;
+            }
             refresh_image_size(&tx, &p.id)?;
             out.push(Committed { id: p.id.clone(), moved_tags });
         }
@@ -80,7 +84,8 @@ impl Store {
         Ok(out)
     }
 
-    fn prepare(&self, img: NewImage) -> Result<Prepared, StoreError> {
+    fn prepare(&self, new: NewImage) -> Result<Prepared, StoreError> {
+        let img = new.image;
         let config = ImageConfig::parse(&img.config).map_err(StoreError::InvalidConfig)?;
         let id = Digest::sha256_of(&img.config);
         let diff_ids = config.diff_ids();
@@ -100,24 +105,32 @@ impl Store {
                     found: layer.diff_id.clone(),
                 });
             }
-            let uncompressed = matches!(
-                layer.blob.media_type.as_str(),
-                media_type::OCI_LAYER | media_type::DOCKER_LAYER
-            );
-            if uncompressed && layer.blob.digest != layer.diff_id {
-                return Err(StoreError::UncompressedBlobMismatch {
-                    diff_id: layer.diff_id.clone(),
-                    blob: layer.blob.digest.clone(),
-                });
+            if layer.blobs.is_empty() {
+                return Err(StoreError::LayerWithoutBlob(layer.diff_id.clone()));
             }
-            self.expect_blob(&layer.blob.digest, layer.blob.size)?;
+            for blob in &layer.blobs {
+                let uncompressed = matches!(
+                    blob.media_type.as_str(),
+                    media_type::OCI_LAYER | media_type::DOCKER_LAYER
+                );
+                if uncompressed && blob.digest != layer.diff_id {
+                    return Err(StoreError::UncompressedBlobMismatch {
+                        diff_id: layer.diff_id.clone(),
+                        blob: blob.digest.clone(),
+                    });
+                }
+                self.expect_blob(&blob.digest, blob.size)?;
+            }
+        }
+        if let Some(m) = &img.manifest {
+            check_manifest_names(m, &id, &img.config)?;
         }
         for tag in &img.tags {
             if tag.digest().is_some() {
                 return Err(StoreError::TagWithDigest);
             }
         }
-        for rd in &img.repo_digests {
+        for rd in &new.repo_digests {
             if rd.digest().is_none() {
                 return Err(StoreError::NotDigested(rd.familiar()));
             }
@@ -137,14 +150,15 @@ impl Store {
             id,
             config: img.config,
             layers: img.layers,
+            manifest: img.manifest,
             tags: img.tags.into_iter().map(Reference::with_default_tag).collect(),
-            repo_digests: img.repo_digests,
+            repo_digests: new.repo_digests,
         })
     }
 
     /// Docker's size of a layer: known if the layer is stored and proven,
-    /// else measured from its blob (decompressing if needed).
-    fn content_size(&self, layer: &crate::NewLayer) -> Result<u64, StoreError> {
+    /// else measured from its first blob (decompressing if needed).
+    fn content_size(&self, layer: &Layer) -> Result<u64, StoreError> {
         let known: Option<i64> = self
             .conn()
             .query_row(
@@ -156,10 +170,63 @@ impl Store {
         if let Some(size) = known {
             return Ok(size as u64);
         }
+        let blob = &layer.blobs[0];
         Ok(crate::layer_size::content_size_of_blob(
-            &self.blob_path(&layer.blob.digest),
-            &layer.blob.media_type,
+            &self.blob_path(&blob.digest),
+            &blob.media_type,
         )?)
+    }
+
+    /// Keeps `manifest` (exactly these bytes) as one image `id` is known by:
+    /// after a push that wrote a new manifest, the next push or copy sends
+    /// the same one. The manifest must name the image's config.
+    pub fn add_manifest(&self, id: &Digest, manifest: &RawManifest) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let config: Option<Vec<u8>> = tx
+            .query_row("SELECT config FROM images WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .optional()?;
+        let Some(config) = config else {
+            return Err(StoreError::NoSuchImage(id.to_string()));
+        };
+        check_manifest_names(manifest, id, &config)?;
+        insert_manifest(&tx, id, manifest)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The layer `blob` carries, if the store records one: one indexed
+    /// lookup. `uncompressed_size` is `None` while its diff ID is unproven.
+    pub fn known_layer(&self, blob: &Digest) -> Result<Option<KnownLayer>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT l.diff_id, l.size, l.verified FROM layer_blobs lb
+             JOIN layers l ON l.diff_id = lb.diff_id WHERE lb.digest = ?1 LIMIT 1",
+        )?;
+        let row = stmt
+            .query_row([blob.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?))
+            })
+            .optional()?;
+        let Some((diff, size, verified)) = row else { return Ok(None) };
+        Ok(Some(KnownLayer {
+            diff_id: parse_digest(&diff)?,
+            uncompressed_size: verified.then_some(size as u64),
+        }))
+    }
+
+    /// Repositories layer `diff_id` is known to exist in remotely: those of
+    /// the repo digests of the images using it (for cross-repository mounts).
+    pub fn layer_repositories(&self, diff_id: &Digest) -> Result<Vec<Repository>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT rd.repository FROM image_layers il
+             JOIN repo_digests rd ON rd.image_id = il.image_id
+             WHERE il.diff_id = ?1 ORDER BY rd.repository",
+        )?;
+        let names: Vec<String> =
+            stmt.query_map([diff_id.as_str()], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        names.iter().map(|n| parse_repository(n)).collect()
     }
 
     fn expect_blob(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
@@ -466,7 +533,7 @@ fn image_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
 /// images using it are recomputed).
 fn record_verified_layer(
     tx: &Connection,
-    layer: &crate::NewLayer,
+    layer: &Layer,
     size: u64,
     content_size: u64,
 ) -> Result<(), StoreError> {
@@ -482,11 +549,13 @@ fn record_verified_layer(
          WHERE verified = 0",
         params![diff, size as i64, content_size as i64],
     )?;
-    tx.execute(
-        "INSERT INTO layer_blobs (diff_id, digest, media_type, size, verified) VALUES (?1, ?2, ?3, ?4, 1)
-         ON CONFLICT (diff_id, digest) DO UPDATE SET verified = 1",
-        params![diff, layer.blob.digest.as_str(), layer.blob.media_type, layer.blob.size as i64],
-    )?;
+    for blob in &layer.blobs {
+        tx.execute(
+            "INSERT INTO layer_blobs (diff_id, digest, media_type, size, verified) VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT (diff_id, digest) DO UPDATE SET verified = 1",
+            params![diff, blob.digest.as_str(), blob.media_type, blob.size as i64],
+        )?;
+    }
     if was_claimed {
         refresh_sizes_of_images_using(tx, diff)?;
     }
@@ -496,16 +565,52 @@ fn record_verified_layer(
 /// Records a layer blob whose diff ID is only claimed (by a registry):
 /// proven later by [`Store::verify_pending_layers`]. An existing row, proven
 /// or not, is kept as it is.
-fn record_claimed_layer(tx: &Connection, layer: &crate::NewLayer) -> Result<(), StoreError> {
+fn record_claimed_layer(tx: &Connection, layer: &Layer) -> Result<(), StoreError> {
     let diff = layer.diff_id.as_str();
     tx.execute(
         "INSERT OR IGNORE INTO layers (diff_id, size, content_size, verified) VALUES (?1, 0, 0, 0)",
         [diff],
     )?;
+    for blob in &layer.blobs {
+        tx.execute(
+            "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size, verified)
+             VALUES (?1, ?2, ?3, ?4, 0)",
+            params![diff, blob.digest.as_str(), blob.media_type, blob.size as i64],
+        )?;
+    }
+    Ok(())
+}
+
+/// `manifest` must be an image manifest naming `config` (image `id`).
+fn check_manifest_names(
+    manifest: &RawManifest,
+    id: &Digest,
+    config: &[u8],
+) -> Result<(), StoreError> {
+    let names_config = match manifest.parse() {
+        Ok(Manifest::Image(m)) => {
+            m.config.digest == Digest::of(m.config.digest.algorithm(), config)
+                && m.config.size == config.len() as u64
+        }
+        _ => false,
+    };
+    if !names_config || manifest.digest != Digest::of(manifest.digest.algorithm(), &manifest.bytes)
+    {
+        return Err(StoreError::ManifestNotForImage {
+            manifest: manifest.digest.clone(),
+            image: id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Keeps a manifest of image `id`; one already kept becomes the newest.
+fn insert_manifest(tx: &Connection, id: &Digest, m: &RawManifest) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT OR IGNORE INTO layer_blobs (diff_id, digest, media_type, size, verified)
-         VALUES (?1, ?2, ?3, ?4, 0)",
-        params![diff, layer.blob.digest.as_str(), layer.blob.media_type, layer.blob.size as i64],
+        "INSERT INTO manifests (digest, image_id, media_type, content, added)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (digest) DO UPDATE SET added = excluded.added",
+        params![m.digest.as_str(), id.as_str(), m.media_type, m.bytes, unix_nanos_now()],
     )?;
     Ok(())
 }
@@ -592,6 +697,20 @@ pub(crate) fn image_in(conn: &Connection, id: &Digest) -> Result<ImageRecord, St
     }
 
     let (tags, repo_digests) = names_of(conn, id)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT digest, media_type, content FROM manifests WHERE image_id = ?1
+         ORDER BY added DESC, digest",
+    )?;
+    let mut rows = stmt.query([id.as_str()])?;
+    let mut manifests = Vec::new();
+    while let Some(r) = rows.next()? {
+        let digest: String = r.get(0)?;
+        manifests.push(RawManifest {
+            digest: parse_digest(&digest)?,
+            media_type: r.get(1)?,
+            bytes: r.get(2)?,
+        });
+    }
     Ok(ImageRecord {
         id: id.clone(),
         config_bytes,
@@ -599,6 +718,7 @@ pub(crate) fn image_in(conn: &Connection, id: &Digest) -> Result<ImageRecord, St
         layers,
         tags,
         repo_digests,
+        manifests,
         size: size as u64,
         created,
         added,

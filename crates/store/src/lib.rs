@@ -16,6 +16,7 @@
 //! │   ├── image_layers      image id, position (bottom = 0), diff_id, chain id
 //! │   ├── tags              repository (full name), tag -> image id
 //! │   ├── repo_digests      repository, manifest digest -> image id
+//! │   ├── manifests         digest -> image id, media type, the exact bytes
 //! │   └── containers        reserved: containers pin their image (none are created yet)
 //! ├── blobs/
 //! │   └── sha256/
@@ -120,36 +121,27 @@ impl Store {
     }
 }
 
-/// An image to record with [`Store::commit_images`]. Its blobs (every layer's
-/// and, optionally, the config's) must already be in the store.
+/// An image to record with [`Store::commit_images`]. Its blobs (every
+/// layer's and, optionally, the config's) must already be in the store.
+///
+/// Per layer of `image`: every blob listed is recorded as carrying it. For
+/// an uncompressed media type (OCI_LAYER / DOCKER_LAYER) the blob's digest
+/// must be the diff ID. `uncompressed_size: Some(n)` says the caller proved
+/// the diff ID (by decompressing, or because the blob is the tar itself);
+/// `None` records an unverified claim, as a pull does: the store verifies
+/// it (and measures the sizes) before any image using the layer is read,
+/// see [`Store::verify_pending_layers`]. (Docker's layer SIZE is the
+/// unpacked content size, which the store measures itself.)
+///
+/// `image.manifest`, when given, must name the image's config; it is kept
+/// byte for byte (see [`ImageRecord::manifests`]). `image.tags` are the tags
+/// to point at the image (each has a tag and no digest).
 #[derive(Debug, Clone)]
 pub struct NewImage {
-    /// The raw config JSON, exactly as received: its sha256 is the image ID.
-    pub config: Vec<u8>,
-    /// Bottom first, one per `rootfs.diff_ids` entry.
-    pub layers: Vec<NewLayer>,
-    /// Tags to point at the image (each has a tag and no digest).
-    pub tags: Vec<Reference>,
+    pub image: berth_oci::Image,
     /// `repository@manifest-digest` names the image is known by (each has a
     /// digest; a tag beside it is ignored).
     pub repo_digests: Vec<Reference>,
-}
-
-/// One layer of a [`NewImage`].
-#[derive(Debug, Clone)]
-pub struct NewLayer {
-    pub diff_id: Digest,
-    /// The stored blob carrying the layer. For an uncompressed media type
-    /// (OCI_LAYER / DOCKER_LAYER) `blob.digest` must equal `diff_id`; for a
-    /// compressed one the caller has verified the diff ID by decompressing.
-    pub blob: Descriptor,
-    /// Length of the uncompressed tar, when the caller verified the diff ID
-    /// (by decompressing `blob`, or because `blob` is the uncompressed tar).
-    /// `None` records an unverified claim, as a pull does: the store
-    /// verifies it (and measures the sizes) before any image using the
-    /// layer is read, see [`Store::verify_pending_layers`]. (Docker's layer
-    /// SIZE is the unpacked content size, which the store measures itself.)
-    pub uncompressed_size: Option<u64>,
 }
 
 /// The result of committing one [`NewImage`].
@@ -173,6 +165,9 @@ pub struct ImageRecord {
     pub tags: Vec<Reference>,
     /// Sorted by their full form.
     pub repo_digests: Vec<Reference>,
+    /// The manifests the image arrived or was last pushed with, exactly
+    /// as received or sent, newest first.
+    pub manifests: Vec<berth_oci::RawManifest>,
     /// Sum of the layers' content sizes (docker's SIZE).
     pub size: u64,
     /// Unix seconds from the config's `created`, if it has a valid one.
@@ -182,6 +177,36 @@ pub struct ImageRecord {
     /// Unix nanoseconds of the last `tag` onto this image (docker's
     /// `Metadata.LastTagTime`); `None` if it was never tagged that way.
     pub last_tag_time: Option<i64>,
+}
+
+impl ImageRecord {
+    /// The image as a push, save or copy reads it, named `tags`: its
+    /// manifest is the newest kept one that still names the blobs held
+    /// (see [`berth_oci::Image::kept_manifest`]), else none.
+    pub fn to_image(&self, tags: Vec<Reference>) -> berth_oci::Image {
+        let mut image = berth_oci::Image {
+            manifest: None,
+            config: self.config_bytes.clone(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| berth_oci::Layer {
+                    diff_id: l.diff_id.clone(),
+                    blobs: l.blobs.clone(),
+                    uncompressed_size: Some(l.uncompressed_size),
+                })
+                .collect(),
+            tags,
+        };
+        for m in &self.manifests {
+            image.manifest = Some(m.clone());
+            if image.kept_manifest().is_some() {
+                return image;
+            }
+        }
+        image.manifest = None;
+        image
+    }
 }
 
 /// One layer of an [`ImageRecord`].
@@ -250,6 +275,10 @@ impl berth_oci::BlobSource for Store {
         Ok(Box::new(Store::open_blob(self, digest)?))
     }
 
+    fn open_blob_file(&self, digest: &Digest) -> std::io::Result<Option<std::fs::File>> {
+        Store::open_blob(self, digest).map(Some)
+    }
+
     fn blob_size(&self, digest: &Digest) -> std::io::Result<Option<u64>> {
         match std::fs::metadata(self.blob_path(digest)) {
             Ok(m) => Ok(Some(m.len())),
@@ -274,6 +303,25 @@ impl berth_oci::BlobSink for Store {
 
     fn has_blob(&self, digest: &Digest) -> bool {
         Store::has_blob(self, digest)
+    }
+}
+
+/// The store as a registry pull and push use it. Layer facts are indexed
+/// queries, so a pull of a few layers costs a few lookups however large
+/// the store is.
+impl berth_oci::ImageStore for Store {
+    fn known_layer(&self, blob: &Digest) -> Option<berth_oci::KnownLayer> {
+        // A metadata error here only costs a download, never correctness.
+        let known = Store::known_layer(self, blob).ok().flatten()?;
+        self.has_blob(blob).then_some(known)
+    }
+
+    fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> std::io::Result<()> {
+        Store::add_layer_blob(self, diff_id, blob).map_err(std::io::Error::other)
+    }
+
+    fn layer_sources(&self, diff_id: &Digest) -> Vec<berth_reference::Repository> {
+        self.layer_repositories(diff_id).unwrap_or_default()
     }
 }
 

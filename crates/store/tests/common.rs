@@ -1,9 +1,9 @@
 //! Builders for test images: real tar layers written into a real store.
 #![allow(dead_code)]
 
-use berth_oci::{Descriptor, media_type};
+use berth_oci::{Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference};
-use berth_store::{NewImage, NewLayer, Store};
+use berth_store::{NewImage, Store};
 
 /// A real tar archive holding one file.
 pub fn layer_tar(file: &str, content: &[u8]) -> Vec<u8> {
@@ -18,17 +18,17 @@ pub fn layer_tar(file: &str, content: &[u8]) -> Vec<u8> {
 }
 
 /// Writes an uncompressed layer into the store.
-pub fn write_layer(store: &Store, tar: &[u8]) -> NewLayer {
+pub fn write_layer(store: &Store, tar: &[u8]) -> Layer {
     let (digest, size) = store.write_blob_bytes(tar).unwrap();
-    NewLayer {
+    Layer {
         diff_id: digest.clone(),
-        blob: Descriptor::new(media_type::DOCKER_LAYER, digest, size),
+        blobs: vec![Descriptor::new(media_type::DOCKER_LAYER, digest, size)],
         uncompressed_size: Some(size),
     }
 }
 
 /// A config for `layers`, created at `created`, with optional labels.
-pub fn config(layers: &[NewLayer], created: &str, labels: &[(&str, &str)]) -> Vec<u8> {
+pub fn config(layers: &[Layer], created: &str, labels: &[(&str, &str)]) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let labels: serde_json::Map<String, serde_json::Value> =
         labels.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
@@ -60,12 +60,15 @@ pub fn commit_labeled(
     tags: &[&str],
     labels: &[(&str, &str)],
 ) -> Digest {
-    let layers: Vec<NewLayer> = tars.iter().map(|t| write_layer(store, t)).collect();
+    let layers: Vec<Layer> = tars.iter().map(|t| write_layer(store, t)).collect();
     let config = config(&layers, created, labels);
     let image = NewImage {
-        config,
-        layers,
-        tags: tags.iter().map(|t| Reference::parse_with_default_tag(t).unwrap()).collect(),
+        image: Image {
+            manifest: None,
+            config,
+            layers,
+            tags: tags.iter().map(|t| Reference::parse_with_default_tag(t).unwrap()).collect(),
+        },
         repo_digests: Vec::new(),
     };
     let id = store.commit_images(vec![image]).unwrap().remove(0).id;

@@ -5,9 +5,9 @@ mod common;
 
 use std::io::Write;
 
-use berth_oci::{Descriptor, media_type};
+use berth_oci::{Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference};
-use berth_store::{NewImage, NewLayer, Store, StoreError};
+use berth_store::{NewImage, Store, StoreError};
 use common::*;
 
 const T1: &str = "2024-01-01T00:00:00Z";
@@ -26,20 +26,23 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Writes `tar` gzipped and returns a layer claiming `diff_id` for it,
 /// unverified, as a pull records it.
-fn claimed_layer(store: &Store, tar: &[u8], diff_id: &Digest) -> NewLayer {
+fn claimed_layer(store: &Store, tar: &[u8], diff_id: &Digest) -> Layer {
     let (blob, size) = store.write_blob_bytes(&gzip(tar)).unwrap();
-    NewLayer {
+    Layer {
         diff_id: diff_id.clone(),
-        blob: Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size),
+        blobs: vec![Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size)],
         uncompressed_size: None,
     }
 }
 
-fn commit_layers(store: &Store, layers: Vec<NewLayer>, tag: &str) -> Digest {
+fn commit_layers(store: &Store, layers: Vec<Layer>, tag: &str) -> Digest {
     let image = NewImage {
-        config: config(&layers, T1, &[]),
-        layers,
-        tags: vec![Reference::parse_with_default_tag(tag).unwrap()],
+        image: Image {
+            manifest: None,
+            config: config(&layers, T1, &[]),
+            layers,
+            tags: vec![Reference::parse_with_default_tag(tag).unwrap()],
+        },
         repo_digests: Vec::new(),
     };
     store.commit_images(vec![image]).unwrap().remove(0).id
@@ -81,7 +84,7 @@ fn a_lying_layer_removes_the_images_resting_on_it_and_nothing_else() {
     let real = layer_tar("etc/motd", b"real content");
     let claimed = Digest::sha256_of(b"something else entirely");
     let liar = claimed_layer(&store, &real, &claimed);
-    let liar_blob = liar.blob.digest.clone();
+    let liar_blob = liar.blobs[0].digest.clone();
     let shared = write_layer(&store, &good);
     let bad = commit_layers(&store, vec![shared, liar], "app:bad");
     store.end_ingest();
@@ -118,7 +121,7 @@ fn a_lying_compressed_copy_of_a_proven_layer_is_dropped_alone() {
     // A registry later serves another blob claiming the same diff ID.
     let other = layer_tar("bin/sh", b"not the real layer");
     let liar = claimed_layer(&store, &other, &Digest::sha256_of(&tar));
-    let liar_blob = liar.blob.digest.clone();
+    let liar_blob = liar.blobs[0].digest.clone();
     commit_layers(&store, vec![liar], "app:1");
 
     let err = store.image(&id).unwrap_err();
@@ -134,9 +137,9 @@ fn a_lying_compressed_copy_of_a_proven_layer_is_dropped_alone() {
 fn a_blob_that_does_not_decompress_is_corrupt_not_fatal() {
     let (_dir, store) = store();
     let (blob, size) = store.write_blob_bytes(b"\x1f\x8b\x08\x00 not really gzip").unwrap();
-    let layer = NewLayer {
+    let layer = Layer {
         diff_id: Digest::sha256_of(b"whatever"),
-        blob: Descriptor::new(media_type::DOCKER_LAYER_GZIP, blob, size),
+        blobs: vec![Descriptor::new(media_type::DOCKER_LAYER_GZIP, blob, size)],
         uncompressed_size: None,
     };
     commit_layers(&store, vec![layer], "broken:1");
@@ -173,7 +176,8 @@ fn a_version_1_store_is_migrated_in_place() {
     // Turn the database back into the version 1 schema.
     let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
     conn.execute_batch(
-        "DROP INDEX layer_blobs_unverified;
+        "DROP TABLE manifests;
+         DROP INDEX layer_blobs_unverified;
          ALTER TABLE layer_blobs DROP COLUMN verified;
          ALTER TABLE layers DROP COLUMN verified;
          PRAGMA user_version = 1;",
@@ -194,7 +198,7 @@ fn a_claim_whose_blob_was_deleted_by_hand_does_not_block_every_read() {
     let (dir, store) = store();
     let tar = layer_tar("a", b"abc");
     let claim = claimed_layer(&store, &tar, &Digest::sha256_of(&tar));
-    let blob = claim.blob.digest.clone();
+    let blob = claim.blobs[0].digest.clone();
     commit_layers(&store, vec![claim], "gone:1");
     std::fs::remove_file(dir.path().join("blobs/sha256").join(blob.hex())).unwrap();
     let err = store.list_images().unwrap_err();

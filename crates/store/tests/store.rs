@@ -2,7 +2,7 @@
 
 mod common;
 
-use berth_oci::{Descriptor, media_type};
+use berth_oci::{Descriptor, Image, Layer, media_type};
 use berth_reference::{Digest, Reference};
 use berth_store::{
     LabelFilter, NewImage, Problem, PruneOptions, RemoveEvent, Store, StoreError, chain_ids,
@@ -111,13 +111,16 @@ fn commit_refuses_inconsistent_images_and_records_nothing() {
 
     // Layer blob missing.
     let mut missing = layer.clone();
-    missing.blob.digest = Digest::sha256_of(b"absent");
-    missing.blob.media_type = media_type::DOCKER_LAYER_GZIP.to_owned();
+    missing.blobs[0].digest = Digest::sha256_of(b"absent");
+    missing.blobs[0].media_type = media_type::DOCKER_LAYER_GZIP.to_owned();
     let err = store
         .commit_images(vec![NewImage {
-            config: good_config.clone(),
-            layers: vec![missing],
-            tags: tag.clone(),
+            image: Image {
+                manifest: None,
+                config: good_config.clone(),
+                layers: vec![missing],
+                tags: tag.clone(),
+            },
             repo_digests: vec![],
         }])
         .unwrap_err();
@@ -127,18 +130,24 @@ fn commit_refuses_inconsistent_images_and_records_nothing() {
     let other = write_layer(&store, &layer_tar("g", b"y"));
     let err = store
         .commit_images(vec![NewImage {
-            config: good_config.clone(),
-            layers: vec![other.clone()],
-            tags: tag.clone(),
+            image: Image {
+                manifest: None,
+                config: good_config.clone(),
+                layers: vec![other.clone()],
+                tags: tag.clone(),
+            },
             repo_digests: vec![],
         }])
         .unwrap_err();
     assert!(matches!(err, StoreError::DiffIdMismatch { .. }), "{err}");
     let err = store
         .commit_images(vec![NewImage {
-            config: good_config.clone(),
-            layers: vec![layer.clone(), other],
-            tags: tag.clone(),
+            image: Image {
+                manifest: None,
+                config: good_config.clone(),
+                layers: vec![layer.clone(), other],
+                tags: tag.clone(),
+            },
             repo_digests: vec![],
         }])
         .unwrap_err();
@@ -146,12 +155,15 @@ fn commit_refuses_inconsistent_images_and_records_nothing() {
 
     // Wrong size.
     let mut short = layer.clone();
-    short.blob.size -= 1;
+    short.blobs[0].size -= 1;
     let err = store
         .commit_images(vec![NewImage {
-            config: good_config.clone(),
-            layers: vec![short],
-            tags: tag.clone(),
+            image: Image {
+                manifest: None,
+                config: good_config.clone(),
+                layers: vec![short],
+                tags: tag.clone(),
+            },
             repo_digests: vec![],
         }])
         .unwrap_err();
@@ -160,9 +172,12 @@ fn commit_refuses_inconsistent_images_and_records_nothing() {
     // Not a config.
     let err = store
         .commit_images(vec![NewImage {
-            config: b"[1,2]".to_vec(),
-            layers: vec![],
-            tags: tag.clone(),
+            image: Image {
+                manifest: None,
+                config: b"[1,2]".to_vec(),
+                layers: vec![],
+                tags: tag.clone(),
+            },
             repo_digests: vec![],
         }])
         .unwrap_err();
@@ -170,12 +185,16 @@ fn commit_refuses_inconsistent_images_and_records_nothing() {
 
     // A batch with one bad image records none of them.
     let fine = NewImage {
-        config: good_config.clone(),
-        layers: vec![layer.clone()],
-        tags: vec![Reference::parse("fine:1").unwrap()],
+        image: Image {
+            manifest: None,
+            config: good_config.clone(),
+            layers: vec![layer.clone()],
+            tags: vec![Reference::parse("fine:1").unwrap()],
+        },
         repo_digests: vec![],
     };
-    let bad = NewImage { config: b"{".to_vec(), ..fine.clone() };
+    let mut bad = fine.clone();
+    bad.image.config = b"{".to_vec();
     assert!(store.commit_images(vec![fine, bad]).is_err());
     assert!(store.list_images().unwrap().is_empty());
     assert!(matches!(store.resolve("fine:1"), Err(StoreError::NoSuchImage(_))));
@@ -251,9 +270,12 @@ fn tag_is_a_pointer_and_moves() {
     // Committing an image with a tag another image has moves it too.
     let c = store
         .commit_images(vec![NewImage {
-            config: config(&[], T2, &[("x", "y")]),
-            layers: vec![],
-            tags: vec![Reference::parse("other:1").unwrap()],
+            image: Image {
+                manifest: None,
+                config: config(&[], T2, &[("x", "y")]),
+                layers: vec![],
+                tags: vec![Reference::parse("other:1").unwrap()],
+            },
             repo_digests: vec![],
         }])
         .unwrap()
@@ -588,17 +610,15 @@ fn a_compressed_layer_is_measured_by_its_content() {
     gz.write_all(&tar).unwrap();
     let gz = gz.finish().unwrap();
     let (blob, size) = store.write_blob_bytes(&gz).unwrap();
-    let layer = berth_store::NewLayer {
+    let layer = Layer {
         diff_id: diff_id.clone(),
-        blob: Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size),
+        blobs: vec![Descriptor::new(media_type::OCI_LAYER_GZIP, blob, size)],
         uncompressed_size: Some(tar.len() as u64),
     };
     let cfg = config(std::slice::from_ref(&layer), T1, &[]);
     let id = store
         .commit_images(vec![NewImage {
-            config: cfg,
-            layers: vec![layer],
-            tags: vec![],
+            image: Image { manifest: None, config: cfg, layers: vec![layer], tags: vec![] },
             repo_digests: vec![],
         }])
         .unwrap()

@@ -29,9 +29,9 @@ use berth_oci::{
     BlobSink, BlobSource, Descriptor, Image, ImageIndex, Layer, Manifest, RawManifest,
 };
 use berth_reference::{Algorithm, Digest, HashingReader, Reference};
-use berth_store::{NewImage, NewLayer, StoreError};
+use berth_store::{NewImage, Store, StoreError};
 
-use crate::commands::pull::{LocalStore, Printer, client, runtime};
+use crate::commands::pull::{Printer, client, runtime};
 use crate::commands::save::save_to_file;
 use crate::context::Context;
 
@@ -143,7 +143,7 @@ fn copy(
     dst: &Place,
     dst_tag: Option<Reference>,
 ) -> anyhow::Result<()> {
-    let store = LocalStore::open(ctx)?;
+    let store = Arc::new(ctx.store()?);
     // Where the source's blobs go: straight into the store when the image
     // goes there, else a scratch directory beside the destination.
     let staging = match (src, dst) {
@@ -171,21 +171,24 @@ fn copy(
     match dst {
         Place::Store(_) => {
             let new = NewImage {
-                config: image.config.clone(),
-                layers: image
-                    .layers
-                    .iter()
-                    .zip(&held.primary)
-                    .map(|(l, blob)| NewLayer {
-                        diff_id: l.diff_id.clone(),
-                        blob: blob.clone(),
-                        uncompressed_size: Some(l.uncompressed_size),
-                    })
-                    .collect(),
-                tags: image.tags.clone(),
+                image: Image {
+                    manifest: held.manifest.clone(),
+                    config: image.config.clone(),
+                    layers: image
+                        .layers
+                        .iter()
+                        .zip(&held.primary)
+                        .map(|(l, blob)| Layer {
+                            diff_id: l.diff_id.clone(),
+                            blobs: vec![blob.clone()],
+                            uncompressed_size: Some(l.uncompressed_size),
+                        })
+                        .collect(),
+                    tags: image.tags.clone(),
+                },
                 repo_digests: held.repo_digest.into_iter().collect(),
             };
-            let committed = store.store.commit_images(vec![new]);
+            let committed = store.commit_images(vec![new]);
             let committed =
                 committed.inspect_err(|_| crate::commands::load::discard_orphans(ctx))?;
             if !args.quiet {
@@ -222,7 +225,8 @@ fn copy(
             }
             if let Place::Store(_) = src {
                 let id = Digest::sha256_of(&image.config);
-                store.store.add_repo_digest(&id, &pushed.repo_digest)?;
+                store.add_repo_digest(&id, &pushed.repo_digest)?;
+                store.add_manifest(&id, &pushed.manifest)?;
             }
             if !args.quiet {
                 println!("Copied to {}@{}", target.familiar(), pushed.manifest_digest);
@@ -286,7 +290,7 @@ fn destination_tag(dst: &Place) -> anyhow::Result<Option<Reference>> {
 /// Reads the image at `src`, writing its blobs into `blobs`.
 async fn read(
     src: &Place,
-    store: &Arc<LocalStore>,
+    store: &Arc<Store>,
     blobs: &Arc<dyn ImageStore>,
     client: &berth_client::Client,
     quiet: bool,
@@ -329,12 +333,12 @@ async fn read(
         }
         Place::Store(name) => {
             let name = name.as_deref().unwrap_or_default();
-            let id = match store.store.resolve(name) {
+            let id = match store.resolve(name) {
                 Ok(id) => id,
                 Err(StoreError::NoSuchImage(_)) => bail!("No such image: {name}"),
                 Err(e) => return Err(e.into()),
             };
-            let record = store.store.image(&id)?;
+            let record = store.image(&id)?;
             let tags = Reference::parse(name)
                 .ok()
                 .filter(|r| {
@@ -344,11 +348,12 @@ async fn read(
                 .into_iter()
                 .collect();
             let primary = record.layers.iter().map(|l| l.blobs[0].clone()).collect();
+            let manifest = record.to_image(vec![]).manifest;
             Ok(Held {
                 image: crate::commands::save::save_image_of(record, tags),
                 primary,
                 repo_digest: None,
-                manifest: None,
+                manifest,
             })
         }
         Place::OciDir(dir, name) => {
@@ -589,9 +594,9 @@ impl ImageStore for Staging {
 }
 
 /// The tar length of a layer the local store holds, once its diff ID is proven.
-fn proven_size(store: &LocalStore, diff_id: &Digest) -> anyhow::Result<u64> {
-    store.store.verify_pending_layers()?;
-    let layer = store.store.stored_layers()?.into_iter().find(|l| l.diff_id == *diff_id);
+fn proven_size(store: &Store, diff_id: &Digest) -> anyhow::Result<u64> {
+    store.verify_pending_layers()?;
+    let layer = store.stored_layers()?.into_iter().find(|l| l.diff_id == *diff_id);
     match layer {
         Some(l) if l.verified => Ok(l.uncompressed_size),
         _ => bail!("the layer is not in the local store"),

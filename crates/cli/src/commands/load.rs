@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use berth_archive::{LoadedArchive, LoadedImage};
-use berth_store::{Committed, NewImage, NewLayer, Store};
+use berth_store::{Committed, NewImage, Store};
 
 use crate::context::Context;
 
@@ -91,17 +91,20 @@ fn load_stream(args: &Args, store: &Store) -> anyhow::Result<LoadedArchive> {
 /// What the store records for a verified image from an archive.
 pub(crate) fn new_image(image: &LoadedImage) -> NewImage {
     NewImage {
-        config: image.config.clone(),
-        layers: image
-            .layers
-            .iter()
-            .map(|l| NewLayer {
-                diff_id: l.diff_id.clone(),
-                blob: l.blob.clone(),
-                uncompressed_size: Some(l.uncompressed_size),
-            })
-            .collect(),
-        tags: image.tags.clone(),
+        image: berth_oci::Image {
+            manifest: None,
+            config: image.config.clone(),
+            layers: image
+                .layers
+                .iter()
+                .map(|l| berth_oci::Layer {
+                    diff_id: l.diff_id.clone(),
+                    blobs: vec![l.blob.clone()],
+                    uncompressed_size: Some(l.uncompressed_size),
+                })
+                .collect(),
+            tags: image.tags.clone(),
+        },
         repo_digests: Vec::new(),
     }
 }

@@ -1,18 +1,16 @@
 //! `berth pull`: fetch an image from a registry into the local store.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use berth_client::credentials::DockerCredentials;
 use berth_client::hosts::ClientConfig;
-use berth_client::{
-    Client, ClientOptions, ImageStore, KnownLayer, LayerEvent, Progress, PullOptions,
-};
-use berth_oci::{BlobSink, BlobSource, Descriptor, Platform};
-use berth_reference::{Digest, Reference, Repository};
-use berth_store::{NewImage, NewLayer, Store};
+use berth_client::{Client, ClientOptions, LayerEvent, Progress, PullOptions};
+use berth_oci::{Image, Platform};
+use berth_reference::Reference;
+use berth_store::{NewImage, Store};
 
 use crate::context::Context;
 
@@ -40,7 +38,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let reference = Reference::parse(&args.name)?;
-    let store = LocalStore::open(ctx)?;
+    let store = Arc::new(ctx.store()?);
     let client = client()?;
     // The store proves every layer's diff ID before an image is first read
     // (see berth_store's verify module), so the pull only checks digests.
@@ -74,7 +72,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 
 async fn pull_one(
     client: &Client,
-    store: &Arc<LocalStore>,
+    store: &Arc<Store>,
     r: &Reference,
     opts: &PullOptions,
     quiet: bool,
@@ -88,26 +86,16 @@ async fn pull_one(
         println!("{label}: Pulling from {}", r.path());
     }
     let progress = Printer::new(quiet, "Pulling fs layer");
-    let previous = store.store.resolve(&r.full()).ok();
+    let previous = store.resolve(&r.full()).ok();
     let pulled = client.pull(r, store.clone(), opts, progress.clone()).await;
     progress.finish();
     let pulled = pulled?;
+    let tags = r.tag().map(|_| r.clone()).into_iter().collect();
     let image = NewImage {
-        config: pulled.image.config.clone(),
-        layers: pulled
-            .image
-            .layers
-            .iter()
-            .map(|l| NewLayer {
-                diff_id: l.diff_id.clone(),
-                blob: l.blobs[0].clone(),
-                uncompressed_size: l.uncompressed_size,
-            })
-            .collect(),
-        tags: r.tag().map(|_| r.clone()).into_iter().collect(),
+        image: Image { tags, ..pulled.image },
         repo_digests: vec![pulled.repo_digest.clone()],
     };
-    let committed = store.store.commit_images(vec![image])?;
+    let committed = store.commit_images(vec![image])?;
     let id = &committed[0].id;
     if !quiet {
         println!("Digest: {}", pulled.manifest_digest);
@@ -134,73 +122,6 @@ pub(crate) fn client() -> anyhow::Result<Client> {
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}
-
-/// The local store as the client sees it.
-pub(crate) struct LocalStore {
-    pub store: Store,
-    /// Layers by the digest of every blob carrying them.
-    known: Mutex<HashMap<Digest, KnownLayer>>,
-    /// Repositories (from RepoDigests) each layer is known to exist in.
-    pub sources: HashMap<Digest, Vec<Repository>>,
-}
-
-impl LocalStore {
-    pub fn open(ctx: &Context) -> anyhow::Result<Arc<LocalStore>> {
-        let store = Store::open(ctx.root())
-            .with_context(|| format!("opening the store at {}", ctx.root().display()))?;
-        let mut known = HashMap::new();
-        let mut sources = HashMap::new();
-        for layer in store.stored_layers()? {
-            let k = KnownLayer {
-                diff_id: layer.diff_id.clone(),
-                uncompressed_size: layer.verified.then_some(layer.uncompressed_size),
-            };
-            for blob in &layer.blobs {
-                known.insert(blob.digest.clone(), k.clone());
-            }
-            sources.insert(layer.diff_id, layer.repositories);
-        }
-        Ok(Arc::new(LocalStore { store, known: Mutex::new(known), sources }))
-    }
-}
-
-impl BlobSource for LocalStore {
-    fn open_blob(&self, digest: &Digest) -> std::io::Result<Box<dyn Read + Send + '_>> {
-        BlobSource::open_blob(&self.store, digest)
-    }
-    fn blob_size(&self, digest: &Digest) -> std::io::Result<Option<u64>> {
-        self.store.blob_size(digest)
-    }
-}
-
-impl BlobSink for LocalStore {
-    fn write_blob(&self, reader: &mut dyn Read) -> std::io::Result<(Digest, u64)> {
-        self.store.write_blob(reader)
-    }
-    fn write_expected_blob(
-        &self,
-        reader: &mut dyn Read,
-        expected: &Descriptor,
-    ) -> std::io::Result<()> {
-        self.store.write_expected_blob(reader, expected)
-    }
-    fn has_blob(&self, digest: &Digest) -> bool {
-        self.store.has_blob(digest)
-    }
-}
-
-impl ImageStore for LocalStore {
-    fn known_layer(&self, blob: &Digest) -> Option<KnownLayer> {
-        let k = self.known.lock().expect("lock").get(blob).cloned()?;
-        self.store.has_blob(blob).then_some(k)
-    }
-    fn add_layer_blob(&self, diff_id: &Digest, blob: &Descriptor) -> std::io::Result<()> {
-        self.store.add_layer_blob(diff_id, blob).map_err(std::io::Error::other)
-    }
-    fn layer_sources(&self, diff_id: &Digest) -> Vec<Repository> {
-        self.sources.get(diff_id).cloned().unwrap_or_default()
-    }
 }
 
 /// Progress as docker shows it: a bar per layer on a terminal, one line per

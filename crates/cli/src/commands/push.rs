@@ -1,12 +1,13 @@
 //! `berth push`: upload an image from the local store to a registry.
 
 use anyhow::bail;
+use std::sync::Arc;
+
 use berth_client::PushOptions;
-use berth_oci::{Image, Layer};
 use berth_reference::Reference;
 use berth_store::StoreError;
 
-use crate::commands::pull::{LocalStore, Printer, client, runtime};
+use crate::commands::pull::{Printer, client, runtime};
 use crate::context::Context;
 
 #[derive(clap::Args)]
@@ -26,13 +27,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if reference.digest().is_some() {
         bail!("cannot push a digest reference");
     }
-    let store = LocalStore::open(ctx)?;
+    let store = Arc::new(ctx.store()?);
     let targets: Vec<Reference> = if args.all_tags {
         if reference.tag().is_some() {
             bail!("tag can't be used with --all-tags/-a");
         }
         let mut tags: Vec<Reference> = store
-            .store
             .list_images()?
             .into_iter()
             .flat_map(|i| i.tags)
@@ -60,33 +60,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     }
     runtime()?.block_on(async {
         for target in &targets {
-            let id = match store.store.resolve(&target.full()) {
+            let id = match store.resolve(&target.full()) {
                 Ok(id) => id,
                 Err(StoreError::NoSuchImage(_)) => {
                     bail!("An image does not exist locally with the tag: {}", target.familiar())
                 }
                 Err(e) => return Err(e.into()),
             };
-            let record = store.store.image(&id)?;
-            let image = Image {
-                manifest: None,
-                config: record.config_bytes.clone(),
-                layers: record
-                    .layers
-                    .iter()
-                    .map(|l| Layer {
-                        diff_id: l.diff_id.clone(),
-                        uncompressed_size: Some(l.uncompressed_size),
-                        blobs: l.blobs.clone(),
-                    })
-                    .collect(),
-                tags: record.tags.clone(),
-            };
+            let record = store.image(&id)?;
+            // With the manifest it was pulled or last pushed with, when that
+            // still names its blobs: the registry then gets the same digest.
+            let image = record.to_image(vec![target.clone()]);
             let progress = Printer::new(args.quiet, "Preparing");
             let pushed = client.push(target, &image, store.clone(), &opts, progress.clone()).await;
             progress.finish();
             let pushed = pushed?;
-            store.store.add_repo_digest(&id, &pushed.repo_digest)?;
+            store.add_repo_digest(&id, &pushed.repo_digest)?;
+            store.add_manifest(&id, &pushed.manifest)?;
             if args.quiet {
                 println!("{}", target.familiar());
             } else {
