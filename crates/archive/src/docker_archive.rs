@@ -18,14 +18,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
-use berth_oci::{BlobSink, BlobSource, Descriptor};
+use berth_oci::{BlobSink, BlobSource, Descriptor, Image};
 use berth_reference::{Digest, Reference};
 use serde::{Deserialize, Serialize};
 
 use crate::archive_path;
 use crate::error::ArchiveError;
-use crate::load::{LoadedImage, layer, parse_config, push_tag};
-use crate::save::{SaveImage, write_uncompressed_layer};
+use crate::load::{layer, parse_config, push_tag};
+use crate::save::write_uncompressed_layer;
 use crate::scan::Scan;
 use crate::tar_writer::TarWriter;
 
@@ -47,11 +47,12 @@ pub(crate) struct ManifestEntry {
 }
 
 /// Builds the images manifest.json describes.
-pub(crate) fn resolve(scan: &Scan, sink: &dyn BlobSink) -> Result<Vec<LoadedImage>, ArchiveError> {
+pub(crate) fn resolve(scan: &Scan, sink: &dyn BlobSink) -> Result<Vec<Image>, ArchiveError> {
     let bytes = scan.document(MANIFEST, "the archive")?;
     let entries: Vec<ManifestEntry> =
         serde_json::from_slice(bytes).map_err(|e| ArchiveError::json(MANIFEST, e))?;
-    let mut images: Vec<LoadedImage> = Vec::with_capacity(entries.len());
+    let mut images: Vec<Image> = Vec::with_capacity(entries.len());
+    let mut ids: Vec<Digest> = Vec::with_capacity(entries.len());
     for entry in &entries {
         let config_path = archive_path::member_path(entry.config.as_bytes())?;
         let config_bytes = scan.document(&config_path, MANIFEST)?;
@@ -62,9 +63,9 @@ pub(crate) fn resolve(scan: &Scan, sink: &dyn BlobSink) -> Result<Vec<LoadedImag
         for name in entry.repo_tags.iter().flatten() {
             push_tag(&mut tags, parse_repo_tag(name)?);
         }
-        if let Some(existing) = images.iter_mut().find(|i| i.id == id) {
+        if let Some(at) = ids.iter().position(|i| *i == id) {
             for tag in tags {
-                push_tag(&mut existing.tags, tag);
+                push_tag(&mut images[at].tags, tag);
             }
             continue;
         }
@@ -74,7 +75,9 @@ pub(crate) fn resolve(scan: &Scan, sink: &dyn BlobSink) -> Result<Vec<LoadedImag
             let path = archive_path::member_path(path.as_bytes())?;
             layers.push(layer(scan, sink, &path, MANIFEST, index, expected, None)?);
         }
-        images.push(LoadedImage { id, config: config_bytes.to_vec(), layers, tags });
+        // docker-archive holds no registry manifest: nothing to keep.
+        images.push(Image { manifest: None, config: config_bytes.to_vec(), layers, tags });
+        ids.push(id);
     }
     Ok(images)
 }
@@ -101,7 +104,7 @@ fn parse_repo_tag(name: &str) -> Result<Reference, ArchiveError> {
 /// under another ID becomes a symlink to it, as docker does),
 /// `<config-hex>.json`, then `manifest.json` and `repositories`.
 pub(crate) fn write<W: Write>(
-    images: &[SaveImage],
+    images: &[Image],
     source: &dyn BlobSource,
     tar: &mut TarWriter<W>,
 ) -> Result<(), ArchiveError> {

@@ -106,6 +106,10 @@ pub enum ArchiveError {
     #[error("layer {0}: no stored blob carries it")]
     NoBlob(Digest),
 
+    /// Writing `oci:DIR`: the directory holds something other than a layout.
+    #[error("{0}: exists and is not an OCI image layout")]
+    NotALayout(String),
+
     /// `import`: a `-c` change that is not a Dockerfile instruction import allows.
     #[error("{0}")]
     InvalidChange(String),

@@ -5,14 +5,13 @@ use std::io::Read;
 use std::time::SystemTime;
 
 use berth_oci::{
-    BlobSink, ContainerConfig, Descriptor, History, ImageConfig, Platform, RootFs, media_type,
+    BlobSink, ContainerConfig, Descriptor, History, Image, ImageConfig, Layer, Platform, RootFs,
+    media_type,
 };
-use berth_reference::Digest;
 
 use crate::changes::apply_changes;
 use crate::compression::{Compression, decompress};
 use crate::error::ArchiveError;
-use crate::load::{LoadedImage, LoadedLayer};
 use crate::tar_check::TarCheck;
 
 /// How to describe the imported image.
@@ -43,7 +42,7 @@ pub fn import<R: Read + Send + 'static>(
     reader: R,
     sink: &dyn BlobSink,
     options: &ImportOptions,
-) -> Result<LoadedImage, ArchiveError> {
+) -> Result<Image, ArchiveError> {
     let mut container_config = ContainerConfig::default();
     apply_changes(&mut container_config, &options.changes)?;
 
@@ -77,13 +76,13 @@ pub fn import<R: Read + Send + 'static>(
     };
     config.extra.insert("comment".to_owned(), serde_json::Value::String(comment));
     let config = serde_json::to_vec(&config).expect("serialisable");
-    Ok(LoadedImage {
-        id: Digest::sha256_of(&config),
+    Ok(Image {
+        manifest: None,
         config,
-        layers: vec![LoadedLayer {
-            blob: Descriptor::new(media_type::OCI_LAYER, diff_id.clone(), size),
+        layers: vec![Layer {
+            blobs: vec![Descriptor::new(media_type::OCI_LAYER, diff_id.clone(), size)],
             diff_id,
-            uncompressed_size: size,
+            uncompressed_size: Some(size),
         }],
         tags: Vec::new(),
     })

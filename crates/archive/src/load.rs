@@ -4,39 +4,13 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::thread;
 
-use berth_oci::{BlobSink, Descriptor, ImageConfig, media_type};
+use berth_oci::{BlobSink, Descriptor, Image, ImageConfig, Layer, media_type};
 use berth_reference::{Digest, Reference};
 
 use crate::compression::{BUFFER_SIZE, Compression, decompress};
 use crate::error::ArchiveError;
 use crate::scan::{Scan, scan};
 use crate::{docker_archive, oci_layout};
-
-/// An image read from an archive, verified and ready to be committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadedImage {
-    /// The image ID: the sha256 of `config`.
-    pub id: Digest,
-    /// The config JSON exactly as the archive holds it.
-    pub config: Vec<u8>,
-    /// Bottom first, one per `rootfs.diff_ids` entry, each verified.
-    pub layers: Vec<LoadedLayer>,
-    /// The tags the archive gives the image (each has a tag, no digest),
-    /// in archive order, without duplicates.
-    pub tags: Vec<Reference>,
-}
-
-/// One layer of a [`LoadedImage`], as written to the sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadedLayer {
-    /// The sha256 of the uncompressed tar, equal to the config's diff ID.
-    pub diff_id: Digest,
-    /// The blob written to the sink: its digest and size as the sink
-    /// computed them, and a media type that tells its compression (an
-    /// uncompressed blob's digest is `diff_id`).
-    pub blob: Descriptor,
-    pub uncompressed_size: u64,
-}
 
 /// Which format an archive was in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +27,13 @@ pub enum ArchiveFormat {
 pub struct LoadedArchive {
     pub compression: Compression,
     pub format: ArchiveFormat,
-    pub images: Vec<LoadedImage>,
+    /// Each verified: every layer's blob (`blobs[0]`, as the sink computed
+    /// its digest and size, with a media type telling its compression) is
+    /// in the sink with its diff ID proven and its tar length known. Tags
+    /// are those the archive gives, in archive order, without duplicates.
+    /// An image from an OCI layout keeps its manifest byte for byte; of a
+    /// multi-platform image, the host's platform is read.
+    pub images: Vec<Image>,
 }
 
 /// Reads an image archive: docker-archive (legacy layout, or Docker 25+'s OCI
@@ -108,12 +88,15 @@ pub fn load_dir(dir: &Path, sink: &dyn BlobSink) -> Result<LoadedArchive, Archiv
     }
 }
 
-fn resolve(
-    scan: &Scan,
-    sink: &dyn BlobSink,
-) -> Result<(ArchiveFormat, Vec<LoadedImage>), ArchiveError> {
+fn resolve(scan: &Scan, sink: &dyn BlobSink) -> Result<(ArchiveFormat, Vec<Image>), ArchiveError> {
     if scan.contains(docker_archive::MANIFEST) {
-        Ok((ArchiveFormat::DockerArchive, docker_archive::resolve(scan, sink)?))
+        let mut images = docker_archive::resolve(scan, sink)?;
+        // Docker 25+ writes an OCI layout beside manifest.json: its
+        // manifests are the images' own, kept as the layout has them.
+        if scan.contains(oci_layout::INDEX) {
+            oci_layout::attach_manifests(scan, &mut images)?;
+        }
+        Ok((ArchiveFormat::DockerArchive, images))
     } else if scan.contains(oci_layout::INDEX) {
         Ok((ArchiveFormat::OciLayout, oci_layout::resolve(scan, sink)?))
     } else if scan.contains("repositories") {
@@ -151,7 +134,7 @@ pub(crate) fn layer(
     index: usize,
     expected: &Digest,
     declared: Option<&str>,
-) -> Result<LoadedLayer, ArchiveError> {
+) -> Result<Layer, ArchiveError> {
     let blob = scan.blob(path, referrer, sink)?;
     let invalid = |message: String| ArchiveError::InvalidLayer { path: path.to_owned(), message };
     let (diff_id, uncompressed_size, compression) = blob.diff_id().map_err(invalid)?;
@@ -188,10 +171,10 @@ pub(crate) fn layer(
             declared.to_owned()
         }
     };
-    Ok(LoadedLayer {
+    Ok(Layer {
         diff_id,
-        blob: Descriptor::new(&media_type, blob.digest, blob.size),
-        uncompressed_size,
+        blobs: vec![Descriptor::new(&media_type, blob.digest, blob.size)],
+        uncompressed_size: Some(uncompressed_size),
     })
 }
 

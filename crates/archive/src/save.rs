@@ -2,35 +2,13 @@
 
 use std::io::{self, Read, Write};
 
-use berth_oci::{BlobSource, Descriptor, media_type};
-use berth_reference::{Algorithm, Digest, HashingReader, Reference};
+use berth_oci::{BlobSource, Descriptor, Image, Layer, media_type};
+use berth_reference::{Algorithm, Digest, HashingReader};
 
 use crate::compression::BUFFER_SIZE;
 use crate::error::ArchiveError;
 use crate::tar_writer::TarWriter;
 use crate::{docker_archive, oci_layout};
-
-/// An image to write into an archive.
-#[derive(Debug, Clone)]
-pub struct SaveImage {
-    /// The config JSON, written byte for byte (so the image keeps its ID).
-    pub config: Vec<u8>,
-    /// Bottom first, one per `rootfs.diff_ids` entry.
-    pub layers: Vec<SaveLayer>,
-    /// Tags to record for the image (may be empty: the archive then names
-    /// the image by ID only).
-    pub tags: Vec<Reference>,
-}
-
-/// One layer of a [`SaveImage`]: its identity and the blobs that carry it.
-#[derive(Debug, Clone)]
-pub struct SaveLayer {
-    pub diff_id: Digest,
-    pub uncompressed_size: u64,
-    /// The stored blobs carrying the layer (uncompressed and/or gzip/zstd),
-    /// in order of preference; at least one.
-    pub blobs: Vec<Descriptor>,
-}
 
 /// Which archive to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,7 +21,10 @@ pub enum SaveFormat {
 }
 
 /// Writes `images` as one archive to `out`, streaming: memory use does not
-/// depend on layer sizes. Images given twice (by ID) are written once with
+/// depend on layer sizes. Each image's config is written byte for byte (so
+/// it keeps its ID) and, in an OCI layout, its kept OCI manifest too (so it
+/// keeps its digest); tags may be empty (the archive then names the image
+/// by ID only). Every layer needs its tar length (`uncompressed_size`). Images given twice (by ID) are written once with
 /// the union of their tags; layers shared between images are written once.
 ///
 /// Contract: blobs come from `source`, which promises their content
@@ -54,7 +35,7 @@ pub enum SaveFormat {
 /// fails. On error `out` holds a partial archive: the caller discards it
 /// (write to a temp file and rename on success).
 pub fn save<W: Write>(
-    images: &[SaveImage],
+    images: &[Image],
     source: &dyn BlobSource,
     format: SaveFormat,
     out: W,
@@ -69,10 +50,10 @@ pub fn save<W: Write>(
 }
 
 /// One entry per image ID, tags merged, first occurrence's position kept.
-fn merge(images: &[SaveImage]) -> Vec<SaveImage> {
-    let mut out: Vec<(Digest, SaveImage)> = Vec::new();
+pub(crate) fn merge(images: &[Image]) -> Vec<Image> {
+    let mut out: Vec<(Digest, Image)> = Vec::new();
     for image in images {
-        let id = Digest::sha256_of(&image.config);
+        let id = image.id();
         match out.iter_mut().find(|(existing, _)| *existing == id) {
             Some((_, merged)) => {
                 for tag in &image.tags {
@@ -92,7 +73,7 @@ fn compression_of(blob: &Descriptor) -> Option<media_type::LayerCompression> {
 }
 
 /// The blob to copy as is: an uncompressed one if stored, else the first.
-pub(crate) fn preferred_blob(layer: &SaveLayer) -> Result<&Descriptor, ArchiveError> {
+pub(crate) fn preferred_blob(layer: &Layer) -> Result<&Descriptor, ArchiveError> {
     layer
         .blobs
         .iter()
@@ -131,9 +112,13 @@ pub(crate) fn write_uncompressed_layer<W: Write>(
     tar: &mut TarWriter<W>,
     source: &dyn BlobSource,
     path: &str,
-    layer: &SaveLayer,
+    layer: &Layer,
 ) -> Result<(), ArchiveError> {
     let blob = preferred_blob(layer)?;
+    let size = layer.uncompressed_size.ok_or_else(|| ArchiveError::CorruptLayer {
+        diff_id: layer.diff_id.clone(),
+        message: "its diff ID is not proven yet".to_owned(),
+    })?;
     let compression = compression_of(blob);
     if compression == Some(media_type::LayerCompression::None) {
         return copy_blob(tar, source, path, blob, &layer.diff_id);
@@ -153,7 +138,7 @@ pub(crate) fn write_uncompressed_layer<W: Write>(
     let mut hashing = HashingReader::new(decoded, Algorithm::Sha256);
     let corrupt =
         |message: String| ArchiveError::CorruptLayer { diff_id: layer.diff_id.clone(), message };
-    tar.reader(path, layer.uncompressed_size, &mut hashing)
+    tar.reader(path, size, &mut hashing)
         .map_err(|e| corrupt(format!("decompressing {}: {e}", blob.digest)))?;
     let (digest, _) = hashing.finish();
     if digest != layer.diff_id {

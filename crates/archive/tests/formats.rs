@@ -34,7 +34,7 @@ fn summary(a: &LoadedArchive) -> Vec<(String, Vec<String>, Vec<String>)> {
         .iter()
         .map(|i| {
             (
-                i.id.to_string(),
+                i.id().to_string(),
                 i.layers.iter().map(|l| l.diff_id.to_string()).collect(),
                 i.tags.iter().map(|t| t.familiar()).collect(),
             )
@@ -74,8 +74,8 @@ fn docker25_layout_with_manifest_json_loads_with_docker_ids_and_tags() {
     let a = load(Cursor::new(docker25_archive(true)), &DirBlobs::new()).unwrap();
     assert_eq!(a.format, ArchiveFormat::DockerArchive);
     assert_eq!(summary(&a), summary(&legacy));
-    assert_eq!(a.images[0].id.as_str(), TINY_1_ID);
-    assert_eq!(a.images[1].id.as_str(), TINY_2_ID);
+    assert_eq!(a.images[0].id().as_str(), TINY_1_ID);
+    assert_eq!(a.images[1].id().as_str(), TINY_2_ID);
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn a_bare_tag_ref_name_tags_nothing() {
         .collect();
     let a = load(Cursor::new(tar_of(&files)), &DirBlobs::new()).unwrap();
     assert_eq!(a.images.len(), 1);
-    assert_eq!(a.images[0].id.as_str(), TINY_OCI_ID);
+    assert_eq!(a.images[0].id().as_str(), TINY_OCI_ID);
     assert!(a.images[0].tags.is_empty());
 }
 
@@ -115,7 +115,7 @@ fn member_order_does_not_matter() {
     let mut files = members(&fixture_bytes("docker-save-tiny.tar"));
     files.reverse();
     let a = load(Cursor::new(tar_of(&files)), &DirBlobs::new()).unwrap();
-    assert_eq!(a.images[0].id.as_str(), TINY_1_ID);
+    assert_eq!(a.images[0].id().as_str(), TINY_1_ID);
     assert_eq!(a.images[1].layers.len(), 3);
 }
 
@@ -132,11 +132,11 @@ fn gzip_compressed_layer_tar_in_a_docker_archive_is_verified_by_its_diff_id() {
         )
         .collect();
     let a = load(Cursor::new(tar_of(&files)), &DirBlobs::new()).unwrap();
-    assert_eq!(a.images[0].id.as_str(), TINY_1_ID);
+    assert_eq!(a.images[0].id().as_str(), TINY_1_ID);
     let layer = &a.images[0].layers[0];
     assert_eq!(layer.diff_id.as_str(), DIFF_1);
-    assert_eq!(layer.blob.media_type, berth_oci::media_type::OCI_LAYER_GZIP);
-    assert_eq!(layer.uncompressed_size, 2048);
+    assert_eq!(layer.blobs[0].media_type, berth_oci::media_type::OCI_LAYER_GZIP);
+    assert_eq!(layer.uncompressed_size, Some(2048));
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn an_oci_layout_directory_loads() {
     tar::Archive::new(&fixture_bytes("skopeo-oci.tar")[..]).unpack(dir.path()).unwrap();
     let a = berth_archive::load_dir(dir.path(), &DirBlobs::new()).unwrap();
     assert_eq!(a.format, ArchiveFormat::OciLayout);
-    assert_eq!(a.images[0].id.as_str(), TINY_OCI_ID);
+    assert_eq!(a.images[0].id().as_str(), TINY_OCI_ID);
     assert_eq!(a.images[0].tags[0].familiar(), "tiny:1.0");
 
     // A symlink out of the directory is refused like any escaping member.

@@ -37,13 +37,13 @@ fn a_plain_or_compressed_rootfs_becomes_one_uncompressed_layer() {
     for input in inputs {
         let blobs = DirBlobs::new();
         let image = import(Cursor::new(input), &blobs, &options(&[], None)).unwrap();
-        assert_eq!(image.id, Digest::sha256_of(&image.config));
+        assert_eq!(image.id(), Digest::sha256_of(&image.config));
         assert_eq!(image.layers.len(), 1);
         let layer = &image.layers[0];
         assert_eq!(layer.diff_id, diff_id, "the diff ID is the plain tar's digest, as docker's");
-        assert_eq!(layer.blob.digest, diff_id);
-        assert_eq!(layer.blob.media_type, media_type::OCI_LAYER);
-        assert_eq!(layer.uncompressed_size, plain.len() as u64);
+        assert_eq!(layer.blobs[0].digest, diff_id);
+        assert_eq!(layer.blobs[0].media_type, media_type::OCI_LAYER);
+        assert_eq!(layer.uncompressed_size, Some(plain.len() as u64));
         assert_eq!(blobs.read(&diff_id), plain);
         assert!(image.tags.is_empty());
     }

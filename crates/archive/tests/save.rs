@@ -5,32 +5,21 @@ mod common;
 use std::fs::File;
 use std::io::Cursor;
 
-use berth_archive::{
-    ArchiveFormat, LoadedArchive, LoadedImage, SaveFormat, SaveImage, SaveLayer, load, save,
-};
+use berth_archive::{ArchiveFormat, LoadedArchive, SaveFormat, load, save};
+use berth_oci::Image;
 use common::*;
 
-fn to_save(image: &LoadedImage) -> SaveImage {
-    SaveImage {
-        config: image.config.clone(),
-        layers: image
-            .layers
-            .iter()
-            .map(|l| SaveLayer {
-                diff_id: l.diff_id.clone(),
-                uncompressed_size: l.uncompressed_size,
-                blobs: vec![l.blob.clone()],
-            })
-            .collect(),
-        tags: image.tags.clone(),
-    }
+/// A loaded image as a writer takes it: the manifest left out, so the
+/// writer makes its own.
+fn to_save(image: &Image) -> Image {
+    Image { manifest: None, ..image.clone() }
 }
 
 fn load_fixture(name: &str, blobs: &DirBlobs) -> LoadedArchive {
     load(File::open(fixture(name)).unwrap(), blobs).unwrap()
 }
 
-fn save_bytes(images: &[SaveImage], blobs: &DirBlobs, format: SaveFormat) -> Vec<u8> {
+fn save_bytes(images: &[Image], blobs: &DirBlobs, format: SaveFormat) -> Vec<u8> {
     save(images, blobs, format, Vec::new()).unwrap()
 }
 
@@ -40,7 +29,7 @@ fn identity(a: &LoadedArchive) -> Vec<(String, Vec<String>, Vec<String>)> {
         .iter()
         .map(|i| {
             (
-                i.id.to_string(),
+                i.id().to_string(),
                 i.layers.iter().map(|l| l.diff_id.to_string()).collect(),
                 i.tags.iter().map(|t| t.familiar()).collect(),
             )
@@ -52,7 +41,7 @@ fn identity(a: &LoadedArchive) -> Vec<(String, Vec<String>, Vec<String>)> {
 fn docker_archive_round_trip_keeps_everything() {
     let blobs = DirBlobs::new();
     let original = load_fixture("docker-save-tiny.tar", &blobs);
-    let images: Vec<SaveImage> = original.images.iter().map(to_save).collect();
+    let images: Vec<Image> = original.images.iter().map(to_save).collect();
     for format in [SaveFormat::Docker, SaveFormat::Oci] {
         let bytes = save_bytes(&images, &blobs, format);
         let again = DirBlobs::new();
@@ -70,7 +59,7 @@ fn docker_archive_round_trip_keeps_everything() {
 fn saving_twice_gives_identical_bytes() {
     let blobs = DirBlobs::new();
     let original = load_fixture("docker-save-tiny.tar", &blobs);
-    let images: Vec<SaveImage> = original.images.iter().map(to_save).collect();
+    let images: Vec<Image> = original.images.iter().map(to_save).collect();
     assert_eq!(
         save_bytes(&images, &blobs, SaveFormat::Docker),
         save_bytes(&images, &blobs, SaveFormat::Docker)
@@ -82,7 +71,7 @@ fn compressed_layers_are_decompressed_for_docker_and_kept_for_oci() {
     for fixture_name in ["skopeo-oci.tar", "skopeo-oci-zstd.tar"] {
         let blobs = DirBlobs::new();
         let original = load_fixture(fixture_name, &blobs);
-        let images: Vec<SaveImage> = original.images.iter().map(to_save).collect();
+        let images: Vec<Image> = original.images.iter().map(to_save).collect();
 
         let docker = save_bytes(&images, &blobs, SaveFormat::Docker);
         let again = DirBlobs::new();
@@ -90,7 +79,7 @@ fn compressed_layers_are_decompressed_for_docker_and_kept_for_oci() {
         assert_eq!(identity(&reloaded), identity(&original), "{fixture_name}");
         for layer in &reloaded.images[0].layers {
             assert_eq!(
-                layer.blob.digest, layer.diff_id,
+                layer.blobs[0].digest, layer.diff_id,
                 "{fixture_name}: uncompressed in docker-archive"
             );
         }
@@ -99,8 +88,8 @@ fn compressed_layers_are_decompressed_for_docker_and_kept_for_oci() {
         let again = DirBlobs::new();
         let reloaded = load(Cursor::new(oci), &again).unwrap();
         assert_eq!(identity(&reloaded), identity(&original), "{fixture_name}");
-        let kept: Vec<_> = reloaded.images[0].layers.iter().map(|l| &l.blob).collect();
-        let stored: Vec<_> = original.images[0].layers.iter().map(|l| &l.blob).collect();
+        let kept: Vec<_> = reloaded.images[0].layers.iter().map(|l| &l.blobs[0]).collect();
+        let stored: Vec<_> = original.images[0].layers.iter().map(|l| &l.blobs[0]).collect();
         assert_eq!(kept, stored, "{fixture_name}: OCI keeps the compressed blobs");
     }
 }
@@ -111,7 +100,7 @@ fn oci_save_without_manifest_json_is_read_through_the_index() {
     // oci-archive, read through index.json and its annotations.
     let blobs = DirBlobs::new();
     let original = load_fixture("docker-save-tiny.tar", &blobs);
-    let images: Vec<SaveImage> = original.images.iter().map(to_save).collect();
+    let images: Vec<Image> = original.images.iter().map(to_save).collect();
     let bytes = save_bytes(&images, &blobs, SaveFormat::Oci);
     let mut archive = tar::Archive::new(Cursor::new(bytes));
     let mut builder = tar::Builder::new(Vec::new());
@@ -133,10 +122,10 @@ fn oci_save_without_manifest_json_is_read_through_the_index() {
 fn a_corrupt_compressed_blob_fails_the_save() {
     let blobs = DirBlobs::new();
     let original = load_fixture("skopeo-oci.tar", &blobs);
-    let images: Vec<SaveImage> = original.images.iter().map(to_save).collect();
+    let images: Vec<Image> = original.images.iter().map(to_save).collect();
     // Replace a gzip layer blob's file with another valid gzip stream.
-    let victim = &original.images[0].layers[1].blob.digest;
-    let other = &original.images[0].layers[0].blob.digest;
+    let victim = &original.images[0].layers[1].blobs[0].digest;
+    let other = &original.images[0].layers[0].blobs[0].digest;
     std::fs::copy(blobs.path(other), blobs.path(victim)).unwrap();
     let err = save(&images, &blobs, SaveFormat::Docker, Vec::new()).unwrap_err();
     assert!(err.to_string().contains("layer sha256:"), "{err}");

@@ -5,6 +5,7 @@
 mod commands;
 mod context;
 mod format;
+mod remote;
 
 use std::process::ExitCode;
 

@@ -226,11 +226,12 @@ fn bad_transports_and_places_are_clear_errors_that_change_nothing() {
     }
     assert!(!Path::new("/tmp/never").exists() && !Path::new("/tmp/never.tar").exists());
 
-    // An existing, non-empty directory is not overwritten.
+    // An existing directory that is not a layout is not written into.
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("keep"), b"x").unwrap();
     let err = env.fails("a", &["image", "copy", "tiny:1.0", &format!("oci:{}", dir.display())]);
-    assert!(err.contains("directory exists and is not empty"), "{err}");
+    assert!(err.contains("exists and is not an OCI image layout"), "{err}");
+    assert!(!err.contains("invalid archive"), "{err}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
     // An archive holding two images needs a name.

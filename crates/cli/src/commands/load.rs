@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use berth_archive::{LoadedArchive, LoadedImage};
+use berth_archive::LoadedArchive;
 use berth_store::{Committed, NewImage, Store};
 
 use crate::context::Context;
@@ -89,24 +89,8 @@ fn load_stream(args: &Args, store: &Store) -> anyhow::Result<LoadedArchive> {
 }
 
 /// What the store records for a verified image from an archive.
-pub(crate) fn new_image(image: &LoadedImage) -> NewImage {
-    NewImage {
-        image: berth_oci::Image {
-            manifest: None,
-            config: image.config.clone(),
-            layers: image
-                .layers
-                .iter()
-                .map(|l| berth_oci::Layer {
-                    diff_id: l.diff_id.clone(),
-                    blobs: vec![l.blob.clone()],
-                    uncompressed_size: Some(l.uncompressed_size),
-                })
-                .collect(),
-            tags: image.tags.clone(),
-        },
-        repo_digests: Vec::new(),
-    }
+pub(crate) fn new_image(image: &berth_oci::Image) -> NewImage {
+    NewImage { image: image.clone(), repo_digests: Vec::new() }
 }
 
 /// Counts the bytes read through it and, when stderr is a terminal, shows

@@ -7,8 +7,8 @@ use berth_client::credentials::{Anonymous, Credential, DockerCredentials};
 use berth_client::hosts::{ClientConfig, credentials_key, server_to_domain};
 use berth_client::{Client, ClientOptions};
 
-use crate::commands::pull::runtime;
 use crate::context::Context;
+use crate::remote::runtime;
 
 #[derive(clap::Args)]
 pub struct Args {

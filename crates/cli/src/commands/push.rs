@@ -1,14 +1,13 @@
 //! `berth push`: upload an image from the local store to a registry.
 
 use anyhow::bail;
-use std::sync::Arc;
-
 use berth_client::PushOptions;
 use berth_reference::Reference;
 use berth_store::StoreError;
+use berth_transfer::{CopyOptions, Place};
 
-use crate::commands::pull::{Printer, client, runtime};
 use crate::context::Context;
+use crate::remote::{Bars, runtime, transfer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,7 +26,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if reference.digest().is_some() {
         bail!("cannot push a digest reference");
     }
-    let store = Arc::new(ctx.store()?);
+    let transfer = transfer(ctx)?;
+    let store = transfer.store();
     let targets: Vec<Reference> = if args.all_tags {
         if reference.tag().is_some() {
             bail!("tag can't be used with --all-tags/-a");
@@ -49,10 +49,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     } else {
         vec![reference.with_default_tag()]
     };
-    let client = client()?;
-    let opts = PushOptions {
-        concurrency: client.config().max_concurrent_uploads,
-        chunk_size: client.config().upload_chunk_size,
+    let config = transfer.client().config();
+    let opts = CopyOptions {
+        push: PushOptions {
+            concurrency: config.max_concurrent_uploads,
+            chunk_size: config.upload_chunk_size,
+            ..Default::default()
+        },
         ..Default::default()
     };
     if !args.quiet {
@@ -60,23 +63,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     }
     runtime()?.block_on(async {
         for target in &targets {
-            let id = match store.resolve(&target.full()) {
-                Ok(id) => id,
+            match store.resolve(&target.full()) {
+                Ok(_) => {}
                 Err(StoreError::NoSuchImage(_)) => {
                     bail!("An image does not exist locally with the tag: {}", target.familiar())
                 }
                 Err(e) => return Err(e.into()),
-            };
-            let record = store.image(&id)?;
-            // With the manifest it was pulled or last pushed with, when that
-            // still names its blobs: the registry then gets the same digest.
-            let image = record.to_image(vec![target.clone()]);
-            let progress = Printer::new(args.quiet, "Preparing");
-            let pushed = client.push(target, &image, store.clone(), &opts, progress.clone()).await;
-            progress.finish();
-            let pushed = pushed?;
-            store.add_repo_digest(&id, &pushed.repo_digest)?;
-            store.add_manifest(&id, &pushed.manifest)?;
+            }
+            // The image goes with the manifest it was pulled or last pushed
+            // with while that still names its blobs: the same digest.
+            let src = Place::Store(Some(target.full()));
+            let dst = Place::Registry(target.clone());
+            let copied = transfer.copy(&src, &dst, &opts, &Bars::new(args.quiet)).await?;
+            let pushed = copied.pushed.expect("a registry destination reports its push");
             if args.quiet {
                 println!("{}", target.familiar());
             } else {

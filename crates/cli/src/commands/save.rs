@@ -1,13 +1,11 @@
 //! `berth save`: images from the store into a docker-archive or OCI layout
 //! tar, to a file (atomically: a temp file renamed on success) or stdout.
 
-use std::fs::File;
 use std::io::{self, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
-use berth_archive::{SaveFormat, SaveImage, SaveLayer};
-use berth_oci::BlobSource;
+use anyhow::bail;
+use berth_archive::SaveFormat;
 use berth_reference::{Digest, Reference};
 use berth_store::{Store, StoreError};
 
@@ -48,11 +46,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         Format::Docker => SaveFormat::Docker,
         Format::Oci => SaveFormat::Oci,
     };
-    let source = StoreFiles(&store);
+    // The store hands out its files, so layers are copied by the kernel
+    // (`copy_file_range`) rather than through memory.
     match &args.output {
-        Some(path) => save_to_file(&images, &source, format, path),
+        Some(path) => Ok(berth_transfer::write_archive_file(&images, &store, format, path)?),
         None => {
-            let _stdout = berth_archive::save(&images, &source, format, io::stdout().lock())?;
+            let _stdout = berth_archive::save(&images, &store, format, io::stdout().lock())?;
             Ok(())
         }
     }
@@ -98,66 +97,10 @@ fn select(store: &Store, name: &str) -> anyhow::Result<Vec<(Digest, Vec<Referenc
     Ok(selected)
 }
 
-fn save_image(store: &Store, id: &Digest, tags: Vec<Reference>) -> anyhow::Result<SaveImage> {
-    Ok(save_image_of(store.image(id)?, tags))
-}
-
-/// A stored image as the archive writers take it, named `tags`.
-pub(crate) fn save_image_of(record: berth_store::ImageRecord, tags: Vec<Reference>) -> SaveImage {
-    SaveImage {
-        config: record.config_bytes,
-        layers: record
-            .layers
-            .into_iter()
-            .map(|l| SaveLayer {
-                diff_id: l.diff_id,
-                uncompressed_size: l.uncompressed_size,
-                blobs: l.blobs,
-            })
-            .collect(),
-        tags,
-    }
-}
-
-/// Writes to a temp file beside `path` and renames it into place only when
-/// the archive is complete; on error the temp file is removed.
-pub(crate) fn save_to_file(
-    images: &[SaveImage],
-    source: &dyn BlobSource,
-    format: SaveFormat,
-    path: &Path,
-) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("failed to save image: create a file in {}", dir.display()))?;
-    let file: File = temp.reopen()?;
-    let file = berth_archive::save(images, source, format, file)?;
-    file.sync_all()?;
-    temp.persist(path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
-}
-
-/// The store as a blob source that hands out its files, so layers are
-/// copied by the kernel (`copy_file_range`) rather than through memory.
-struct StoreFiles<'a>(&'a Store);
-
-impl BlobSource for StoreFiles<'_> {
-    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn io::Read + Send + '_>> {
-        Ok(Box::new(self.0.open_blob(digest)?))
-    }
-
-    fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
-        BlobSource::blob_size(self.0, digest)
-    }
-
-    fn open_blob_file(&self, digest: &Digest) -> io::Result<Option<File>> {
-        self.0.open_blob(digest).map(Some)
-    }
+fn save_image(
+    store: &Store,
+    id: &Digest,
+    tags: Vec<Reference>,
+) -> anyhow::Result<berth_oci::Image> {
+    Ok(store.image(id)?.to_image(tags))
 }

@@ -3,8 +3,8 @@
 use anyhow::bail;
 use berth_client::SearchResult;
 
-use crate::commands::pull::{client, runtime};
 use crate::context::Context;
+use crate::remote::{client, runtime};
 
 #[derive(clap::Args)]
 pub struct Args {
