@@ -83,6 +83,85 @@ docker pull -q "$R/loaded/bb:1" >/dev/null || fail "docker pull loaded/bb"
 check_eq "$(docker inspect -f '{{.Id}}' "$R/loaded/bb:1")" "$(docker inspect -f '{{.Id}}' busybox:musl)" \
     "loaded+pushed image keeps its IMAGE ID"
 
+say "== manifests kept byte for byte: the digests skopeo and distribution see"
+raw_digest() { echo "sha256:$(skopeo inspect --raw --tls-verify=false "$1" | sha256sum | cut -d' ' -f1)"; }
+served_digest() {
+    curl -sfI -H "Accept: $2" "http://$R/v2/$1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p'
+}
+SCHEMA2=application/vnd.docker.distribution.manifest.v2+json
+OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
+OCI_INDEX=application/vnd.oci.image.index.v1+json
+schema2="$(raw_digest "docker://$R/team/app:1")"
+check_eq "$schema2" "${docker_digest#*@}" "docker's push: skopeo sees docker's digest"
+check_eq "$(skopeo inspect --raw --tls-verify=false "docker://$R/team/app:1" | jq -r .mediaType)" "$SCHEMA2" \
+    "docker pushed a schema 2 manifest"
+berth image copy "docker://$R/team/app:1" "docker://$R/kept/schema2:1" >"$O/copy-kept" 2>&1 ||
+    { cat "$O/copy-kept"; fail "copy registry -> registry"; }
+check_eq "$(raw_digest "docker://$R/kept/schema2:1")" "$schema2" "copy registry -> registry keeps docker's digest"
+check_eq "$(served_digest kept/schema2/manifests/1 "$SCHEMA2")" "$schema2" "distribution's Docker-Content-Digest agrees"
+check_eq "$(tail -1 "$O/copy-kept")" "Copied to $R/kept/schema2:1@$schema2" "copy prints the kept digest"
+berth tag "$R/team/app:1" "$R/kept/retagged:1"
+berth push "$R/kept/retagged:1" >"$O/push-kept" 2>&1 || { cat "$O/push-kept"; fail "push of a pulled image"; }
+check_eq "$(raw_digest "docker://$R/kept/retagged:1")" "$schema2" "pull, tag, push keeps docker's digest"
+check_eq "$(sed -n 's/^1: digest: \(sha256:[0-9a-f]*\) size: .*/\1/p' "$O/push-kept")" "$schema2" \
+    "push prints the kept digest"
+
+# An OCI image (skopeo converts docker's), through a registry and an oci: layout.
+skopeo copy -q --format oci --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$R/team/app:1" "docker://$R/oci/app:1" || fail "skopeo copy --format oci"
+check_eq "$(skopeo inspect --raw --tls-verify=false "docker://$R/oci/app:1" | jq -r .mediaType)" "$OCI_MANIFEST" \
+    "skopeo wrote an OCI manifest"
+oci_digest="$(raw_digest "docker://$R/oci/app:1")"
+check_ok "copy of the OCI image" berth image copy -q "docker://$R/oci/app:1" "docker://$R/kept/oci:1"
+check_eq "$(raw_digest "docker://$R/kept/oci:1")" "$oci_digest" "copy keeps the OCI manifest digest"
+check_ok "copy registry -> oci:" berth image copy -q "docker://$R/oci/app:1" "oci:$T/kept-layout:v1"
+check_eq "sha256:$(skopeo inspect --raw "oci:$T/kept-layout:v1" | sha256sum | cut -d' ' -f1)" "$oci_digest" \
+    "the oci: layout holds the registry's manifest"
+check_ok "copy oci: -> registry" berth image copy -q "oci:$T/kept-layout:v1" "docker://$R/kept/oci-back:1"
+check_eq "$(raw_digest "docker://$R/kept/oci-back:1")" "$oci_digest" "registry -> oci: -> registry keeps the digest"
+check_ok "copy into the existing layout" berth image copy -q "docker://$R/team/app:musl" "oci:$T/kept-layout:musl"
+check_eq "$(jq -r '[.manifests[].annotations["org.opencontainers.image.ref.name"]] | join(",")' "$T/kept-layout/index.json")" \
+    "v1,musl" "oci:DIR:TAG adds to index.json"
+check_ok "skopeo still reads the layout's first image" skopeo inspect "oci:$T/kept-layout:v1"
+check_ok "skopeo reads the added image" skopeo inspect "oci:$T/kept-layout:musl"
+
+# A two-platform index, built by hand from two single-platform images.
+for arch in amd64 arm64; do
+    mkdir -p "$T/rootfs-$arch/etc"
+    echo "$arch" >"$T/rootfs-$arch/etc/arch"
+    tar -C "$T/rootfs-$arch" -cf "$T/rootfs-$arch.tar" .
+    BERTH_ROOT="$T/berth-multi" berth import --platform "linux/$arch" "$T/rootfs-$arch.tar" "$R/multi/app:$arch" >/dev/null ||
+        fail "import linux/$arch"
+    BERTH_ROOT="$T/berth-multi" berth push -q "$R/multi/app:$arch" >/dev/null || fail "push linux/$arch"
+done
+amd_digest="$(raw_digest "docker://$R/multi/app:amd64")"
+arm_digest="$(raw_digest "docker://$R/multi/app:arm64")"
+entry() {
+    local raw
+    raw="$(skopeo inspect --raw --tls-verify=false "docker://$R/multi/app:$1")"
+    jq -n --arg mt "$(jq -r .mediaType <<<"$raw")" --arg d "$(raw_digest "docker://$R/multi/app:$1")" \
+        --argjson size "$(printf '%s' "$raw" | wc -c)" --arg arch "$1" \
+        '{mediaType: $mt, digest: $d, size: $size, platform: {architecture: $arch, os: "linux"}}'
+}
+jq -n --arg mt "$OCI_INDEX" --argjson a "$(entry amd64)" --argjson b "$(entry arm64)" \
+    '{schemaVersion: 2, mediaType: $mt, manifests: [$a, $b]}' >"$T/index.json"
+curl -sf -X PUT -H "Content-Type: $OCI_INDEX" --data-binary "@$T/index.json" \
+    "http://$R/v2/multi/app/manifests/1" >/dev/null || fail "PUT of the index"
+index_digest="sha256:$(sha256sum <"$T/index.json" | cut -d' ' -f1)"
+check_eq "$(raw_digest "docker://$R/multi/app:1")" "$index_digest" "distribution serves the index as put"
+check_ok "copy --all" berth image copy -q --all "docker://$R/multi/app:1" "docker://$R/kept/multi:1"
+check_eq "$(raw_digest "docker://$R/kept/multi:1")" "$index_digest" "--all keeps the index digest"
+check_eq "$(served_digest kept/multi/manifests/1 "$OCI_INDEX")" "$index_digest" "distribution's digest of the copied index"
+check_ok "skopeo copies every platform of the copy (verifying every blob)" \
+    skopeo copy -q --all --src-tls-verify=false "docker://$R/kept/multi:1" "oci:$T/multi-oci:x"
+check_ok "copy --platform linux/arm64" \
+    berth image copy -q --platform linux/arm64 "docker://$R/multi/app:1" "docker://$R/kept/arm:1"
+check_eq "$(raw_digest "docker://$R/kept/arm:1")" "$arm_digest" "--platform picks the arm64 child, digest kept"
+check_ok "copy of an index without --platform" berth image copy -q "docker://$R/multi/app:1" "docker://$R/kept/host:1"
+check_eq "$(raw_digest "docker://$R/kept/host:1")" "$amd_digest" "the host's platform by default"
+check_fails "--all to a place that holds one platform" berth image copy --all "docker://$R/multi/app:1" "oci:$T/never-multi"
+[[ ! -e "$T/never-multi" ]] || fail "a refused copy left $T/never-multi"
+
 say "== berth image copy: skopeo and docker read what it writes, berth reads skopeo's"
 berth image copy -q "docker://$R/other/app:2" "oci:$T/copy-oci:v2" || fail "copy registry -> oci:"
 check_eq "$(skopeo inspect --raw --config "oci:$T/copy-oci:v2" | sha256sum | cut -d' ' -f1)" "${docker_id#sha256:}" \
