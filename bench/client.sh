@@ -14,8 +14,13 @@
 #                       read, so the script also times the first `berth
 #                       images` after the pull: decompressing every layer)
 #   docker push / berth push of the pulled image to an empty registry
+#   berth image copy / skopeo copy docker://... docker://... (registry to an
+#                       empty registry; berth keeps the manifest digest)
+#   berth image copy berth:X oci-archive:F / berth save --format oci -o F
 # and berth's peak RSS. Targets: pull <= 0.5 x docker and <= 1.0 x skopeo,
-# push <= 0.5 x docker, peak RSS < 150 MiB. Not part of .ci/run.
+# pull + first read <= 1.2 x skopeo, push <= 0.5 x docker, registry copy
+# <= 0.7 x skopeo, copy to oci-archive <= 1.1 x save, peak RSS < 150 MiB.
+# Not part of .ci/run.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -80,7 +85,7 @@ fi
 say "image: $(docker inspect --format '{{.Size}}' "$R/bench:big" | awk '{ printf "%d", $1 / 1048576 }') MiB," \
     "$compressed_mib MiB compressed in the registry, ID ${big_id:7:12}"
 
-declare -a dp sk bp brss bv dpu bpu bprss
+declare -a dp sk bp brss bv dpu bpu bprss bc skc bs bca
 for rep in $(seq 1 "$REPS"); do
     # ----------------------------------------------------------------- pull
     docker rmi -f "$R/bench:big" >/dev/null
@@ -120,11 +125,36 @@ for rep in $(seq 1 "$REPS"); do
     # untag and its pull would find the image still there.
     docker rmi "127.0.0.1:$P2/bench:big" >/dev/null
     rm -rf "$T/distribution-$P2/data" "$T/distribution-$P3/data"
+
+    # ----------------------------------------------------------------- copy
+    # Registry to an empty registry, berth then skopeo.
+    P4="$(free_port)"
+    start_distribution "$P4" >/dev/null
+    timed "$BERTH" image copy -q "docker://$R/bench:big" "docker://127.0.0.1:$P4/bench:big"
+    bc+=("$SECS")
+    P5="$(free_port)"
+    start_distribution "$P5" >/dev/null
+    timed skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+        "docker://$R/bench:big" "docker://127.0.0.1:$P5/bench:big"
+    skc+=("$SECS")
+    copied="$(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$P4/bench:big" | sha256sum | cut -d' ' -f1)"
+    source_raw="$(skopeo inspect --raw --tls-verify=false "docker://$R/bench:big" | sha256sum | cut -d' ' -f1)"
+    [[ "$copied" == "$source_raw" ]] || say "WARNING: berth's copy changed the manifest digest"
+    rm -rf "$T/distribution-$P4/data" "$T/distribution-$P5/data"
+    # The store to an OCI archive: the copy engine against `save`.
+    rm -f "$T/save.tar" "$T/copy.tar"
+    timed "$BERTH" save --format oci -o "$T/save.tar" "$R/bench:big"
+    bs+=("$SECS")
+    timed "$BERTH" image copy -q "berth:$R/bench:big" "oci-archive:$T/copy.tar:$R/bench:big"
+    bca+=("$SECS")
+    rm -f "$T/save.tar" "$T/copy.tar"
+    say "copy  rep $rep: berth ${bc[-1]}s  skopeo ${skc[-1]}s; to oci-archive ${bca[-1]}s  save ${bs[-1]}s"
 done
 
 m_dp="$(median "${dp[@]}")" m_sk="$(median "${sk[@]}")" m_bp="$(median "${bp[@]}")"
 m_dpu="$(median "${dpu[@]}")" m_bpu="$(median "${bpu[@]}")"
 m_bv="$(median "${bv[@]}")"
+m_bc="$(median "${bc[@]}")" m_skc="$(median "${skc[@]}")" m_bs="$(median "${bs[@]}")" m_bca="$(median "${bca[@]}")"
 m_bpv="$(awk -v a="$m_bp" -v b="$m_bv" 'BEGIN { printf "%.2f\n", a + b }')"
 rss="$(printf '%s\n' "${brss[@]}" "${bprss[@]}" | sort -g | tail -1)"
 say ""
@@ -135,6 +165,12 @@ row "pull vs skopeo copy to oci:" "${m_bp}s" "${m_sk}s" "$(ratio "$m_bp" "$m_sk"
     "$(verdict le "$(ratio "$m_bp" "$m_sk")" 1.0)"
 row "pull + first read vs docker pull" "${m_bpv}s" "${m_dp}s" "$(ratio "$m_bpv" "$m_dp")" "<= 0.5" \
     "$(verdict le "$(ratio "$m_bpv" "$m_dp")" 0.5)"
+row "pull + first read vs skopeo" "${m_bpv}s" "${m_sk}s" "$(ratio "$m_bpv" "$m_sk")" "<= 1.2" \
+    "$(verdict le "$(ratio "$m_bpv" "$m_sk")" 1.2)"
+row "copy registry->registry vs skopeo" "${m_bc}s" "${m_skc}s" "$(ratio "$m_bc" "$m_skc")" "<= 0.7" \
+    "$(verdict le "$(ratio "$m_bc" "$m_skc")" 0.7)"
+row "copy to oci-archive vs save" "${m_bca}s" "${m_bs}s" "$(ratio "$m_bca" "$m_bs")" "<= 1.1" \
+    "$(verdict le "$(ratio "$m_bca" "$m_bs")" 1.1)"
 if [[ "$m_bpu" == 0 ]]; then
     row "push vs docker push" "n/a" "${m_dpu}s" "n/a" "<= 0.5" "not measured"
 else
