@@ -499,3 +499,71 @@ fn load_reads_an_oci_layout_directory() {
     assert_eq!(out, "Loaded image: tiny:1.0\n");
     assert_eq!(env.images(), vec![(TINY_OCI.to_string(), s(&[DIFF_1, DIFF_2]), s(&["tiny:1.0"]))]);
 }
+
+/// Files directly under `dir` with their sizes.
+fn files_in(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn what_a_killed_load_left_is_reclaimable_and_swept_by_the_next_writer() {
+    let env = Env::new();
+    env.ok(&["images"]); // creates the store
+    let tmp = env.root().join("tmp");
+    // A load reading a large layer from a pipe, killed half-way.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(env.root())
+        .arg("load")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_path("0123/layer.tar").unwrap();
+    header.set_size(64 << 20);
+    header.set_mode(0o644);
+    header.set_cksum();
+    pipe.write_all(header.as_bytes()).unwrap();
+    let chunk: Vec<u8> =
+        (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for _ in 0..8 {
+        pipe.write_all(&chunk).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while files_in(&tmp).iter().map(|(_, n)| n).sum::<u64>() < 4 << 20 {
+        assert!(std::time::Instant::now() < deadline, "the load wrote nothing to tmp/");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(pipe);
+    let left = files_in(&tmp);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].1 >= 4 << 20);
+    assert_eq!(files_in(&env.root().join("writers")).len(), 1, "the killed writer's lock stays");
+
+    // `system df` counts it as reclaimable; reading the store keeps it.
+    let df = env.ok(&["system", "df", "--format", "{{.Type}} {{.Size}} {{.Reclaimable}}"]);
+    let images = df.lines().next().unwrap();
+    assert!(images.starts_with("Images ") && images.ends_with("(100%)"), "{df}");
+    assert!(!images.contains(" 0B"), "{df}");
+    assert_eq!(files_in(&tmp).len(), 1);
+
+    // The next command that writes sweeps it, and leaves nothing itself.
+    env.ok(&["load", "-q", "-i", fixture("docker-save-tiny.tar").to_str().unwrap()]);
+    assert!(files_in(&tmp).is_empty(), "{:?}", files_in(&tmp));
+    assert!(files_in(&env.root().join("writers")).is_empty());
+    let df = env.ok(&["system", "df", "--format", "{{.Type}} {{.Reclaimable}}"]);
+    assert!(df.lines().next().unwrap().starts_with("Images "), "{df}");
+}

@@ -3,7 +3,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_oci::{BlobMismatch, Descriptor};
 use berth_reference::{Algorithm, Digest, Hasher};
@@ -12,8 +11,6 @@ use crate::Store;
 
 /// Large enough that hashing, not syscalls, dominates a layer write.
 const COPY_BUFFER: usize = 256 * 1024;
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     /// Streams `reader` into the store as one blob and returns its sha256
@@ -48,7 +45,7 @@ impl Store {
         expected: Option<&Descriptor>,
     ) -> io::Result<(Digest, u64)> {
         self.locks.hold_shared()?;
-        let temp = self.temp_path();
+        let temp = self.temps.temp_path()?;
         let result = self.write_temp(&temp, reader, expected);
         if result.is_err() {
             let _ = fs::remove_file(&temp);
@@ -137,14 +134,11 @@ impl Store {
         self.locks.release_shared();
     }
 
-    /// A fresh, unique temp file name under `root/tmp`.
-    fn temp_path(&self) -> PathBuf {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        self.root.join("tmp").join(format!("{}-{n}-{nanos}", std::process::id()))
+    /// Temporary files under `root/tmp` and their bytes: what killed
+    /// writers left (swept by the next writer) and what live ones are
+    /// writing. `system df` counts them as reclaimable.
+    pub fn temp_usage(&self) -> io::Result<(usize, u64)> {
+        crate::temp::usage(&self.root.join("tmp"))
     }
 }
 

@@ -21,8 +21,12 @@
 //! ├── blobs/
 //! │   └── sha256/
 //! │       └── <64 hex>      immutable; the file's sha256 is its name
-//! └── tmp/
-//!     └── <pid>-<n>-<nanos> blobs being written; renamed into blobs/ when complete
+//! ├── tmp/
+//! │   └── <pid>.<n>-<k>     blobs being written; renamed into blobs/ when
+//! │                         complete; swept by the next writer once their
+//! │                         owner's lock is free (the writer was killed)
+//! └── writers/
+//!     └── <pid>.<n>.lock    flocked while that Store writes (one per Store)
 //! ```
 //!
 //! Consistency rules, which every function here keeps:
@@ -73,6 +77,7 @@ mod images;
 mod layer_size;
 mod lock;
 mod remove;
+mod temp;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -94,6 +99,7 @@ pub struct Store {
     root: PathBuf,
     conn: Mutex<rusqlite::Connection>,
     locks: lock::StoreLock,
+    temps: temp::TempOwner,
 }
 
 impl Store {
@@ -104,9 +110,11 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(root.join("blobs/sha256"))?;
         std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(root.join("writers"))?;
         let conn = db::open(&root.join("berth.db"))?;
         let locks = lock::StoreLock::new(root.join("lock"));
-        Ok(Store { root: root.to_owned(), conn: Mutex::new(conn), locks })
+        let temps = temp::TempOwner::new(root.join("tmp"), root.join("writers"));
+        Ok(Store { root: root.to_owned(), conn: Mutex::new(conn), locks, temps })
     }
 
     /// The directory this store lives in.

@@ -76,7 +76,7 @@ impl StoreLock {
     }
 }
 
-fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+pub(crate) fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     loop {
         // SAFETY: the fd is valid for the lifetime of `file`; flock has no
         // other preconditions.

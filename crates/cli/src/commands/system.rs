@@ -49,7 +49,10 @@ pub fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<()> {
         }
         image_stacks.push(chains);
     }
-    let total: u64 = stacks.values().map(|(size, _)| size).sum();
+    // What killed writers left under tmp/ is reclaimable image data too
+    // (the next command that writes sweeps it).
+    let (_, temp_bytes) = store.temp_usage()?;
+    let total: u64 = stacks.values().map(|(size, _)| size).sum::<u64>() + temp_bytes;
     let usage: Vec<Usage> = images
         .into_iter()
         .zip(&image_stacks)
