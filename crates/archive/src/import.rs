@@ -12,7 +12,7 @@ use berth_oci::{
 use crate::changes::apply_changes;
 use crate::compression::{Compression, decompress};
 use crate::error::ArchiveError;
-use crate::tar_check::TarCheck;
+use berth_layer::TarCheck;
 
 /// How to describe the imported image.
 #[derive(Debug, Clone)]

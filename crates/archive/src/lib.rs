@@ -21,7 +21,6 @@ mod load;
 pub mod oci_layout;
 mod save;
 mod scan;
-mod tar_check;
 mod tar_writer;
 
 pub use changes::apply_changes;

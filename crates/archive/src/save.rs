@@ -1,6 +1,6 @@
 //! Writing archives: `berth save`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use berth_oci::{BlobSource, Descriptor, Image, Layer, media_type};
 use berth_reference::{Algorithm, Digest, HashingReader};
@@ -129,12 +129,7 @@ pub(crate) fn write_uncompressed_layer<W: Write>(
         cause,
     })?;
     let compressed = io::BufReader::with_capacity(BUFFER_SIZE, opened);
-    let decoded: Box<dyn Read + '_> = match compression {
-        Some(media_type::LayerCompression::Gzip) => {
-            Box::new(flate2::bufread::MultiGzDecoder::new(compressed))
-        }
-        _ => Box::new(zstd::stream::read::Decoder::with_buffer(compressed)?),
-    };
+    let decoded = berth_layer::decompress(compressed, &blob.media_type)?;
     let mut hashing = HashingReader::new(decoded, Algorithm::Sha256);
     let corrupt =
         |message: String| ArchiveError::CorruptLayer { diff_id: layer.diff_id.clone(), message };

@@ -20,6 +20,7 @@
 pub mod auth;
 mod client;
 pub mod compress;
+pub mod copy;
 pub mod credentials;
 mod error;
 pub mod hosts;
@@ -32,6 +33,7 @@ pub mod search;
 
 pub use berth_oci::{ImageStore, KnownLayer};
 pub use client::{Client, ClientOptions};
+pub use copy::RegistryCopy;
 pub use error::{ClientError, RegistryError, RegistryErrorEntry};
 pub use progress::{LayerEvent, NoProgress, Progress};
 pub use pull::{PullOptions, PulledImage, PulledIndex};

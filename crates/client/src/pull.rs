@@ -185,7 +185,7 @@ impl Client {
 
     /// The manifest `reference` names, from the first endpoint that has it
     /// (mirrors first), with that endpoint's base URL.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         reference: &Reference,
         scopes: &[String],
@@ -208,7 +208,7 @@ impl Client {
     }
 
     /// The image manifest an index entry names (which must not be an index).
-    async fn fetch_child(
+    pub(crate) async fn fetch_child(
         &self,
         t: &Target<'_>,
         path: &str,
@@ -431,7 +431,7 @@ impl Client {
 
     /// Streams one blob into the store, which checks its digest and size
     /// while writing (one hash of the stream in all).
-    async fn download_blob(
+    pub(crate) async fn download_blob(
         &self,
         t: &Target<'_>,
         path: &str,
@@ -577,14 +577,8 @@ fn unpack_and_hash(
             }
         }
     };
-    let result = match compression {
-        LayerCompression::None => hash_all(&mut input),
-        // Multi-member: parallel compressors write concatenated gzip members.
-        LayerCompression::Gzip => hash_all(&mut flate2::bufread::MultiGzDecoder::new(&mut input)),
-        LayerCompression::Zstd => {
-            zstd::stream::read::Decoder::with_buffer(&mut input).and_then(|mut d| hash_all(&mut d))
-        }
-    };
+    let result =
+        berth_layer::decompress_as(&mut input, compression).and_then(|mut d| hash_all(&mut d));
     let trailing = io::copy(&mut input, &mut io::sink()).unwrap_or(0);
     result.map_err(|e| format!("cannot decompress: {e}"))?;
     if trailing > 0 {
@@ -666,7 +660,7 @@ impl Read for VerifyingReader {
 
 /// A fetched image manifest as kept: its media type (defaulted as OCI
 /// documents without one are), bytes and digest.
-fn raw_of(bytes: Vec<u8>, digest: Digest, manifest: &ImageManifest) -> RawManifest {
+pub(crate) fn raw_of(bytes: Vec<u8>, digest: Digest, manifest: &ImageManifest) -> RawManifest {
     let media_type = manifest.media_type.clone().unwrap_or(media_type::OCI_MANIFEST.into());
     RawManifest { media_type, bytes, digest }
 }

@@ -72,7 +72,7 @@ pub struct PushedImage {
 
 /// Where the bytes of an upload come from.
 #[derive(Clone)]
-enum Content {
+pub(crate) enum Content {
     Memory(Bytes),
     Stored(Arc<dyn ImageStore>),
 }
@@ -248,7 +248,7 @@ impl Client {
 
     /// PUTs a manifest's exact bytes under a tag or digest; the registry's
     /// `Docker-Content-Digest`, when it sends one, must be the bytes' digest.
-    async fn put_manifest(
+    pub(crate) async fn put_manifest(
         &self,
         t: &Target<'_>,
         path: &str,
@@ -285,7 +285,7 @@ impl Client {
 
     /// Makes sure the registry has blob `desc`; returns docker's status text.
     #[allow(clippy::too_many_arguments)]
-    async fn upload_blob(
+    pub(crate) async fn upload_blob(
         &self,
         t: &Target<'_>,
         path: &str,

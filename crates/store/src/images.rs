@@ -171,10 +171,7 @@ impl Store {
             return Ok(size as u64);
         }
         let blob = &layer.blobs[0];
-        Ok(crate::layer_size::content_size_of_blob(
-            &self.blob_path(&blob.digest),
-            &blob.media_type,
-        )?)
+        Ok(content_size_of_blob(&self.blob_path(&blob.digest), &blob.media_type)?)
     }
 
     /// Keeps `manifest` (exactly these bytes) as one image `id` is known by:
@@ -579,6 +576,20 @@ fn record_claimed_layer(tx: &Connection, layer: &Layer) -> Result<(), StoreError
         )?;
     }
     Ok(())
+}
+
+/// Docker's content size of a stored layer blob, decompressing by media
+/// type; an uncompressed tar is walked header to header, seeking over
+/// contents.
+fn content_size_of_blob(path: &std::path::Path, media_type: &str) -> std::io::Result<u64> {
+    let file = std::fs::File::open(path)?;
+    if media_type::layer_compression(media_type) == Some(media_type::LayerCompression::None) {
+        return berth_layer::TarWalk::content_size_of_file(file);
+    }
+    let file = std::io::BufReader::with_capacity(256 * 1024, file);
+    let mut walk = berth_layer::TarWalk::new();
+    std::io::copy(&mut berth_layer::decompress(file, media_type)?, &mut walk)?;
+    Ok(walk.content_size())
 }
 
 /// `manifest` must be an image manifest naming `config` (image `id`).

@@ -50,7 +50,7 @@
 //!
 //! Sizes: a layer's `uncompressed_size` is its tar's length; docker's SIZE
 //! (of layers in `history`, of images in `images`) is the unpacked content
-//! size, which the store measures itself ([`TarContentSize`]).
+//! size, which the store measures itself (`berth_layer::TarWalk`).
 //!
 //! Deferred verification: a pull records compressed blobs checked against
 //! their digests, with the diff IDs the registry claims still unchecked
@@ -74,7 +74,6 @@ mod check;
 mod db;
 mod error;
 mod images;
-mod layer_size;
 mod lock;
 mod remove;
 mod temp;
@@ -89,7 +88,6 @@ pub use berth_reference::{Digest, Reference};
 pub use berth_oci::time::parse_rfc3339;
 pub use check::{CheckReport, Problem};
 pub use error::StoreError;
-pub use layer_size::TarContentSize;
 pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
 pub use verify::CorruptLayer;
 

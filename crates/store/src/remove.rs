@@ -92,17 +92,9 @@ impl Store {
     /// Docker's `rmi NAME`: untags a named reference; deletes the image when
     /// its last reference goes (or when removed by ID), then the layers no
     /// other image uses. `force` allows removing by ID an image several
-    /// repositories reference. `prune_parents` is accepted for docker's
-    /// `--no-prune`; berth records no parent images, so it changes nothing.
-    /// Returns the events in docker's order. All metadata changes are one
+    /// repositories reference. Returns the events in docker's order. All metadata changes are one
     /// transaction; blob files are deleted after it (see the crate docs).
-    pub fn remove(
-        &self,
-        name: &str,
-        force: bool,
-        prune_parents: bool,
-    ) -> Result<Vec<RemoveEvent>, StoreError> {
-        let _ = prune_parents;
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<RemoveEvent>, StoreError> {
         let removal = {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -13,12 +13,11 @@ use std::io::{self, Read};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use berth_oci::media_type::{self, LayerCompression};
 use berth_reference::{Digest, Hasher, Reference};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::images::{parse_digest, refresh_sizes_of_images_using};
-use crate::{Store, StoreError, TarContentSize};
+use crate::{Store, StoreError};
 
 const UNCHECKABLE: &str = "cannot be checked against its diff ID";
 
@@ -166,21 +165,10 @@ impl Store {
 
     /// Decompresses one blob, hashing and measuring the tar.
     fn measure(&self, claim: &Claim) -> io::Result<Measured> {
-        let compression = media_type::layer_compression(&claim.media_type).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unsupported layer media type {}", claim.media_type),
-            )
-        })?;
         let file = io::BufReader::with_capacity(BUFFER, self.open_blob(&claim.blob)?);
-        let mut input: Box<dyn Read> = match compression {
-            LayerCompression::None => Box::new(file),
-            // Multi-member: parallel compressors write concatenated members.
-            LayerCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
-            LayerCompression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
-        };
+        let mut input = berth_layer::decompress(file, &claim.media_type)?;
         let mut hasher = Hasher::new(claim.diff_id.algorithm());
-        let mut sizer = TarContentSize::new();
+        let mut sizer = berth_layer::TarWalk::new();
         let mut tar_size = 0u64;
         let mut buf = vec![0u8; BUFFER];
         loop {
@@ -194,7 +182,7 @@ impl Store {
             io::Write::write_all(&mut sizer, &buf[..n])?;
             tar_size += n as u64;
         }
-        Ok(Measured { diff_id: hasher.finish(), tar_size, content_size: sizer.size() })
+        Ok(Measured { diff_id: hasher.finish(), tar_size, content_size: sizer.content_size() })
     }
 }
 

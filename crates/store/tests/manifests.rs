@@ -135,7 +135,7 @@ fn removing_an_image_removes_its_manifests() {
     let (dir, store) = store();
     let (image, _) = one_layer_image(&store);
     store.commit_images(vec![NewImage { image, repo_digests: vec![] }]).unwrap();
-    store.remove("app:1", false, false).unwrap();
+    store.remove("app:1", false).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM manifests", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0);

@@ -293,16 +293,13 @@ fn rmi_untags_then_deletes_with_chain_ids() {
     let rb = store.image(&b).unwrap();
 
     // One of several tags: untag only.
-    assert_eq!(
-        store.remove("busybox:local", false, true).unwrap(),
-        vec![untagged("busybox:local")]
-    );
+    assert_eq!(store.remove("busybox:local", false).unwrap(), vec![untagged("busybox:local")]);
     assert_eq!(tag_names(&store, &a), ["busybox:musl"]);
 
     // Last tag of app: the image and its top chain go; the base chain stays.
     let before = blob_files(&store);
     assert_eq!(
-        store.remove("app:v1", false, true).unwrap(),
+        store.remove("app:v1", false).unwrap(),
         vec![untagged("app:v1"), deleted(&b), deleted(&rb.layers[1].chain_id)]
     );
     assert_eq!(blob_files(&store), before - 2, "config and top layer deleted");
@@ -310,12 +307,12 @@ fn rmi_untags_then_deletes_with_chain_ids() {
     assert!(!store.has_blob(&rb.layers[1].diff_id));
 
     // Missing image.
-    let err = store.remove("app:v1", false, true).unwrap_err();
+    let err = store.remove("app:v1", false).unwrap_err();
     assert_eq!(err.to_string(), "No such image: app:v1");
 
     // Last one: everything goes.
     assert_eq!(
-        store.remove("busybox:musl", false, true).unwrap(),
+        store.remove("busybox:musl", false).unwrap(),
         vec![untagged("busybox:musl"), deleted(&a), deleted(&rb.layers[0].chain_id)]
     );
     assert_eq!(blob_files(&store), 0);
@@ -327,7 +324,7 @@ fn rmi_by_id_follows_dockers_conflict_rules() {
     let (_d, store) = store();
     let id = commit(&store, &[layer_tar("a", b"a")], T1, &["busybox:musl", "busybox:local"]);
     // Two tags, even in one repository: docker refuses without -f.
-    let err = store.remove(id.short(), false, true).unwrap_err();
+    let err = store.remove(id.short(), false).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -337,9 +334,9 @@ fn rmi_by_id_follows_dockers_conflict_rules() {
     );
     assert_eq!(tag_names(&store, &id).len(), 2, "a refused removal changes nothing");
     store.tag(&id, &Reference::parse("other/bb:1").unwrap()).unwrap();
-    assert!(store.remove(&id.hex()[..4], false, true).is_err());
+    assert!(store.remove(&id.hex()[..4], false).is_err());
     // -f untags every name (sorted by full name) and deletes.
-    let events = store.remove(&id.hex()[..4], true, true).unwrap();
+    let events = store.remove(&id.hex()[..4], true).unwrap();
     assert_eq!(
         &events[..4],
         &[
@@ -355,7 +352,7 @@ fn rmi_by_id_follows_dockers_conflict_rules() {
     let manifest = Digest::sha256_of(b"manifest");
     let rd = Reference::parse(&format!("centos@{manifest}")).unwrap();
     store.add_repo_digest(&id, &rd).unwrap();
-    let events = store.remove(id.short(), false, true).unwrap();
+    let events = store.remove(id.short(), false).unwrap();
     assert_eq!(
         &events[..3],
         &[untagged("centos:6"), untagged(&format!("centos@{manifest}")), deleted(&id)]
@@ -370,10 +367,10 @@ fn removing_the_last_tag_of_a_repository_drops_its_digests() {
     store.add_repo_digest(&id, &Reference::parse(&format!("centos@{manifest}")).unwrap()).unwrap();
     // The seed's transcript: untag, then the repo digest, image kept.
     assert_eq!(
-        store.remove("centos:6", false, true).unwrap(),
+        store.remove("centos:6", false).unwrap(),
         vec![untagged("centos:6"), untagged(&format!("centos@{manifest}"))]
     );
-    let events = store.remove("mycentos:v1", false, true).unwrap();
+    let events = store.remove("mycentos:v1", false).unwrap();
     assert_eq!(events[..2], [untagged("mycentos:v1"), deleted(&id)]);
     assert_eq!(events.len(), 3);
 }
@@ -422,9 +419,9 @@ fn an_image_used_by_a_container_is_not_removed() {
         rusqlite::params!["c0ffee".repeat(10), id.as_str()],
     )
     .unwrap();
-    let err = store.remove("busybox:musl", false, true).unwrap_err();
+    let err = store.remove("busybox:musl", false).unwrap_err();
     assert!(err.to_string().starts_with("conflict: unable to remove repository reference \"busybox:musl\" (must force) - container c0ffeec0ffee is using its referenced image"), "{err}");
-    let err = store.remove(id.short(), true, true).unwrap_err();
+    let err = store.remove(id.short(), true).unwrap_err();
     assert!(
         err.to_string()
             .contains("(cannot be forced) - image is being used by running container c0ffeec0ffee"),
@@ -454,7 +451,7 @@ fn add_layer_blob_records_a_compressed_variant() {
     ));
     store.end_ingest();
     // Removing the image deletes both blobs.
-    store.remove("x:1", false, true).unwrap();
+    store.remove("x:1", false).unwrap();
     assert_eq!(blob_files(&store), 0);
 }
 
@@ -515,7 +512,7 @@ fn concurrent_stores_commit_and_remove_safely() {
                     drop(store);
                     if i % 2 == 0 {
                         let store = Store::open(&root).unwrap();
-                        store.remove(&tag, false, true).unwrap();
+                        store.remove(&tag, false).unwrap();
                     }
                 }
             })
@@ -555,7 +552,7 @@ fn child_writer_loop() {
         layer.extend_from_slice(format!("{i}").as_bytes());
         let id = commit(&store, &[layer_tar("big", &layer)], T1, &[&format!("k:{i}")]);
         if i % 3 == 0 {
-            store.remove(id.as_str(), true, true).unwrap();
+            store.remove(id.as_str(), true).unwrap();
         }
     }
 }
@@ -642,7 +639,7 @@ fn a_reader_holding_blobs_keeps_them_until_it_lets_go() {
     reader.hold_blobs().unwrap();
     let layer = reader.image(&id).unwrap().layers[0].diff_id.clone();
     let other = Store::open(&root).unwrap();
-    assert_eq!(other.remove("x:1", false, true).unwrap()[1], RemoveEvent::Deleted(id.clone()));
+    assert_eq!(other.remove("x:1", false).unwrap()[1], RemoveEvent::Deleted(id.clone()));
     assert!(reader.open_blob(&layer).is_ok(), "blob kept while held");
     assert!(reader.open_blob(&id).is_ok());
 

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use berth_archive::{LoadedArchive, SaveFormat};
 use berth_client::{Client, Progress, PullOptions, PushOptions, PushedImage};
-use berth_oci::{ImageIndex, ImageStore, Manifest, Platform, RawManifest};
+use berth_oci::{ImageIndex, ImageStore, Manifest, Platform};
 use berth_reference::{Digest, Reference};
 use berth_store::{NewImage, Store, StoreError};
 
@@ -98,11 +98,9 @@ pub struct Copied {
     pub manifest_rewritten: bool,
 }
 
-/// What a source yielded: verified images whose blobs are in the holder.
+/// What a source yielded: a verified image whose blobs are in the holder.
 struct Held {
-    images: Vec<Image>,
-    /// The index, byte for byte, when every platform was read.
-    index: Option<RawManifest>,
+    image: Image,
     repo_digest: Option<Reference>,
     downloaded_any: bool,
 }
@@ -168,6 +166,9 @@ impl Transfer {
         opts: &CopyOptions,
         reporter: &dyn Reporter,
     ) -> Result<Copied, TransferError> {
+        if let (Place::Registry(from), Place::Registry(to)) = (src, dst) {
+            return self.relay(from, to, opts, reporter).await;
+        }
         let staging = match (src, dst) {
             (Place::Store(_), _) | (_, Place::Store(_)) => None,
             (_, Place::OciDir(p, _) | Place::OciArchive(p, _) | Place::DockerArchive(p, _)) => {
@@ -180,61 +181,73 @@ impl Transfer {
             None => self.store.clone(),
         };
         let mut held = self.read(src, &blobs, opts, reporter).await?;
-        if held.index.is_none()
-            && let Some(tag) = &dst_tag
-        {
-            held.images[0].tags = vec![tag.clone()];
+        if let Some(tag) = &dst_tag {
+            held.image.tags = vec![tag.clone()];
         }
+        let image = held.image;
         let mut copied = Copied {
-            image_id: held.images.first().map(Image::id),
-            images: held.images.len(),
+            image_id: Some(image.id()),
+            images: 1,
             repo_digest: held.repo_digest.clone(),
             downloaded_any: held.downloaded_any,
             ..Copied::default()
         };
+        let images = std::slice::from_ref(&image);
         match dst {
             Place::Store(_) => {
-                let new = NewImage {
-                    image: held.images.remove(0),
-                    repo_digests: held.repo_digest.into_iter().collect(),
-                };
-                self.store.commit_images(vec![new])?;
+                let repo_digests = held.repo_digest.into_iter().collect();
+                self.store.commit_images(vec![NewImage { image, repo_digests }])?;
             }
             Place::Registry(target) => {
                 let progress = reporter.begin(Phase::Push);
-                let pushed = match &held.index {
-                    Some(index) => {
-                        self.client
-                            .push_index(target, index, &held.images, blobs, &opts.push, progress)
-                            .await
-                    }
-                    None => {
-                        self.client.push(target, &held.images[0], blobs, &opts.push, progress).await
-                    }
-                };
+                let pushed = self.client.push(target, &image, blobs, &opts.push, progress).await;
                 reporter.end(Phase::Push);
                 let pushed = pushed?;
-                copied.manifest_rewritten =
-                    held.images[0].manifest.is_some() && !pushed.kept_manifest;
+                copied.manifest_rewritten = image.manifest.is_some() && !pushed.kept_manifest;
                 if let Place::Store(_) = src {
-                    let id = held.images[0].id();
-                    self.store.add_repo_digest(&id, &pushed.repo_digest)?;
-                    self.store.add_manifest(&id, &pushed.manifest)?;
+                    self.store.add_repo_digest(&image.id(), &pushed.repo_digest)?;
+                    self.store.add_manifest(&image.id(), &pushed.manifest)?;
                 }
                 copied.pushed = Some(pushed);
             }
             Place::OciArchive(path, _) => {
-                write_archive_file(&held.images, &*blobs, SaveFormat::Oci, path)?
+                write_archive_file(images, &*blobs, SaveFormat::Oci, path)?
             }
             Place::DockerArchive(path, _) => {
-                write_archive_file(&held.images, &*blobs, SaveFormat::Docker, path)?
+                write_archive_file(images, &*blobs, SaveFormat::Docker, path)?
             }
             Place::OciDir(dir, name) => {
-                berth_archive::write_oci_dir(&held.images, &*blobs, dir, name.as_deref())?
+                berth_archive::write_oci_dir(images, &*blobs, dir, name.as_deref())?
             }
         }
         drop(staging);
         Ok(copied)
+    }
+
+    /// Registry to registry: blob by blob, each layer uploaded as soon as it
+    /// is downloaded (see [`berth_client::copy`]), through a scratch
+    /// directory; blobs are checked against their digests, not decompressed.
+    async fn relay(
+        &self,
+        from: &Reference,
+        to: &Reference,
+        opts: &CopyOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<Copied, TransferError> {
+        let scratch = Staging::new(None)?;
+        let pull = PullOptions { platform: opts.platform.clone(), ..opts.pull.clone() };
+        let progress = reporter.begin(Phase::Push);
+        let copied =
+            self.client.copy(from, to, opts.all, scratch, &pull, &opts.push, progress).await;
+        reporter.end(Phase::Push);
+        let copied = copied?;
+        Ok(Copied {
+            images: copied.images,
+            repo_digest: Some(copied.source_digest),
+            downloaded_any: true,
+            pushed: Some(copied.pushed),
+            ..Copied::default()
+        })
     }
 
     /// Reads the image(s) at `src`, writing their blobs into `blobs`.
@@ -249,29 +262,18 @@ impl Transfer {
             Place::Registry(r) => {
                 let pull = PullOptions { platform: opts.platform.clone(), ..opts.pull.clone() };
                 let progress = reporter.begin(Phase::Pull);
-                let held = if opts.all {
-                    self.client.pull_all(r, blobs.clone(), &pull, progress).await.map(|all| Held {
-                        repo_digest: all.images.first().map(|p| p.repo_digest.clone()),
-                        downloaded_any: all.images.iter().any(|p| p.downloaded_any),
-                        images: all.images.into_iter().map(|p| p.image).collect(),
-                        index: all.index,
-                    })
-                } else {
+                // (Every platform goes only between registries: see `relay`.)
+                let held =
                     self.client.pull(r, blobs.clone(), &pull, progress).await.map(|p| Held {
                         repo_digest: Some(p.repo_digest),
                         downloaded_any: p.downloaded_any,
-                        images: vec![p.image],
-                        index: None,
-                    })
-                };
+                        image: p.image,
+                    });
                 reporter.end(Phase::Pull);
                 let mut held = held?;
-                let tags: Vec<Reference> = r.tag().map(|_| r.clone()).into_iter().collect();
-                for image in &mut held.images {
-                    image.tags = tags.clone();
-                    if !pull.defer_diff_ids {
-                        self.prove_known_layers(image)?;
-                    }
+                held.image.tags = r.tag().map(|_| r.clone()).into_iter().collect();
+                if !pull.defer_diff_ids {
+                    self.prove_known_layers(&mut held.image)?;
                 }
                 Ok(held)
             }
@@ -344,7 +346,7 @@ impl Transfer {
 }
 
 fn single(image: Image) -> Held {
-    Held { images: vec![image], index: None, repo_digest: None, downloaded_any: false }
+    Held { image, repo_digest: None, downloaded_any: false }
 }
 
 /// The one image of an archive that `name` selects (or the only one).

@@ -12,7 +12,10 @@ pub struct Args {
     #[arg(short, long)]
     force: bool,
     /// Do not delete untagged parents
+    // Accepted for docker's scripts: berth records no parent images, so
+    // there are none to keep.
     #[arg(long)]
+    #[allow(dead_code)]
     no_prune: bool,
     /// Images to remove: names, IDs or ID prefixes
     #[arg(required = true, value_name = "IMAGE")]
@@ -25,7 +28,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let mut fatal = false;
     let mut stdout = std::io::stdout().lock();
     for name in &args.images {
-        match store.remove(name, args.force, !args.no_prune) {
+        match store.remove(name, args.force) {
             Ok(events) => {
                 for event in events {
                     match event {
