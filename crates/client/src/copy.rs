@@ -7,19 +7,24 @@
 //! changes. Manifests and the index go up byte for byte: the destination
 //! has the source's digests.
 
+use std::io;
 use std::sync::Arc;
 
-use berth_oci::{ImageManifest, Manifest, Platform, RawManifest, media_type};
+use berth_oci::{Descriptor, ImageManifest, Manifest, Platform, RawManifest, media_type};
 use berth_reference::Reference;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::Method;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use tokio::sync::mpsc;
 
 use crate::client::Target;
 use crate::error::registry_error;
 use crate::manifests::select_platform;
+use crate::pipe::ChunkReader;
 use crate::progress::{LayerEvent, Progress};
-use crate::push::Content;
+use crate::pull::{PIPE_DEPTH, stored_blob_error};
+use crate::push::{Content, location, with_digest};
 use crate::{Client, ClientError, ImageStore, PullOptions, PushOptions, PushedImage};
 
 /// What [`Client::copy`] did.
@@ -132,46 +137,22 @@ impl Client {
         manifest: &ImageManifest,
         concurrency: usize,
     ) -> Result<(), ClientError> {
-        let config = self.fetch_small_blob(r.from, r.src_path, &manifest.config).await?;
-        let config = Content::Memory(Bytes::from(config));
-        let quiet: Arc<dyn Progress> = Arc::new(crate::NoProgress);
-        self.upload_blob(r.to, r.dst_path, &manifest.config, config, None, r.push, "config", quiet)
-            .await?;
+        if !self.destination_has(r, &manifest.config).await? {
+            let config = self.fetch_small_blob(r.from, r.src_path, &manifest.config).await?;
+            let config = Content::Memory(Bytes::from(config));
+            let quiet: Arc<dyn Progress> = Arc::new(crate::NoProgress);
+            let desc = &manifest.config;
+            self.upload_blob(r.to, r.dst_path, desc, config, None, r.push, "config", quiet).await?;
+        }
         for layer in &manifest.layers {
             r.progress.layer(layer.digest.short(), LayerEvent::Waiting { total: layer.size });
         }
         let results: Vec<Result<(), ClientError>> = futures_util::stream::iter(&manifest.layers)
             .map(|layer| async move {
                 let id = layer.digest.short();
-                let url = format!("{}/v2/{}/blobs/{}", r.to.base, r.dst_path, layer.digest);
-                let head = self.send(r.to, Method::HEAD, &url, true, &|rb| rb).await?;
-                let status = match head.status().as_u16() {
-                    200 => "Layer already exists".to_owned(),
-                    404 => {
-                        if r.mount_from.is_none() && !r.scratch.has_blob(&layer.digest) {
-                            self.download_blob(
-                                r.from,
-                                r.src_path,
-                                layer,
-                                r.scratch.clone(),
-                                &*r.progress,
-                            )
-                            .await?;
-                        }
-                        let content = Content::Stored(r.scratch.clone());
-                        self.upload_blob(
-                            r.to,
-                            r.dst_path,
-                            layer,
-                            content,
-                            r.mount_from.map(str::to_owned),
-                            r.push,
-                            id,
-                            r.progress.clone(),
-                        )
-                        .await?
-                    }
-                    _ => return Err(registry_error(head).await),
+                let status = match self.destination_has(r, layer).await? {
+                    true => "Layer already exists".to_owned(),
+                    false => self.relay_layer(r, layer).await?,
                 };
                 r.progress.layer(id, LayerEvent::Done(&status));
                 Ok(())
@@ -180,6 +161,126 @@ impl Client {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+}
+
+impl Client {
+    async fn destination_has(&self, r: &Relay<'_>, blob: &Descriptor) -> Result<bool, ClientError> {
+        let url = format!("{}/v2/{}/blobs/{}", r.to.base, r.dst_path, blob.digest);
+        let head = self.send(r.to, Method::HEAD, &url, true, &|rb| rb).await?;
+        match head.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(registry_error(head).await),
+        }
+    }
+
+    /// One layer the destination lacks: mounted on one registry, else
+    /// streamed up while it comes down (and into `scratch`, so that an
+    /// upload that fails can be sent again, resumably, from there).
+    async fn relay_layer(&self, r: &Relay<'_>, layer: &Descriptor) -> Result<String, ClientError> {
+        let mut post_url = format!("{}/v2/{}/blobs/uploads/", r.to.base, r.dst_path);
+        if let Some(from) = r.mount_from {
+            post_url = format!("{post_url}?mount={}&from={from}", layer.digest);
+        }
+        let resp = self
+            .send(r.to, Method::POST, &post_url, true, &|rb| rb.header(CONTENT_LENGTH, 0))
+            .await?;
+        match (resp.status().as_u16(), r.mount_from) {
+            (201, Some(from)) => return Ok(format!("Mounted from {from}")),
+            (202, _) => {}
+            _ => return Err(registry_error(resp).await),
+        }
+        let location = location(&resp)?;
+        match self.stream_layer(r, layer, &location).await {
+            Ok(()) => Ok("Pushed".into()),
+            // Downloaded whole, but the upload failed: again from the file,
+            // with the push's retries and resumption.
+            Err(_) if r.scratch.has_blob(&layer.digest) => {
+                let content = Content::Stored(r.scratch.clone());
+                let id = layer.digest.short();
+                self.upload_blob(
+                    r.to,
+                    r.dst_path,
+                    layer,
+                    content,
+                    None,
+                    r.push,
+                    id,
+                    r.progress.clone(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GETs the layer and, from the same bytes, PUTs it into the upload
+    /// session at `location` and writes it into `scratch` (which checks its
+    /// digest; the destination checks it too).
+    async fn stream_layer(
+        &self,
+        r: &Relay<'_>,
+        layer: &Descriptor,
+        location: &str,
+    ) -> Result<(), ClientError> {
+        let (fetch_tx, mut fetch_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
+        let (store_tx, store_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
+        let (up_tx, up_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
+        let writer = {
+            let scratch = r.scratch.clone();
+            let desc = layer.clone();
+            tokio::task::spawn_blocking(move || {
+                scratch.write_expected_blob(&mut ChunkReader::new(store_rx), &desc)
+            })
+        };
+        // The upload is best effort: if it stops, the file is still written.
+        let tee = tokio::spawn(async move {
+            let mut up = Some(up_tx);
+            while let Some(item) = fetch_rx.recv().await {
+                let for_upload = match &item {
+                    Ok(b) => Ok(b.clone()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                if let Some(u) = &up
+                    && u.send(for_upload).await.is_err()
+                {
+                    up = None;
+                }
+                if store_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let body = futures_util::stream::unfold(up_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let body = std::sync::Mutex::new(Some(reqwest::Body::wrap_stream(body)));
+        let url = with_digest(location, &layer.digest);
+        let size = layer.size;
+        // Sent once (a stream cannot be rebuilt): no retry; the caller
+        // falls back to the file.
+        let build = |rb: reqwest::RequestBuilder| {
+            let rb =
+                rb.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size);
+            match body.lock().expect("lock").take() {
+                Some(b) => rb.body(b),
+                None => rb,
+            }
+        };
+        let upload = self.send(r.to, Method::PUT, &url, false, &build);
+        let id = layer.digest.short();
+        let fetch = self.fetch_blob_into(r.from, r.src_path, layer, id, [fetch_tx], &*r.progress);
+        let (uploaded, fetched) = tokio::join!(upload, fetch);
+        let _ = tee.await;
+        let written = writer.await.expect("blob writer thread");
+        fetched?;
+        written.map_err(|e| stored_blob_error(e, layer))?;
+        let resp = uploaded?;
+        if resp.status().as_u16() != 201 {
+            return Err(registry_error(resp).await);
+        }
+        Ok(())
     }
 }
 

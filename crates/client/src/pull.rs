@@ -43,7 +43,7 @@ use crate::{Client, ClientError, ImageStore};
 const MAX_CONFIG_SIZE: u64 = 16 << 20;
 /// Chunks in flight per pipe (each up to the size of one network read, which
 /// can reach a few hundred KiB): bounds a layer's memory to a few MiB.
-const PIPE_DEPTH: usize = 8;
+pub(crate) const PIPE_DEPTH: usize = 8;
 /// Read size of the decompressor, in and out: large enough that per-call
 /// overhead vanishes next to inflating.
 const UNPACK_BUFFER: usize = 256 * 1024;
@@ -450,25 +450,13 @@ impl Client {
         let fetched = self.fetch_blob_into(t, path, desc, &id, [store_tx], progress).await;
         let written = writer.await.expect("blob writer thread");
         fetched?;
-        written.map_err(|e| match BlobMismatch::find(&e) {
-            Some(m) if m.actual_size != desc.size => ClientError::Truncated {
-                what: format!("layer {id}"),
-                got: m.actual_size,
-                expected: desc.size,
-            },
-            Some(m) => ClientError::DigestMismatch {
-                what: format!("layer {id}"),
-                expected: desc.digest.clone(),
-                actual: m.actual.clone(),
-            },
-            None => ClientError::io(format!("storing layer {id}"), e),
-        })
+        written.map_err(|e| stored_blob_error(e, desc))
     }
 
     /// GETs a blob and sends its bytes to every pipe, resuming with `Range`
     /// after a transient failure. Sends at most `desc.size` bytes; dropping
     /// the pipes (on return) tells the readers the input ended.
-    async fn fetch_blob_into<const N: usize>(
+    pub(crate) async fn fetch_blob_into<const N: usize>(
         &self,
         t: &Target<'_>,
         path: &str,
@@ -660,6 +648,25 @@ impl Read for VerifyingReader {
 
 /// A fetched image manifest as kept: its media type (defaulted as OCI
 /// documents without one are), bytes and digest.
+/// What a store's refusal of a streamed blob means: cut short, not the
+/// blob named, or the store's own trouble.
+pub(crate) fn stored_blob_error(e: io::Error, desc: &Descriptor) -> ClientError {
+    let id = desc.digest.short();
+    match BlobMismatch::find(&e) {
+        Some(m) if m.actual_size != desc.size => ClientError::Truncated {
+            what: format!("layer {id}"),
+            got: m.actual_size,
+            expected: desc.size,
+        },
+        Some(m) => ClientError::DigestMismatch {
+            what: format!("layer {id}"),
+            expected: desc.digest.clone(),
+            actual: m.actual.clone(),
+        },
+        None => ClientError::io(format!("storing layer {id}"), e),
+    }
+}
+
 pub(crate) fn raw_of(bytes: Vec<u8>, digest: Digest, manifest: &ImageManifest) -> RawManifest {
     let media_type = manifest.media_type.clone().unwrap_or(media_type::OCI_MANIFEST.into());
     RawManifest { media_type, bytes, digest }

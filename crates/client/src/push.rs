@@ -803,7 +803,7 @@ async fn read_stored(store: Arc<dyn ImageStore>, digest: Digest) -> Result<Bytes
     .map_err(|e| ClientError::io(ctx, e))
 }
 
-fn location(resp: &Response) -> Result<String, ClientError> {
+pub(crate) fn location(resp: &Response) -> Result<String, ClientError> {
     let loc = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
         ClientError::InvalidResponse {
             url: resp.url().to_string(),
@@ -820,7 +820,7 @@ fn location_or(resp: &Response, fallback: &str) -> String {
     location(resp).unwrap_or_else(|_| fallback.to_owned())
 }
 
-fn with_digest(location: &str, digest: &Digest) -> String {
+pub(crate) fn with_digest(location: &str, digest: &Digest) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}digest={digest}")
 }

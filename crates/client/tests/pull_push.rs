@@ -430,3 +430,69 @@ async fn a_layer_whose_diff_id_lies_is_refused_and_not_kept() {
     );
     assert_eq!(s.blob_count(), 0, "a layer that failed verification was kept");
 }
+
+#[tokio::test]
+async fn a_copy_between_registries_streams_each_layer_once_and_keeps_the_manifest() {
+    // The source drops the connection half-way through the first layer:
+    // the download resumes with Range and the upload never notices.
+    let (src, src_reg, img) =
+        serve_image(Faults { drop_mid_blob: true, ..Default::default() }).await;
+    let (dst, dst_reg) = start(Faults::default()).await;
+    let (_d, scratch) = store();
+    let c = client(Arc::new(Anonymous));
+    let from = Reference::parse(&format!("{src}/app:latest")).unwrap();
+    let to = Reference::parse(&format!("{dst}/copy:1")).unwrap();
+    let copied = c
+        .copy(
+            &from,
+            &to,
+            false,
+            scratch.clone(),
+            &PullOptions::default(),
+            &PushOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied.pushed.manifest_digest, img.manifest_digest);
+    assert_eq!(copied.images, 1);
+    let (_, manifest) =
+        dst_reg.lock().unwrap().manifests[&("copy".to_owned(), "1".to_owned())].clone();
+    assert_eq!(manifest, img.manifest);
+    let dst_log = dst_reg.lock().unwrap().log.clone();
+    // One upload session per blob (three layers, the config): every layer
+    // went up in the stream, none had to be sent again from the file.
+    let posts = dst_log.iter().filter(|l| l.starts_with("POST /v2/copy/blobs/uploads/")).count();
+    assert_eq!(posts, 4, "{dst_log:?}");
+    assert!(!dst_log.iter().any(|l| l.starts_with("PATCH")), "{dst_log:?}");
+    for i in 0..3 {
+        let key = ("copy".to_owned(), img.layer_digest(i).to_string());
+        assert!(dst_reg.lock().unwrap().repo_blobs.contains(&key));
+        assert!(scratch.has_blob(&img.layer_digest(i)));
+    }
+    let src_log = src_reg.lock().unwrap().log.clone();
+    let resumed = format!("GET /v2/app/blobs/{} bytes=", img.layer_digest(0));
+    assert!(src_log.iter().any(|l| l.starts_with(&resumed)), "{src_log:?}");
+
+    // Again: the destination has every blob; nothing is fetched.
+    let before = src_reg.lock().unwrap().log.len();
+    let to2 = Reference::parse(&format!("{dst}/copy:2")).unwrap();
+    let (_d2, scratch2) = store();
+    c.copy(
+        &from,
+        &to2,
+        false,
+        scratch2,
+        &PullOptions::default(),
+        &PushOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let src_log = src_reg.lock().unwrap().log.clone();
+    assert!(
+        !src_log[before..].iter().any(|l| l.starts_with("GET /v2/app/blobs/")),
+        "{:?}",
+        &src_log[before..]
+    );
+}

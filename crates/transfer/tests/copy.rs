@@ -216,3 +216,41 @@ async fn registry_to_layout_to_store_to_registry_keeps_the_digest() {
     let repo_digest = copied.repo_digest.unwrap();
     assert_eq!(repo_digest.digest(), Some(&index.digest));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn between_two_registries_layers_stream_across_and_digests_stay() {
+    let (a, _ra) = start_registry().await;
+    let (b, _rb) = start_registry().await;
+    let f = fixture();
+    let index = push_multi_platform(&a, f.transfer.store()).await;
+    let all = CopyOptions { all: true, ..Default::default() };
+    let copied = f
+        .transfer
+        .copy(&registry(&a, "multi:1"), &registry(&b, "m:1"), &all, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(copied.images, 2);
+    assert_eq!(copied.pushed.as_ref().unwrap().manifest_digest, index.digest);
+    // What B serves is A's index, byte for byte, and every child by digest.
+    let c = client();
+    let back = tempfile::tempdir().unwrap();
+    let fresh = Arc::new(Store::open(back.path()).unwrap());
+    let pulled = c
+        .pull_all(
+            &Reference::parse(&format!("{b}/m:1")).unwrap(),
+            fresh,
+            &Default::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.index.unwrap().bytes, index.bytes);
+    assert_eq!(pulled.images.len(), 2);
+    // Again: B has every blob, so nothing is downloaded or sent.
+    let again = f
+        .transfer
+        .copy(&registry(&a, "multi:1"), &registry(&b, "m:2"), &all, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(again.pushed.unwrap().manifest_digest, index.digest);
+}
