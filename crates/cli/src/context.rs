@@ -1,9 +1,10 @@
 //! What every command needs: where the store is, and the store itself.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use berth_store::Store;
+use berth_store::{ProofProgress, Store};
 
 pub struct Context {
     root: PathBuf,
@@ -22,9 +23,32 @@ impl Context {
     /// Opens the local store (one SQLite open; the schema is only touched
     /// when it is missing or old).
     pub fn store(&self) -> anyhow::Result<Store> {
-        Store::open(&self.root)
-            .with_context(|| format!("opening the image store at {}", self.root.display()))
+        let store = Store::open(&self.root)
+            .with_context(|| format!("opening the image store at {}", self.root.display()))?;
+        if std::io::stderr().is_terminal() {
+            store.on_proof_progress(Box::new(show_proof));
+        }
+        Ok(store)
     }
+}
+
+/// The proof of freshly pulled layers, on one line of the terminal while
+/// it runs (cleared when done): the first read after a pull waits for it.
+fn show_proof(p: ProofProgress) {
+    let mut err = std::io::stderr().lock();
+    if p.layers_done == p.layers {
+        let _ = write!(err, "\r\x1b[2K");
+    } else {
+        let _ = write!(
+            err,
+            "\r\x1b[2KVerifying pulled layers: {}/{} ({} of {})",
+            p.layers_done,
+            p.layers,
+            crate::format::human_size(p.bytes_done),
+            crate::format::human_size(p.bytes)
+        );
+    }
+    let _ = err.flush();
 }
 
 /// `/var/lib/berth` for root, `$XDG_DATA_HOME/berth` or

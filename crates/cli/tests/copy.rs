@@ -188,12 +188,25 @@ fn a_pulled_image_is_proven_at_its_first_read_and_copies_again() {
     let name = format!("{}/team/tiny:1", reg.addr);
     env.ok("a", &["image", "copy", "-q", "berth:tiny:1.0", &format!("docker://{name}")]);
 
-    // The pull leaves the diff IDs as claims ...
+    // The pull proves each layer as it arrives: it ends with none pending.
     env.ok("b", &["pull", "-q", &name]);
     {
         let store = Store::open(&env.path("b")).unwrap();
         let layers = store.stored_layers().unwrap();
-        assert!(!layers.is_empty() && layers.iter().all(|l| !l.verified));
+        assert!(!layers.is_empty() && layers.iter().all(|l| l.verified));
+    }
+    // A pull killed after recording its layers but before proving them
+    // leaves the diff IDs as claims ...
+    let db = rusqlite::Connection::open(env.path("b").join("berth.db")).unwrap();
+    db.execute_batch(
+        "UPDATE layer_blobs SET verified = 0; UPDATE layers SET verified = 0, size = 0, content_size = 0;",
+    )
+    .unwrap();
+    drop(db);
+    {
+        let store = Store::open(&env.path("b")).unwrap();
+        let layers = store.stored_layers().unwrap();
+        assert!(layers.iter().all(|l| !l.verified));
     }
     // ... which a copy from the registry into the same store proves.
     env.ok("b", &["image", "copy", "-q", &format!("docker://{name}"), "berth:again:1"]);

@@ -1,10 +1,10 @@
 //! Registry to registry: an image, or a multi-platform image whole, copied
-//! blob by blob. Each layer goes up as soon as it has come down, so
-//! downloads and uploads overlap across layers; a blob the destination has
-//! is neither downloaded nor sent, and on one registry it is mounted. Every
-//! blob is checked against its digest on the way (the destination checks
-//! it again); layers are not decompressed, since nothing about them
-//! changes. Manifests and the index go up byte for byte: the destination
+//! blob by blob. Each layer goes up while it comes down, the GET's body
+//! streamed into the PUT; a blob the destination has is neither downloaded
+//! nor sent, and on one registry it is mounted. The destination checks
+//! every blob against the digest its PUT names; layers are not
+//! decompressed, since nothing about them changes. A stream that breaks is
+//! redone through a scratch file, with the pull's and push's resumption. Manifests and the index go up byte for byte: the destination
 //! has the source's digests.
 
 use std::io;
@@ -21,9 +21,8 @@ use tokio::sync::mpsc;
 use crate::client::Target;
 use crate::error::registry_error;
 use crate::manifests::select_platform;
-use crate::pipe::ChunkReader;
 use crate::progress::{LayerEvent, Progress};
-use crate::pull::{PIPE_DEPTH, stored_blob_error};
+use crate::pull::PIPE_DEPTH;
 use crate::push::{Content, location, with_digest};
 use crate::{Client, ClientError, ImageStore, PullOptions, PushOptions, PushedImage};
 
@@ -176,8 +175,8 @@ impl Client {
     }
 
     /// One layer the destination lacks: mounted on one registry, else
-    /// streamed up while it comes down (and into `scratch`, so that an
-    /// upload that fails can be sent again, resumably, from there).
+    /// streamed up while it comes down; if the stream breaks, downloaded
+    /// into `scratch` and sent from there.
     async fn relay_layer(&self, r: &Relay<'_>, layer: &Descriptor) -> Result<String, ClientError> {
         let mut post_url = format!("{}/v2/{}/blobs/uploads/", r.to.base, r.dst_path);
         if let Some(from) = r.mount_from {
@@ -192,66 +191,30 @@ impl Client {
             _ => return Err(registry_error(resp).await),
         }
         let location = location(&resp)?;
-        match self.stream_layer(r, layer, &location).await {
-            Ok(()) => Ok("Pushed".into()),
-            // Downloaded whole, but the upload failed: again from the file,
-            // with the push's retries and resumption.
-            Err(_) if r.scratch.has_blob(&layer.digest) => {
-                let content = Content::Stored(r.scratch.clone());
-                let id = layer.digest.short();
-                self.upload_blob(
-                    r.to,
-                    r.dst_path,
-                    layer,
-                    content,
-                    None,
-                    r.push,
-                    id,
-                    r.progress.clone(),
-                )
-                .await
-            }
-            Err(e) => Err(e),
+        if self.stream_layer(r, layer, &location).await.is_ok() {
+            return Ok("Pushed".into());
         }
+        // The stream broke (either side): again through a file, with the
+        // pull's and the push's retries and resumption.
+        let id = layer.digest.short();
+        if !r.scratch.has_blob(&layer.digest) {
+            self.download_blob(r.from, r.src_path, layer, r.scratch.clone(), &*r.progress).await?;
+        }
+        let content = Content::Stored(r.scratch.clone());
+        self.upload_blob(r.to, r.dst_path, layer, content, None, r.push, id, r.progress.clone())
+            .await
     }
 
-    /// GETs the layer and, from the same bytes, PUTs it into the upload
-    /// session at `location` and writes it into `scratch` (which checks its
-    /// digest; the destination checks it too).
+    /// GETs the layer and PUTs the same bytes, as they come, into the
+    /// upload session at `location`. The destination checks the digest
+    /// (the PUT names it), so nothing is hashed or kept here.
     async fn stream_layer(
         &self,
         r: &Relay<'_>,
         layer: &Descriptor,
         location: &str,
     ) -> Result<(), ClientError> {
-        let (fetch_tx, mut fetch_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
-        let (store_tx, store_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
-        let (up_tx, up_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
-        let writer = {
-            let scratch = r.scratch.clone();
-            let desc = layer.clone();
-            tokio::task::spawn_blocking(move || {
-                scratch.write_expected_blob(&mut ChunkReader::new(store_rx), &desc)
-            })
-        };
-        // The upload is best effort: if it stops, the file is still written.
-        let tee = tokio::spawn(async move {
-            let mut up = Some(up_tx);
-            while let Some(item) = fetch_rx.recv().await {
-                let for_upload = match &item {
-                    Ok(b) => Ok(b.clone()),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                };
-                if let Some(u) = &up
-                    && u.send(for_upload).await.is_err()
-                {
-                    up = None;
-                }
-                if store_tx.send(item).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (fetch_tx, up_rx) = mpsc::channel::<io::Result<Bytes>>(PIPE_DEPTH);
         let body = futures_util::stream::unfold(up_rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -259,7 +222,7 @@ impl Client {
         let url = with_digest(location, &layer.digest);
         let size = layer.size;
         // Sent once (a stream cannot be rebuilt): no retry; the caller
-        // falls back to the file.
+        // falls back to a file.
         let build = |rb: reqwest::RequestBuilder| {
             let rb =
                 rb.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size);
@@ -272,10 +235,7 @@ impl Client {
         let id = layer.digest.short();
         let fetch = self.fetch_blob_into(r.from, r.src_path, layer, id, [fetch_tx], &*r.progress);
         let (uploaded, fetched) = tokio::join!(upload, fetch);
-        let _ = tee.await;
-        let written = writer.await.expect("blob writer thread");
         fetched?;
-        written.map_err(|e| stored_blob_error(e, layer))?;
         let resp = uploaded?;
         if resp.status().as_u16() != 201 {
             return Err(registry_error(resp).await);

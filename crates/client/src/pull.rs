@@ -294,7 +294,8 @@ impl Client {
                         });
                     }
                     let pulled = if opts.defer_diff_ids {
-                        self.download_blob(t, path, &layer, store, &*progress).await?;
+                        self.download_blob(t, path, &layer, store.clone(), &*progress).await?;
+                        store.layer_arrived(&diff_id, &layer);
                         PulledLayer {
                             layer: Layer {
                                 diff_id,
@@ -650,7 +651,7 @@ impl Read for VerifyingReader {
 /// documents without one are), bytes and digest.
 /// What a store's refusal of a streamed blob means: cut short, not the
 /// blob named, or the store's own trouble.
-pub(crate) fn stored_blob_error(e: io::Error, desc: &Descriptor) -> ClientError {
+fn stored_blob_error(e: io::Error, desc: &Descriptor) -> ClientError {
     let id = desc.digest.short();
     match BlobMismatch::find(&e) {
         Some(m) if m.actual_size != desc.size => ClientError::Truncated {

@@ -89,7 +89,7 @@ pub use berth_oci::time::parse_rfc3339;
 pub use check::{CheckReport, Problem};
 pub use error::StoreError;
 pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
-pub use verify::CorruptLayer;
+pub use verify::{CorruptLayer, ProofProgress};
 
 /// A local image store rooted at one directory. `Send + Sync`: share it by
 /// reference or in an `Arc`; every method takes `&self`.
@@ -98,7 +98,17 @@ pub struct Store {
     conn: Mutex<rusqlite::Connection>,
     locks: lock::StoreLock,
     temps: temp::TempOwner,
+    /// Proofs of freshly pulled layer blobs, running (see `prove_early`).
+    early: Mutex<
+        std::collections::HashMap<
+            Digest,
+            std::thread::JoinHandle<std::io::Result<verify::Measured>>,
+        >,
+    >,
+    proof_observer: Mutex<Option<ProofObserver>>,
 }
+
+type ProofObserver = Box<dyn Fn(ProofProgress) + Send + Sync>;
 
 impl Store {
     /// Opens (creating if needed) the store at `root`: `root/blobs/sha256`,
@@ -112,7 +122,14 @@ impl Store {
         let conn = db::open(&root.join("berth.db"))?;
         let locks = lock::StoreLock::new(root.join("lock"));
         let temps = temp::TempOwner::new(root.join("tmp"), root.join("writers"));
-        Ok(Store { root: root.to_owned(), conn: Mutex::new(conn), locks, temps })
+        Ok(Store {
+            root: root.to_owned(),
+            conn: Mutex::new(conn),
+            locks,
+            temps,
+            early: Mutex::default(),
+            proof_observer: Mutex::new(None),
+        })
     }
 
     /// The directory this store lives in.
@@ -328,6 +345,10 @@ impl berth_oci::ImageStore for Store {
 
     fn layer_sources(&self, diff_id: &Digest) -> Vec<berth_reference::Repository> {
         self.layer_repositories(diff_id).unwrap_or_default()
+    }
+
+    fn layer_arrived(&self, diff_id: &Digest, blob: &Descriptor) {
+        self.prove_early(diff_id, blob);
     }
 }
 

@@ -51,10 +51,21 @@ struct Claim {
     diff_id: Digest,
     blob: Digest,
     media_type: String,
+    size: u64,
+}
+
+/// How far a proof of pending layers has got, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofProgress {
+    pub layers_done: usize,
+    pub layers: usize,
+    /// Compressed bytes of the blobs proven so far, and of all of them.
+    pub bytes_done: u64,
+    pub bytes: u64,
 }
 
 /// What decompressing a claimed blob found.
-struct Measured {
+pub(crate) struct Measured {
     diff_id: Digest,
     tar_size: u64,
     content_size: u64,
@@ -119,7 +130,7 @@ impl Store {
     fn claims(&self) -> Result<Vec<Claim>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT diff_id, digest, media_type FROM layer_blobs WHERE verified = 0
+            "SELECT diff_id, digest, media_type, size FROM layer_blobs WHERE verified = 0
              ORDER BY size DESC",
         )?;
         let mut rows = stmt.query([])?;
@@ -129,30 +140,66 @@ impl Store {
                 diff_id: parse_digest(r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?)?,
                 blob: parse_digest(r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?)?,
                 media_type: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
             });
         }
         Ok(out)
     }
 
     /// Measures every claim, largest first, on as many threads as there are
-    /// cores (decompressing is CPU-bound; the files are usually cached).
+    /// cores (decompressing is CPU-bound; the files are usually cached). A
+    /// claim already being proven early (see [`Store::prove_early`]) waits
+    /// for that proof instead.
     fn measure_all(&self, claims: &[Claim]) -> Vec<io::Result<Measured>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(claims.len());
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<io::Result<Measured>>>> =
             claims.iter().map(|_| Mutex::new(None)).collect();
+        let bytes: u64 = claims.iter().map(|c| c.size).sum();
+        let done = Mutex::new((0usize, 0u64));
+        let observer_guard = self.proof_observer.lock().unwrap_or_else(|e| e.into_inner());
+        let observer: &Option<crate::ProofObserver> = &observer_guard;
+        if let Some(observe) = observer {
+            observe(ProofProgress { layers_done: 0, layers: claims.len(), bytes_done: 0, bytes });
+        }
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(claim) = claims.get(i) else { break };
-                        let result = self.measure(claim);
+                        let early = self
+                            .early
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&claim.blob);
+                        let result = match early {
+                            Some(proof) => proof
+                                .join()
+                                .unwrap_or_else(|_| Err(io::Error::other("proof thread died"))),
+                            None => measure_blob(
+                                &self.blob_path(&claim.blob),
+                                &claim.media_type,
+                                &claim.diff_id,
+                            ),
+                        };
                         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                        let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+                        d.0 += 1;
+                        d.1 += claim.size;
+                        if let Some(observe) = observer {
+                            observe(ProofProgress {
+                                layers_done: d.0,
+                                layers: claims.len(),
+                                bytes_done: d.1,
+                                bytes,
+                            });
+                        }
                     }
                 });
             }
         });
+        drop(observer_guard);
         results
             .into_iter()
             .map(|m| {
@@ -163,27 +210,52 @@ impl Store {
             .collect()
     }
 
-    /// Decompresses one blob, hashing and measuring the tar.
-    fn measure(&self, claim: &Claim) -> io::Result<Measured> {
-        let file = io::BufReader::with_capacity(BUFFER, self.open_blob(&claim.blob)?);
-        let mut input = berth_layer::decompress(file, &claim.media_type)?;
-        let mut hasher = Hasher::new(claim.diff_id.algorithm());
-        let mut sizer = berth_layer::TarWalk::new();
-        let mut tar_size = 0u64;
-        let mut buf = vec![0u8; BUFFER];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            io::Write::write_all(&mut sizer, &buf[..n])?;
-            tar_size += n as u64;
-        }
-        Ok(Measured { diff_id: hasher.finish(), tar_size, content_size: sizer.content_size() })
+    /// Has every proof of pending layers report its progress to `observe`
+    /// (from the proving threads, after each layer).
+    pub fn on_proof_progress(&self, observe: Box<dyn Fn(ProofProgress) + Send + Sync>) {
+        *self.proof_observer.lock().unwrap_or_else(|e| e.into_inner()) = Some(observe);
     }
+
+    /// Starts proving a layer blob a pull has just written with its diff ID
+    /// unchecked, on a thread of its own, so the proof overlaps the rest of
+    /// the download; the next [`Store::verify_pending_layers`] takes the
+    /// result instead of decompressing again.
+    pub fn prove_early(&self, diff_id: &Digest, blob: &berth_oci::Descriptor) {
+        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+        if early.contains_key(&blob.digest) {
+            return;
+        }
+        let path = self.blob_path(&blob.digest);
+        let (media_type, diff_id) = (blob.media_type.clone(), diff_id.clone());
+        let proof = std::thread::spawn(move || measure_blob(&path, &media_type, &diff_id));
+        early.insert(blob.digest.clone(), proof);
+    }
+}
+
+/// Decompresses one blob, hashing (with `diff_id`'s algorithm) and measuring the tar.
+fn measure_blob(
+    path: &std::path::Path,
+    media_type: &str,
+    diff_id: &Digest,
+) -> io::Result<Measured> {
+    let file = io::BufReader::with_capacity(BUFFER, std::fs::File::open(path)?);
+    let mut input = berth_layer::decompress(file, media_type)?;
+    let mut hasher = Hasher::new(diff_id.algorithm());
+    let mut sizer = berth_layer::TarWalk::new();
+    let mut tar_size = 0u64;
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        io::Write::write_all(&mut sizer, &buf[..n])?;
+        tar_size += n as u64;
+    }
+    Ok(Measured { diff_id: hasher.finish(), tar_size, content_size: sizer.content_size() })
 }
 
 /// Marks a claim proven; the first proof of a layer records its sizes.

@@ -197,6 +197,11 @@ impl Transfer {
             Place::Store(_) => {
                 let repo_digests = held.repo_digest.into_iter().collect();
                 self.store.commit_images(vec![NewImage { image, repo_digests }])?;
+                if matches!(src, Place::Registry(_)) && opts.pull.defer_diff_ids {
+                    // The store began proving each layer as it arrived (see
+                    // `Store::prove_early`): the pull ends with them proven.
+                    self.store.verify_pending_layers()?;
+                }
             }
             Place::Registry(target) => {
                 let progress = reporter.begin(Phase::Push);
