@@ -36,7 +36,9 @@ impl Context {
 /// it runs (cleared when done): the first read after a pull waits for it.
 fn show_proof(p: ProofProgress) {
     let mut err = std::io::stderr().lock();
-    if p.layers_done == p.layers {
+    if p.waiting {
+        let _ = write!(err, "\r\x1b[2KWaiting for berth to finish verifying pulled layers");
+    } else if p.layers_done == p.layers {
         let _ = write!(err, "\r\x1b[2K");
     } else {
         let _ = write!(

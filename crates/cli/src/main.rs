@@ -104,6 +104,9 @@ enum SystemCommand {
     Df(system::DfArgs),
     /// Verify every blob and reference in the store
     Check(system::CheckArgs),
+    /// Prove the diff IDs of pulled layers (what a pull starts in the background)
+    #[command(hide = true)]
+    ProveLayers,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Registry(c) => registry::run(&ctx, c),
         Command::System(SystemCommand::Df(a)) => system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => system::check(&ctx, a),
+        Command::System(SystemCommand::ProveLayers) => system::prove_layers(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -294,8 +294,7 @@ impl Client {
                         });
                     }
                     let pulled = if opts.defer_diff_ids {
-                        self.download_blob(t, path, &layer, store.clone(), &*progress).await?;
-                        store.layer_arrived(&diff_id, &layer);
+                        self.download_blob(t, path, &layer, store, &*progress).await?;
                         PulledLayer {
                             layer: Layer {
                                 diff_id,

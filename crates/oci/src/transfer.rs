@@ -99,11 +99,6 @@ pub trait ImageStore: BlobSource + BlobSink + Send + Sync {
     fn layer_sources(&self, _diff_id: &Digest) -> Vec<berth_reference::Repository> {
         Vec::new()
     }
-
-    /// A pull wrote layer blob `blob` with its diff ID `diff_id` left to
-    /// the store to prove: a store may start proving it now, while the
-    /// other layers download.
-    fn layer_arrived(&self, _diff_id: &Digest, _blob: &Descriptor) {}
 }
 
 /// A layer an [`ImageStore`] already has.

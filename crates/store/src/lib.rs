@@ -98,13 +98,7 @@ pub struct Store {
     conn: Mutex<rusqlite::Connection>,
     locks: lock::StoreLock,
     temps: temp::TempOwner,
-    /// Proofs of freshly pulled layer blobs, running (see `prove_early`).
-    early: Mutex<
-        std::collections::HashMap<
-            Digest,
-            std::thread::JoinHandle<std::io::Result<verify::Measured>>,
-        >,
-    >,
+    /// Told how a proof of pending layers goes (see `on_proof_progress`).
     proof_observer: Mutex<Option<ProofObserver>>,
 }
 
@@ -127,7 +121,6 @@ impl Store {
             conn: Mutex::new(conn),
             locks,
             temps,
-            early: Mutex::default(),
             proof_observer: Mutex::new(None),
         })
     }
@@ -345,10 +338,6 @@ impl berth_oci::ImageStore for Store {
 
     fn layer_sources(&self, diff_id: &Digest) -> Vec<berth_reference::Repository> {
         self.layer_repositories(diff_id).unwrap_or_default()
-    }
-
-    fn layer_arrived(&self, diff_id: &Digest, blob: &Descriptor) {
-        self.prove_early(diff_id, blob);
     }
 }
 

@@ -67,6 +67,29 @@ impl StoreLock {
         }
     }
 
+    /// The lock one prover of pending layers holds at a time
+    /// (`writers/proof.lock`), waiting while another process proves.
+    pub(crate) fn proof(&self) -> io::Result<Exclusive> {
+        let file = self.open_proof()?;
+        flock(&file, libc::LOCK_EX)?;
+        Ok(Exclusive { _file: file })
+    }
+
+    /// The proof lock if free now; `None` while another prover holds it.
+    pub(crate) fn try_proof(&self) -> io::Result<Option<Exclusive>> {
+        let file = self.open_proof()?;
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(Exclusive { _file: file })),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_proof(&self) -> io::Result<File> {
+        let path = self.path.with_file_name("writers").join("proof.lock");
+        OpenOptions::new().create(true).truncate(false).write(true).open(path)
+    }
+
     /// Takes the lock exclusively, waiting for holders to finish. Only for
     /// explicit maintenance (`system check --repair`), never on a hot path.
     pub(crate) fn exclusive(&self) -> io::Result<Exclusive> {

@@ -57,6 +57,8 @@ struct Claim {
 /// How far a proof of pending layers has got, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProofProgress {
+    /// Another berth process is proving them; this one waits for it.
+    pub waiting: bool,
     pub layers_done: usize,
     pub layers: usize,
     /// Compressed bytes of the blobs proven so far, and of all of them.
@@ -64,8 +66,14 @@ pub struct ProofProgress {
     pub bytes: u64,
 }
 
+impl ProofProgress {
+    /// Nothing (left) to prove.
+    pub const NONE: ProofProgress =
+        ProofProgress { waiting: false, layers_done: 0, layers: 0, bytes_done: 0, bytes: 0 };
+}
+
 /// What decompressing a claimed blob found.
-pub(crate) struct Measured {
+struct Measured {
     diff_id: Digest,
     tar_size: u64,
     content_size: u64,
@@ -83,10 +91,24 @@ impl Store {
         if self.claims()?.is_empty() {
             return Ok(());
         }
+        // One prover at a time, across processes: a second one (the first
+        // read after a pull, while the pull's detached prover runs) waits,
+        // then finds the work done instead of doing it twice.
+        let _one_prover = match self.locks.try_proof()? {
+            Some(held) => held,
+            None => {
+                self.report_proof(ProofProgress { waiting: true, ..ProofProgress::NONE });
+                self.locks.proof()?
+            }
+        };
         // No blob file may vanish while it is read: take the lease, then
-        // read the claims again (a removal may have run in between).
+        // read the claims again (another prover or a removal may have run).
         self.locks.hold_shared()?;
         let claims = self.claims()?;
+        if claims.is_empty() {
+            self.report_proof(ProofProgress::NONE);
+            return Ok(());
+        }
         let results = self.measure_all(&claims);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -147,9 +169,7 @@ impl Store {
     }
 
     /// Measures every claim, largest first, on as many threads as there are
-    /// cores (decompressing is CPU-bound; the files are usually cached). A
-    /// claim already being proven early (see [`Store::prove_early`]) waits
-    /// for that proof instead.
+    /// cores (decompressing is CPU-bound; the files are usually cached).
     fn measure_all(&self, claims: &[Claim]) -> Vec<io::Result<Measured>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(claims.len());
         let next = AtomicUsize::new(0);
@@ -160,7 +180,7 @@ impl Store {
         let observer_guard = self.proof_observer.lock().unwrap_or_else(|e| e.into_inner());
         let observer: &Option<crate::ProofObserver> = &observer_guard;
         if let Some(observe) = observer {
-            observe(ProofProgress { layers_done: 0, layers: claims.len(), bytes_done: 0, bytes });
+            observe(ProofProgress { layers: claims.len(), bytes, ..ProofProgress::NONE });
         }
         std::thread::scope(|scope| {
             for _ in 0..threads {
@@ -168,27 +188,15 @@ impl Store {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(claim) = claims.get(i) else { break };
-                        let early = self
-                            .early
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&claim.blob);
-                        let result = match early {
-                            Some(proof) => proof
-                                .join()
-                                .unwrap_or_else(|_| Err(io::Error::other("proof thread died"))),
-                            None => measure_blob(
-                                &self.blob_path(&claim.blob),
-                                &claim.media_type,
-                                &claim.diff_id,
-                            ),
-                        };
+                        let path = self.blob_path(&claim.blob);
+                        let result = measure_blob(&path, &claim.media_type, &claim.diff_id);
                         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                         let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
                         d.0 += 1;
                         d.1 += claim.size;
                         if let Some(observe) = observer {
                             observe(ProofProgress {
+                                waiting: false,
                                 layers_done: d.0,
                                 layers: claims.len(),
                                 bytes_done: d.1,
@@ -216,19 +224,10 @@ impl Store {
         *self.proof_observer.lock().unwrap_or_else(|e| e.into_inner()) = Some(observe);
     }
 
-    /// Starts proving a layer blob a pull has just written with its diff ID
-    /// unchecked, on a thread of its own, so the proof overlaps the rest of
-    /// the download; the next [`Store::verify_pending_layers`] takes the
-    /// result instead of decompressing again.
-    pub fn prove_early(&self, diff_id: &Digest, blob: &berth_oci::Descriptor) {
-        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
-        if early.contains_key(&blob.digest) {
-            return;
+    fn report_proof(&self, progress: ProofProgress) {
+        if let Some(observe) = &*self.proof_observer.lock().unwrap_or_else(|e| e.into_inner()) {
+            observe(progress);
         }
-        let path = self.blob_path(&blob.digest);
-        let (media_type, diff_id) = (blob.media_type.clone(), diff_id.clone());
-        let proof = std::thread::spawn(move || measure_blob(&path, &media_type, &diff_id));
-        early.insert(blob.digest.clone(), proof);
     }
 }
 

@@ -247,38 +247,38 @@ fn two_stores_proving_the_same_claims_at_once_agree() {
 }
 
 #[test]
-fn a_layer_proven_early_is_not_decompressed_again_and_a_lie_is_still_caught() {
+fn provers_take_turns_and_report_their_progress() {
     let (dir, store) = store();
-    let good = layer_tar("bin/sh", &[5u8; 3000]);
-    let bad = layer_tar("etc/motd", b"real");
-    let good_claim = claimed_layer(&store, &good, &Digest::sha256_of(&good));
-    let bad_claim = claimed_layer(&store, &bad, &Digest::sha256_of(b"a lie"));
-    // As a pull does: each layer starts proving as soon as it is written.
-    store.prove_early(&good_claim.diff_id, &good_claim.blobs[0]);
-    store.prove_early(&bad_claim.diff_id, &bad_claim.blobs[0]);
+    let tar = layer_tar("bin/sh", &[5u8; 3000]);
+    let claim = claimed_layer(&store, &tar, &Digest::sha256_of(&tar));
+    commit_layers(&store, vec![claim], "good:1");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     store.on_proof_progress(Box::new(move |p| log.lock().unwrap().push(p)));
-    let good_blob = good_claim.blobs[0].digest.clone();
-    commit_layers(&store, vec![good_claim], "good:1");
-    commit_layers(&store, vec![bad_claim], "bad:1");
-    // Give the early proofs time to finish, then take the good blob's file
-    // away: only the early result can prove it now.
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let path = dir.path().join("blobs/sha256").join(good_blob.hex());
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let err = store.verify_pending_layers().unwrap_err();
-    assert!(err.to_string().contains("does not match its diff ID"), "{err}");
-    std::fs::write(&path, bytes).unwrap();
-    let listed = store.list_images().unwrap();
-    assert_eq!(listed.len(), 1, "only the lying image is gone");
-    assert_eq!(listed[0].size, 3000);
-    // Progress was reported from 0 to every layer, bytes included.
+    // Another process proving right now: this one waits for it.
+    let other = Store::open(dir.path()).unwrap();
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.path().join("writers/proof.lock"))
+        .unwrap();
+    // SAFETY: flock on a valid descriptor.
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) }, 0);
+    let waiting = std::thread::spawn(move || store.verify_pending_layers().map(|()| store));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!waiting.is_finished(), "the second prover did not wait");
+    // The other prover is done (it proved nothing here): this one goes on.
+    drop(held);
+    let store = waiting.join().unwrap().unwrap();
+    assert!(store.stored_layers().unwrap().iter().all(|l| l.verified));
+    drop(other);
+    // Progress: waiting, then 0 of 1, then 1 of 1 with its bytes.
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.first().map(|p| (p.layers_done, p.layers)), Some((0, 2)));
+    assert!(seen[0].waiting, "{seen:?}");
     let last = seen.last().unwrap();
-    assert_eq!((last.layers_done, last.layers), (2, 2));
+    assert_eq!((last.layers_done, last.layers), (1, 1));
     assert_eq!(last.bytes_done, last.bytes);
     assert!(last.bytes > 0);
+    assert!(seen.iter().any(|p| p.layers == 1 && p.layers_done == 0));
 }

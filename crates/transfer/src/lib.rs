@@ -7,7 +7,8 @@
 //! as the source had it); the destination's writer takes those images and
 //! reads the blobs back. The holder is the local store when the image goes
 //! there or comes from there (so blobs are written once), else a scratch
-//! directory beside the destination, removed when the copy ends.
+//! directory beside the destination, removed when the copy ends. Between
+//! two registries nothing is held: each layer streams from one to the other.
 //!
 //! Digests are kept: configs travel byte for byte (the image ID never
 //! changes), and a manifest is sent unchanged whenever the blobs it names
@@ -197,11 +198,6 @@ impl Transfer {
             Place::Store(_) => {
                 let repo_digests = held.repo_digest.into_iter().collect();
                 self.store.commit_images(vec![NewImage { image, repo_digests }])?;
-                if matches!(src, Place::Registry(_)) && opts.pull.defer_diff_ids {
-                    // The store began proving each layer as it arrived (see
-                    // `Store::prove_early`): the pull ends with them proven.
-                    self.store.verify_pending_layers()?;
-                }
             }
             Place::Registry(target) => {
                 let progress = reporter.begin(Phase::Push);
@@ -229,9 +225,9 @@ impl Transfer {
         Ok(copied)
     }
 
-    /// Registry to registry: blob by blob, each layer uploaded as soon as it
-    /// is downloaded (see [`berth_client::copy`]), through a scratch
-    /// directory; blobs are checked against their digests, not decompressed.
+    /// Registry to registry: blob by blob, each layer streamed from the
+    /// source's GET into the destination's PUT (see [`berth_client::copy`]);
+    /// the scratch directory is used only where a stream breaks.
     async fn relay(
         &self,
         from: &Reference,

@@ -58,8 +58,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         } else {
             vec![reference.clone().with_default_tag()]
         };
+        let mut downloaded = false;
         for r in &refs {
-            pull_one(&transfer, r, &opts, args.quiet).await?;
+            downloaded |= pull_one(&transfer, r, &opts, args.quiet).await?;
+        }
+        // The layers' diff IDs are proven from here on, in the background:
+        // the pull is done once the blobs are in.
+        if downloaded {
+            crate::commands::system::start_prover(ctx);
         }
         if args.all_tags && !args.quiet {
             println!("{}", reference.repository().full_name());
@@ -73,7 +79,7 @@ async fn pull_one(
     r: &Reference,
     opts: &CopyOptions,
     quiet: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let label = r
         .tag()
         .map(str::to_owned)
@@ -98,5 +104,5 @@ async fn pull_one(
         }
     }
     println!("{}", r.full());
-    Ok(())
+    Ok(copied.downloaded_any)
 }

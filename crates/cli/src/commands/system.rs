@@ -139,6 +139,30 @@ fn summary_row(kind: &str, total: usize, size: String, reclaimable: String) -> V
     ])
 }
 
+/// Proves pending layers (see `berth_store::Store::verify_pending_layers`):
+/// what `pull` leaves to a detached berth so that it returns once the
+/// blobs are in, and the first read after it finds the work done.
+pub fn prove_layers(ctx: &Context) -> anyhow::Result<()> {
+    Ok(ctx.store()?.verify_pending_layers()?)
+}
+
+/// Starts `berth system prove-layers` on this store, detached (its own
+/// process group, no terminal), and does not wait for it. If it cannot
+/// start, the next read of the store proves the layers itself.
+pub fn start_prover(ctx: &Context) {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else { return };
+    let _ = std::process::Command::new(exe)
+        .arg("--root")
+        .arg(ctx.root())
+        .args(["system", "prove-layers"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
 pub fn check(ctx: &Context, args: CheckArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let report = store.check(args.repair)?;
