@@ -26,7 +26,8 @@
 //! │                         complete; swept by the next writer once their
 //! │                         owner's lock is free (the writer was killed)
 //! └── writers/
-//!     └── <pid>.<n>.lock    flocked while that Store writes (one per Store)
+//!     ├── <pid>.<n>.lock    flocked while that Store writes (one per Store)
+//!     └── proof.lock        flocked by the one process proving pulled layers
 //! ```
 //!
 //! Consistency rules, which every function here keeps:
@@ -59,7 +60,10 @@
 //! [`Store::list_images`]) first runs [`Store::verify_pending_layers`],
 //! which decompresses each unchecked blob once, records the layer's sizes,
 //! and discards the images resting on a blob that lied. So no caller ever
-//! sees an image whose layers are not proven.
+//! sees an image whose layers are not proven. One prover runs at a time,
+//! across processes (`writers/proof.lock`): berth's pull starts one in the
+//! background, and a read meanwhile waits for it rather than doing the
+//! same work twice.
 //!
 //! `rmi` prints docker's `Deleted:` lines: the image ID, then the chain ID of
 //! each layer stack no other image uses, top first. Blobs are shared by diff
