@@ -8,7 +8,7 @@ mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use reference::{
-    DEFAULT_DOMAIN, DEFAULT_TAG, LEGACY_DEFAULT_DOMAIN, NAME_TOTAL_LENGTH_MAX, OFFICIAL_NAMESPACE,
-    Reference, ReferenceError, Repository, TAG_LENGTH_MAX, validate_domain, validate_path,
-    validate_tag,
+    DEFAULT_DOMAIN, DEFAULT_TAG, InvalidRepoName, LEGACY_DEFAULT_DOMAIN, NAME_TOTAL_LENGTH_MAX,
+    OFFICIAL_NAMESPACE, Reference, ReferenceError, RepoName, Repository, TAG_LENGTH_MAX,
+    validate_domain, validate_path, validate_tag,
 };

@@ -293,6 +293,42 @@ fn looks_like_domain(first: &str) -> bool {
         || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
+/// A repository path as a registry serves it, with no domain: the `<name>`
+/// of `/v2/<name>/...` (`a/b/c`: lowercase path components, at most 255
+/// characters). Literal: no `library/` is added.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoName(String);
+
+/// Why a string is not a [`RepoName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRepoName {
+    #[error("repository name must not be longer than {NAME_TOTAL_LENGTH_MAX} characters")]
+    TooLong,
+    #[error("{name:?}: {reason}")]
+    Invalid { name: String, reason: ReferenceError },
+}
+
+impl RepoName {
+    pub fn parse(s: &str) -> Result<RepoName, InvalidRepoName> {
+        if s.len() > NAME_TOTAL_LENGTH_MAX {
+            return Err(InvalidRepoName::TooLong);
+        }
+        validate_path(s)
+            .map_err(|reason| InvalidRepoName::Invalid { name: s.to_owned(), reason })?;
+        Ok(RepoName(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks a tag: `[\w][\w.-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
@@ -379,6 +415,27 @@ pub fn validate_domain(domain: &str) -> Result<(), ReferenceError> {
             && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'-')
     };
     if host.split('.').all(component_ok) { Ok(()) } else { Err(ReferenceError::InvalidFormat) }
+}
+
+#[cfg(test)]
+mod repo_name_tests {
+    use super::*;
+
+    #[test]
+    fn repo_names_are_literal_validated_paths() {
+        assert_eq!(RepoName::parse("busybox").unwrap().as_str(), "busybox");
+        assert_eq!(RepoName::parse("a/b-c/d__e").unwrap().to_string(), "a/b-c/d__e");
+        let err = RepoName::parse("Alice/App").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"Alice/App\": invalid reference format: repository name must be lowercase"
+        );
+        assert!(RepoName::parse("a//b").is_err());
+        assert!(RepoName::parse("").is_err());
+        let long = "a".repeat(NAME_TOTAL_LENGTH_MAX + 1);
+        assert_eq!(RepoName::parse(&long).unwrap_err(), InvalidRepoName::TooLong);
+        assert!(RepoName::parse(&"a".repeat(NAME_TOTAL_LENGTH_MAX)).is_ok());
+    }
 }
 
 #[cfg(test)]

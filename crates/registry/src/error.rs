@@ -6,7 +6,6 @@
 //! only [`ErrorCode`] knows what a client sees. Nothing else in the crate
 //! picks a status code for an error.
 
-use crate::auth::Challenge;
 use crate::metadata::MetadataError;
 use crate::storage::StorageError;
 
@@ -219,7 +218,38 @@ impl From<MetadataError> for Error {
     }
 }
 
+impl From<berth_reference::InvalidRepoName> for Error {
+    fn from(e: berth_reference::InvalidRepoName) -> Error {
+        Error::NameInvalid(e.to_string())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a 401 tells the client to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub service: String,
+    /// `repository:NAME:pull,push`, when a repository was involved.
+    pub scope: Option<String>,
+    /// The token lacked the access: `error="insufficient_scope"`.
+    pub insufficient_scope: bool,
+}
+
+impl Challenge {
+    /// The `WWW-Authenticate` value.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("Bearer realm=\"{}\",service=\"{}\"", self.realm, self.service);
+        if let Some(scope) = &self.scope {
+            v.push_str(&format!(",scope=\"{scope}\""));
+        }
+        if self.insufficient_scope {
+            v.push_str(",error=\"insufficient_scope\"");
+        }
+        v
+    }
+}
 
 #[cfg(test)]
 mod tests {

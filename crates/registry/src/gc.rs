@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 use berth_reference::Digest;
 
 use crate::error::Result;
-use crate::registry::{Registry, RepoName};
+use crate::registry::Registry;
+use berth_reference::RepoName;
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {

@@ -34,8 +34,9 @@ pub mod storage;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use berth_reference::RepoName;
 pub use error::{Error, ErrorCode};
-pub use registry::{Limits, ManifestRef, Registry, RepoName};
+pub use registry::{Limits, ManifestRef, Registry};
 
 /// Why the embedded backends could not be opened.
 #[derive(Debug, thiserror::Error)]

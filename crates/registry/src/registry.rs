@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use berth_oci::{Descriptor, Manifest, ManifestError, media_type};
-use berth_reference::{Digest, DigestError, NAME_TOTAL_LENGTH_MAX, validate_path, validate_tag};
+use berth_reference::{Digest, DigestError, RepoName, validate_tag};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
@@ -49,32 +49,6 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits { manifest_max: MANIFEST_MAX, blob_max: 64 << 30, mount_without_from: true }
-    }
-}
-
-/// A validated repository name (`a/b/c`: lowercase path components, at most 255 characters).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RepoName(String);
-
-impl RepoName {
-    pub fn parse(s: &str) -> Result<RepoName> {
-        if s.len() > NAME_TOTAL_LENGTH_MAX {
-            return Err(Error::NameInvalid(format!(
-                "repository name must not be longer than {NAME_TOTAL_LENGTH_MAX} characters"
-            )));
-        }
-        validate_path(s).map_err(|e| Error::NameInvalid(format!("{s:?}: {e}")))?;
-        Ok(RepoName(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for RepoName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -159,7 +133,10 @@ impl ManifestCache {
         if entries.len() >= CACHE_MAX_REPOSITORIES && !entries.contains_key(repo.as_str()) {
             entries.clear();
         }
-        entries.entry(repo.0.clone()).or_default().insert(key.to_owned(), (Instant::now(), value));
+        entries
+            .entry(repo.as_str().to_owned())
+            .or_default()
+            .insert(key.to_owned(), (Instant::now(), value));
     }
 
     fn invalidate(&self, repo: &RepoName) {
@@ -467,8 +444,11 @@ impl Registry {
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId> {
         let id = UploadId::generate();
         self.blobs.upload_start(&id).await?;
-        let record =
-            UploadRecord { id: id.clone(), repository: repo.0.clone(), started: now_secs() };
+        let record = UploadRecord {
+            id: id.clone(),
+            repository: repo.as_str().to_owned(),
+            started: now_secs(),
+        };
         self.meta.create_upload(&record).await?;
         Ok(id)
     }

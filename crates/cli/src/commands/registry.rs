@@ -338,7 +338,7 @@ async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::Private { name } => (name, true),
         RepoCommand::Public { name } => (name, false),
         RepoCommand::Describe { name, description, full_description } => {
-            RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            RepoName::parse(&name).map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?;
             // The same limits as the HTTP API (PATCH /v2/repositories/NAME/).
             anyhow::ensure!(
                 description.chars().count() <= DESCRIPTION_MAX,
@@ -358,13 +358,13 @@ async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         RepoCommand::Rm { name } => {
-            RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            RepoName::parse(&name).map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?;
             anyhow::ensure!(meta.delete_repository(&name).await?, "no such repository: {name}");
             println!("Deleted repository {name}");
             return Ok(());
         }
     };
-    RepoName::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    RepoName::parse(&name).map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?;
     meta.set_repository_private(&name, private).await?;
     println!("{name} is now {}", if private { "private" } else { "public" });
     Ok(())

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, Method, header};
 use super::route::Route;
 use crate::auth::{Action, Auth, Challenge, Identity};
 use crate::error::{Error, Result};
-use crate::registry::RepoName;
+use berth_reference::RepoName;
 
 /// The token realm for a request that reached us as `Host`.
 pub fn challenge(

@@ -16,8 +16,9 @@ use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity};
 use crate::error::{Error, Result};
-use crate::registry::{ManifestRef, RepoName, parse_digest};
+use crate::registry::{ManifestRef, parse_digest};
 use crate::storage::{ByteRange, ByteStream, UploadId};
+use berth_reference::RepoName;
 
 const TAGS_PAGE_MAX: usize = 10_000;
 const CATALOG_PAGE_DEFAULT: usize = 1_000;

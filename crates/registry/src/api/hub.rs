@@ -14,7 +14,8 @@ use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity, namespace};
 use crate::error::{Error, Result};
-use crate::registry::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX, RepoName};
+use crate::registry::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX};
+use berth_reference::RepoName;
 
 const SEARCH_DEFAULT: usize = 25;
 const SEARCH_MAX: usize = 100;

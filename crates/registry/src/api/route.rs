@@ -1,7 +1,7 @@
 //! Which endpoint a `/v2/<rest>` path names.
 
-use crate::error::Result;
-use crate::registry::RepoName;
+use crate::error::{Error, Result};
+use berth_reference::RepoName;
 
 /// An endpoint of the distribution API, with its repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Route {
         if n < 3 {
             return None;
         }
-        let name = |k: usize| RepoName::parse(&segs[..k].join("/"));
+        let name = |k: usize| RepoName::parse(&segs[..k].join("/")).map_err(Error::from);
         let last = segs[n - 1].clone();
         let route = match (segs[n - 2].as_str(), last.as_str()) {
             ("tags", "list") => name(n - 2).map(Route::Tags),

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use sha2::Digest as _;
 
+pub use crate::error::Challenge;
 use crate::error::{Error, Result};
 use crate::metadata::{MetadataStore, UserRecord};
 pub use token::{Access, Claims, RefreshClaims, TokenKey};
@@ -85,31 +86,6 @@ impl Identity {
             Identity::User(u) => Some(&u.name),
             Identity::Token(c) => (!c.sub.is_empty()).then_some(c.sub.as_str()),
         }
-    }
-}
-
-/// What a 401 tells the client to do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    pub realm: String,
-    pub service: String,
-    /// `repository:NAME:pull,push`, when a repository was involved.
-    pub scope: Option<String>,
-    /// The token lacked the access: `error="insufficient_scope"`.
-    pub insufficient_scope: bool,
-}
-
-impl Challenge {
-    /// The `WWW-Authenticate` value.
-    pub fn header_value(&self) -> String {
-        let mut v = format!("Bearer realm=\"{}\",service=\"{}\"", self.realm, self.service);
-        if let Some(scope) = &self.scope {
-            v.push_str(&format!(",scope=\"{scope}\""));
-        }
-        if self.insufficient_scope {
-            v.push_str(",error=\"insufficient_scope\"");
-        }
-        v
     }
 }
 
@@ -398,7 +374,7 @@ pub fn parse_scope(scope: &str) -> Vec<(String, Vec<Action>)> {
         .filter_map(|s| {
             let rest = s.strip_prefix("repository:")?;
             let (name, actions) = rest.rsplit_once(':')?;
-            let name = crate::registry::RepoName::parse(name).ok()?;
+            let name = berth_reference::RepoName::parse(name).ok()?;
             let actions: Vec<Action> = if actions == "*" {
                 Action::ALL.to_vec()
             } else {
