@@ -200,7 +200,7 @@ async fn private_repositories_are_invisible_to_others() {
         assert_eq!(push("alice/open").await.unwrap().status(), StatusCode::CREATED);
         let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
             .unwrap();
-        use berth_registry::metadata::MetadataStore;
+        use berth_registry::metadata::prelude::*;
         meta.set_repository_private("alice/secret", true).await.unwrap();
 
         let url = reg.url("/v2/alice/secret/tags/list");
@@ -434,7 +434,7 @@ async fn refresh_tokens_stand_in_for_the_password() {
 async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
     for &b in BACKENDS {
         use berth_registry::auth::RefreshClaims;
-        use berth_registry::metadata::MetadataStore;
+        use berth_registry::metadata::prelude::*;
         let reg = start_auth(b).await;
         let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
             .unwrap();
@@ -536,7 +536,7 @@ async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
 async fn mount_without_from_only_from_repositories_the_caller_may_pull() {
     for &b in BACKENDS {
         let reg = start_auth(b).await;
-        use berth_registry::metadata::MetadataStore;
+        use berth_registry::metadata::prelude::*;
         let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
             .unwrap();
         let push = |repo: &str, data: &'static [u8]| {

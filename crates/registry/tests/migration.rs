@@ -1,7 +1,8 @@
 //! A registry root made before the schema was versioned opens and migrates
 //! in place, keeping its data.
 
-use berth_registry::metadata::{self, MetadataStore, SqliteMetadata};
+use berth_registry::metadata::prelude::*;
+use berth_registry::metadata::{self, SqliteMetadata};
 
 /// The whole schema as unversioned roots hold it (user_version 0), copied
 /// from the last release that did not record a version.

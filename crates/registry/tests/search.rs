@@ -100,7 +100,7 @@ async fn private_repositories_only_to_those_who_may_pull() {
         push_described(&reg, "alice/private-tool", "tool for alice", Some("alice")).await;
         let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
             .unwrap();
-        use berth_registry::metadata::MetadataStore;
+        use berth_registry::metadata::HubSettings;
         meta.set_repository_private("alice/private-tool", true).await.unwrap();
 
         assert_eq!(names(&search(&reg, "q=tool", None).await), ["alice/public-tool"]);

@@ -1,17 +1,26 @@
-//! Registry metadata: repositories, manifests, tags, blob links, uploads.
+//! Registry metadata, one trait per concern: [`Distribution`] (repositories,
+//! manifests, tags, blob links, referrers), [`Uploads`], [`Accounts`] (users
+//! and organisations), [`HubSettings`] (privacy, descriptions, search,
+//! stars) and [`Collection`] (what garbage collection needs);
+//! [`MetadataStore`] is all five as one object.
 //!
-//! [`MetadataStore`] is the boundary a PostgreSQL implementation will also
-//! sit behind, so it speaks only in domain values (validated names,
-//! [`Digest`]s, records) and promises nothing SQLite-specific: each method is
-//! one transaction; lists come back sorted by byte order of the name.
+//! They are the boundary a PostgreSQL implementation will also sit behind,
+//! so they speak only in domain values (validated names, [`Digest`]s,
+//! records) and promise nothing SQLite-specific: each method is one
+//! transaction; lists come back sorted by byte order of the name.
 //! [`SqliteMetadata`] is the embedded default. Every implementation must pass
-//! [`testing::run_suite`].
+//! each concern's suite in [`testing`] ([`testing::run_suite`] runs them all).
 //!
 //! Callers validate names and tags before they get here; the store checks
 //! only referential integrity.
 
 mod sqlite;
 pub mod testing;
+
+/// Every concern's trait, for code that calls them on a concrete store.
+pub mod prelude {
+    pub use super::{Accounts, Collection, Distribution, HubSettings, MetadataStore, Uploads};
+}
 
 use std::collections::BTreeMap;
 
@@ -104,8 +113,10 @@ pub struct GcSnapshot {
     pub links: Vec<(String, Digest, i64)>,
 }
 
+/// Repositories, blob links, manifests, tags and referrers: what the
+/// distribution API reads and writes.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait Distribution: Send + Sync {
     /// Whether the repository has ever received a blob or manifest (and was not deleted).
     async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError>;
 
@@ -166,6 +177,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, MetadataError>;
 
+    /// Up to `limit` repositories that hold `digest`, sorted.
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError>;
+}
+
+/// Uploads in progress.
+#[async_trait]
+pub trait Uploads: Send + Sync {
     async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError>;
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError>;
@@ -173,9 +195,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetadataError>;
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError>;
+}
 
-    // ---- accounts (users and organisations share one namespace) ----
-
+/// Users and organisations (one namespace for both).
+#[async_trait]
+pub trait Accounts: Send + Sync {
     /// Creates a user; `false` if the name is taken by a user or an organisation.
     async fn create_user(&self, user: &UserRecord) -> Result<bool, MetadataError>;
 
@@ -200,13 +224,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn add_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError>;
 
     async fn remove_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError>;
+}
 
+/// What Docker Hub adds to a repository: privacy, descriptions, search
+/// and stars.
+#[async_trait]
+pub trait HubSettings: Send + Sync {
     /// Marks a repository private or public (it need not exist yet).
     async fn set_repository_private(&self, repo: &str, private: bool) -> Result<(), MetadataError>;
 
     async fn repository_private(&self, repo: &str) -> Result<bool, MetadataError>;
-
-    // ---- search and stars ----
 
     /// Sets (or with `None` clears) a repository's description.
     async fn set_repository_description(
@@ -239,18 +266,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn star(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
 
     async fn unstar(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
+}
 
-    // ---- garbage collection ----
-
+/// What garbage collection reads and removes.
+#[async_trait]
+pub trait Collection: Send + Sync {
     /// The size of `digest` if any repository holds it.
     async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
-
-    /// Up to `limit` repositories that hold `digest`, sorted.
-    async fn blob_repositories(
-        &self,
-        digest: &Digest,
-        limit: usize,
-    ) -> Result<Vec<String>, MetadataError>;
 
     async fn gc_snapshot(&self) -> Result<GcSnapshot, MetadataError>;
 
@@ -267,4 +289,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Whether anything still needs `digest`: a link, a manifest reference,
     /// or a manifest with that digest, in any repository.
     async fn blob_in_use(&self, digest: &Digest) -> Result<bool, MetadataError>;
+}
+
+/// Everything the registry keeps besides blob bytes: each concern's trait,
+/// as one object. An implementation implements the five traits (and passes
+/// every suite in [`testing`]); this one comes with them.
+pub trait MetadataStore:
+    Distribution + Uploads + Accounts + HubSettings + Collection + 'static
+{
+}
+
+impl<T: Distribution + Uploads + Accounts + HubSettings + Collection + 'static> MetadataStore
+    for T
+{
 }

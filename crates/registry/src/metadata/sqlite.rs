@@ -14,8 +14,8 @@ use berth_reference::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    GcSnapshot, ManifestRecord, MetadataError, MetadataStore, OrgRecord, RepoSummary, UploadRecord,
-    UserRecord,
+    Accounts, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord, MetadataError,
+    OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
 use crate::storage::UploadId;
 
@@ -312,7 +312,7 @@ fn list_names(
 }
 
 #[async_trait]
-impl MetadataStore for SqliteMetadata {
+impl Distribution for SqliteMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError> {
         let repo = repo.to_owned();
         self.call(move |c| {
@@ -577,6 +577,29 @@ impl MetadataStore for SqliteMetadata {
         .await
     }
 
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Vec<String>, MetadataError> {
+        let digest = digest.to_string();
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT repository FROM blob_links WHERE digest = ?1
+                     ORDER BY repository LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map(params![digest, limit], |r| r.get(0)).map_err(db)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(db)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Uploads for SqliteMetadata {
     async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
         let u = upload.clone();
         self.call(move |c| {
@@ -634,7 +657,10 @@ impl MetadataStore for SqliteMetadata {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Accounts for SqliteMetadata {
     async fn create_user(&self, user: &UserRecord) -> Result<bool, MetadataError> {
         let u = user.clone();
         self.call(move |c| {
@@ -802,7 +828,10 @@ impl MetadataStore for SqliteMetadata {
         })
         .await
     }
+}
 
+#[async_trait]
+impl HubSettings for SqliteMetadata {
     async fn set_repository_private(&self, repo: &str, private: bool) -> Result<(), MetadataError> {
         let repo = repo.to_owned();
         self.call(move |c| {
@@ -928,7 +957,10 @@ impl MetadataStore for SqliteMetadata {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Collection for SqliteMetadata {
     async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
         let digest = digest.to_string();
         self.call(move |c| {
@@ -938,26 +970,6 @@ impl MetadataStore for SqliteMetadata {
             .optional()
             .map(|o| o.map(|n| n as u64))
             .map_err(db)
-        })
-        .await
-    }
-
-    async fn blob_repositories(
-        &self,
-        digest: &Digest,
-        limit: usize,
-    ) -> Result<Vec<String>, MetadataError> {
-        let digest = digest.to_string();
-        let limit = limit.min(i64::MAX as usize) as i64;
-        self.call(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT repository FROM blob_links WHERE digest = ?1
-                     ORDER BY repository LIMIT ?2",
-                )
-                .map_err(db)?;
-            let rows = stmt.query_map(params![digest, limit], |r| r.get(0)).map_err(db)?;
-            rows.collect::<Result<Vec<String>, _>>().map_err(db)
         })
         .await
     }

@@ -1,11 +1,13 @@
-//! The test suite every [`MetadataStore`] implementation must pass. Call
-//! [`run_suite`] from a `#[tokio::test]` with a fresh, empty store.
+//! The contract suites every metadata implementation must pass, one per
+//! concern ([`distribution`], [`uploads`], [`accounts`], [`hub`],
+//! [`collection`]). Call [`run_suite`] (all of them) from a
+//! `#[tokio::test]` with a fresh, empty store.
 
 use std::collections::BTreeMap;
 
 use berth_reference::Digest;
 
-use super::{ManifestRecord, MetadataStore, UploadRecord, UserRecord};
+use super::{Accounts, ManifestRecord, MetadataStore, UploadRecord, Uploads, UserRecord};
 use crate::storage::UploadId;
 
 fn d(s: &str) -> Digest {
@@ -31,16 +33,42 @@ async fn link_record_blobs(store: &dyn MetadataStore, repo: &str) {
     store.link_blob(repo, &d("layer"), 1).await.unwrap();
 }
 
-/// Runs every contract check against `store`, panicking on the first failure.
+/// Runs every suite against `store`, panicking on the first failure.
 pub async fn run_suite(store: &dyn MetadataStore) {
+    distribution(store).await;
+    uploads(store).await;
+    accounts(store).await;
+    hub(store).await;
+    collection(store).await;
+}
+
+/// [`super::Distribution`]: blob links, manifests, tags, referrers, listing.
+pub async fn distribution(store: &dyn MetadataStore) {
     blob_links(store).await;
     manifests_and_tags(store).await;
     referrers(store).await;
     listing_pagination(store).await;
-    uploads(store).await;
     delete_repository(store).await;
-    accounts(store).await;
+}
+
+/// [`Uploads`].
+pub async fn uploads(store: &dyn Uploads) {
+    upload_records(store).await;
+}
+
+/// [`Accounts`]: users and organisations in one namespace.
+pub async fn accounts(store: &dyn Accounts) {
+    users_and_orgs(store).await;
+}
+
+/// [`super::HubSettings`]: privacy, descriptions, search and stars.
+pub async fn hub(store: &dyn MetadataStore) {
+    privacy(store).await;
     search_and_stars(store).await;
+}
+
+/// [`super::Collection`]: what garbage collection sees and removes.
+pub async fn collection(store: &dyn MetadataStore) {
     gc_view(store).await;
     gc_view_links(store).await;
 }
@@ -127,7 +155,7 @@ async fn listing_pagination(store: &dyn MetadataStore) {
     assert!(after.iter().all(|r| r.as_str() > repo));
 }
 
-async fn uploads(store: &dyn MetadataStore) {
+async fn upload_records(store: &dyn Uploads) {
     let id = UploadId::generate();
     let rec = UploadRecord { id: id.clone(), repository: "up/repo".into(), started: 1234 };
     store.create_upload(&rec).await.unwrap();
@@ -158,7 +186,7 @@ async fn delete_repository(store: &dyn MetadataStore) {
     assert!(!store.delete_repository("never/was").await.unwrap());
 }
 
-async fn accounts(store: &dyn MetadataStore) {
+async fn users_and_orgs(store: &dyn Accounts) {
     let alice = UserRecord { name: "alice".into(), password_hash: "$2b$x".into(), admin: false };
     assert!(store.create_user(&alice).await.unwrap());
     assert!(!store.create_user(&alice).await.unwrap());
@@ -192,7 +220,9 @@ async fn accounts(store: &dyn MetadataStore) {
     assert!(store.delete_user("alice").await.unwrap());
     assert!(!store.delete_user("alice").await.unwrap());
     assert!(store.org("acme").await.unwrap().unwrap().members.is_empty());
+}
 
+async fn privacy(store: &dyn MetadataStore) {
     // Visibility may be set before the first push.
     assert!(!store.repository_private("acme/secret").await.unwrap());
     store.set_repository_private("acme/secret", true).await.unwrap();
