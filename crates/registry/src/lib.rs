@@ -5,6 +5,7 @@
 //! - [`metadata`]: repositories, manifests, tags, links ([`metadata::MetadataStore`]).
 //! - [`registry`]: the rules binding them ([`Registry`]), free of HTTP.
 //! - [`api`]: the `/v2/` HTTP API on axum.
+//! - [`hub`]: Docker Hub's search, stars, descriptions and privacy ([`hub::Hub`]).
 //! - [`auth`]: accounts, Docker Hub's permission rules, Basic and token auth.
 //! - [`error`]: domain errors and the one table of OCI codes and statuses.
 //! - [`gc`]: garbage collection, safe during pushes (grace period).
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod hub;
 pub mod metadata;
 pub mod metrics;
 pub mod registry;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 pub use berth_reference::RepoName;
 pub use error::{Error, ErrorCode};
+pub use hub::Hub;
 pub use registry::{Limits, ManifestRef, Registry};
 
 /// Why the embedded backends could not be opened.

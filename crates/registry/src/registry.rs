@@ -26,10 +26,7 @@ use crate::storage::{
 /// The image label search shows as a repository's description.
 pub const DESCRIPTION_LABEL: &str = "org.opencontainers.image.description";
 
-/// The longest description an owner may set (characters).
-pub const DESCRIPTION_MAX: usize = 1000;
-/// The longest full description (Docker Hub's overview), in characters.
-pub const FULL_DESCRIPTION_MAX: usize = 25_000;
+pub use crate::hub::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX};
 
 /// The largest manifest accepted (the spec's recommended minimum limit).
 pub const MANIFEST_MAX: usize = 4 << 20;
@@ -172,6 +169,12 @@ impl Registry {
 
     pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
         &self.blobs
+    }
+
+    /// Up to `limit` repositories that hold blob `digest`, sorted: the
+    /// candidates for a mount without `from`.
+    pub async fn blob_holders(&self, digest: &Digest, limit: usize) -> Result<Vec<String>> {
+        Ok(self.meta.blob_repositories(digest, limit).await?)
     }
 
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {

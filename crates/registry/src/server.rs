@@ -42,8 +42,9 @@ pub fn app(registry: Registry, auth: Option<Auth>) -> Router {
 /// a tokio runtime (the collection runs as a background task).
 pub fn build(registry: Registry, options: Options) -> Router {
     let scheme = if options.tls { "https" } else { "http" };
-    let state =
-        Arc::new(AppState { registry, metrics: Metrics::default(), auth: options.auth, scheme });
+    let hub = crate::hub::Hub::new(registry.metadata().clone());
+    let metrics = Metrics::default();
+    let state = Arc::new(AppState { registry, hub, metrics, auth: options.auth, scheme });
     if let Some((gc, every)) = options.gc {
         let for_gc = state.clone();
         tokio::spawn(async move {

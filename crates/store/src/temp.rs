@@ -38,8 +38,12 @@ impl TempOwner {
     pub(crate) fn temp_path(&self) -> io::Result<PathBuf> {
         let mut slot = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            let file = open_lock(&self.writers.join(format!("{}.lock", self.name)))?;
+            // Locked under a name no sweeper looks at, then renamed into
+            // place: a sweeper never sees this owner's lock file unlocked.
+            let fresh = self.writers.join(format!(".{}.lock.new", self.name));
+            let file = open_lock(&fresh)?;
             crate::lock::flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
+            fs::rename(&fresh, self.writers.join(format!("{}.lock", self.name)))?;
             *slot = Some(file);
             drop(slot);
             // Best effort: a sweep that fails leaves files for the next one.
@@ -97,7 +101,7 @@ pub(crate) fn sweep_dead_owners(tmp: &Path, writers: &Path, me: &str) -> io::Res
     // Locks of owners that left no files: stale once free.
     for entry in fs::read_dir(writers)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(owner) = name.strip_suffix(".lock") {
+        if let Some(owner) = name.strip_suffix(".lock").filter(|o| !o.starts_with('.')) {
             by_owner.entry(Owner::Locked(owner.to_owned())).or_default();
         }
     }

@@ -440,7 +440,7 @@ async fn readable_source(
     digest: &berth_reference::Digest,
 ) -> Result<Option<RepoName>> {
     let user = auth.user_of(identity).await?;
-    let holders = app.registry.metadata().blob_repositories(digest, MOUNT_SOURCES_MAX).await?;
+    let holders = app.registry.blob_holders(digest, MOUNT_SOURCES_MAX).await?;
     for holder in holders {
         if auth.allowed(user.as_ref(), &holder).await?.contains(&Action::Pull)
             && let Ok(name) = RepoName::parse(&holder)

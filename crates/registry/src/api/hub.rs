@@ -14,13 +14,10 @@ use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity, namespace};
 use crate::error::{Error, Result};
-use crate::registry::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX};
 use berth_reference::RepoName;
 
 const SEARCH_DEFAULT: usize = 25;
 const SEARCH_MAX: usize = 100;
-/// Matches considered before filtering by visibility and paging.
-const SEARCH_SCAN: usize = 10_000;
 
 /// `GET /v1/_ping`: docker search checks it before searching.
 pub async fn ping() -> Response {
@@ -86,7 +83,7 @@ async fn search_inner(app: &AppState, req: Request) -> Result<Response> {
         None => None,
     };
     let mut visible = Vec::new();
-    for hit in app.registry.metadata().search_repositories(&q, SEARCH_SCAN).await? {
+    for hit in app.hub.search(&q).await? {
         let may_pull = match &app.auth {
             Some(auth) => auth.allowed(user.as_ref(), &hit.name).await?.contains(&Action::Pull),
             None => true,
@@ -143,17 +140,10 @@ async fn repositories_inner(app: &AppState, req: Request) -> Result<Response> {
                 Error::Unsupported("stars need accounts: run the registry with --auth".into())
             })?;
             let user = auth.user_of(&identity).await?.ok_or(Error::Unauthorized(None))?;
-            if !auth.allowed(Some(&user), repo.as_str()).await?.contains(&Action::Pull)
-                || !app.registry.metadata().repository_exists(repo.as_str()).await?
-            {
+            if !auth.allowed(Some(&user), repo.as_str()).await?.contains(&Action::Pull) {
                 return Err(Error::NameUnknown(repo.to_string()));
             }
-            let meta = app.registry.metadata();
-            if m == Method::PUT {
-                meta.star(&user.name, repo.as_str()).await?;
-            } else {
-                meta.unstar(&user.name, repo.as_str()).await?;
-            }
+            app.hub.star(&user.name, &repo, m == Method::PUT).await?;
             Ok(plain(StatusCode::OK))
         }
         (false, Method::DELETE) => {
@@ -241,9 +231,6 @@ async fn repository_settings_inner(app: &AppState, req: Request) -> Result<Respo
             if !allowed.contains(&Action::Push) {
                 return Err(Error::Denied);
             }
-            if !app.registry.metadata().repository_exists(repo.as_str()).await? {
-                return Err(unknown());
-            }
             let body = axum::body::to_bytes(req.into_body(), SETTINGS_BODY_MAX)
                 .await
                 .map_err(|_| Error::InvalidRequest("body too large".into()))?;
@@ -254,24 +241,8 @@ async fn repository_settings_inner(app: &AppState, req: Request) -> Result<Respo
                     "nothing to change: give description or full_description".into(),
                 ));
             }
-            let too_long = |field: &str, text: &Option<String>, max: usize| {
-                if text.as_ref().is_some_and(|t| t.chars().count() > max) {
-                    return Err(Error::InvalidRequest(format!(
-                        "{field} is longer than {max} characters"
-                    )));
-                }
-                Ok(())
-            };
-            too_long("description", &patch.description, DESCRIPTION_MAX)?;
-            too_long("full_description", &patch.full_description, FULL_DESCRIPTION_MAX)?;
-            app.registry
-                .metadata()
-                .set_repository_owner_description(
-                    repo.as_str(),
-                    patch.description.as_deref(),
-                    patch.full_description.as_deref(),
-                )
-                .await?;
+            let (description, full) = (patch.description, patch.full_description);
+            app.hub.describe(&repo, description.as_deref(), full.as_deref()).await?;
         }
         Method::DELETE => {
             if app.auth.is_some() && matches!(identity, Identity::Anonymous) {
@@ -287,8 +258,7 @@ async fn repository_settings_inner(app: &AppState, req: Request) -> Result<Respo
         }
         _ => return Ok(plain(StatusCode::METHOD_NOT_ALLOWED)),
     }
-    let summary =
-        app.registry.metadata().repository_summary(repo.as_str()).await?.ok_or_else(unknown)?;
+    let summary = app.hub.summary(&repo).await?;
     let (namespace, name) = match repo.as_str().split_once('/') {
         Some((ns, name)) => (ns, name),
         None => ("library", repo.as_str()),

@@ -28,6 +28,7 @@ pub use route::Route;
 /// What every request handler can reach.
 pub struct AppState {
     pub registry: Registry,
+    pub hub: crate::hub::Hub,
     pub metrics: crate::metrics::Metrics,
     /// `None`: an open registry (anonymous pull and push, like `registry:2`).
     pub auth: Option<crate::auth::Auth>,

@@ -1,0 +1,93 @@
+//! Docker Hub's additions to a repository, as a service the HTTP layer and
+//! the admin commands call: search, stars, owner descriptions, privacy and
+//! the summary the settings page shows. Free of HTTP; policy (who may do
+//! what) is the caller's, through [`crate::auth`].
+
+use std::sync::Arc;
+
+use berth_reference::RepoName;
+
+use crate::error::{Error, Result};
+use crate::metadata::{MetadataStore, RepoSummary};
+
+/// The longest description an owner may set (characters).
+pub const DESCRIPTION_MAX: usize = 1000;
+/// The longest full description (Docker Hub's overview), in characters.
+pub const FULL_DESCRIPTION_MAX: usize = 25_000;
+/// How many matches a search considers before the caller filters them by
+/// visibility and pages them.
+const SEARCH_SCAN: usize = 10_000;
+
+#[derive(Clone)]
+pub struct Hub {
+    meta: Arc<dyn MetadataStore>,
+}
+
+impl Hub {
+    pub fn new(meta: Arc<dyn MetadataStore>) -> Hub {
+        Hub { meta }
+    }
+
+    /// Existing repositories whose name or description contains `query`
+    /// (case-insensitively), most starred first, then by name.
+    pub async fn search(&self, query: &str) -> Result<Vec<RepoSummary>> {
+        Ok(self.meta.search_repositories(query, SEARCH_SCAN).await?)
+    }
+
+    /// `user` stars (`on`) or unstars `repo`, which must exist.
+    pub async fn star(&self, user: &str, repo: &RepoName, on: bool) -> Result<()> {
+        self.existing(repo).await?;
+        if on {
+            self.meta.star(user, repo.as_str()).await?;
+        } else {
+            self.meta.unstar(user, repo.as_str()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets what the owner says of an existing repository; `None` leaves a
+    /// field as it is. Texts longer than Docker Hub allows are refused.
+    pub async fn describe(
+        &self,
+        repo: &RepoName,
+        description: Option<&str>,
+        full_description: Option<&str>,
+    ) -> Result<()> {
+        let too_long = |field: &str, text: Option<&str>, max: usize| {
+            if text.is_some_and(|t| t.chars().count() > max) {
+                return Err(Error::InvalidRequest(format!(
+                    "{field} is longer than {max} characters"
+                )));
+            }
+            Ok(())
+        };
+        too_long("description", description, DESCRIPTION_MAX)?;
+        too_long("full_description", full_description, FULL_DESCRIPTION_MAX)?;
+        self.existing(repo).await?;
+        self.meta
+            .set_repository_owner_description(repo.as_str(), description, full_description)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes a repository private or public (it need not exist yet).
+    pub async fn set_private(&self, repo: &RepoName, private: bool) -> Result<()> {
+        Ok(self.meta.set_repository_private(repo.as_str(), private).await?)
+    }
+
+    /// An existing repository as search and the settings page show it.
+    pub async fn summary(&self, repo: &RepoName) -> Result<RepoSummary> {
+        self.meta
+            .repository_summary(repo.as_str())
+            .await?
+            .ok_or_else(|| Error::NameUnknown(repo.to_string()))
+    }
+
+    async fn existing(&self, repo: &RepoName) -> Result<()> {
+        if self.meta.repository_exists(repo.as_str()).await? {
+            Ok(())
+        } else {
+            Err(Error::NameUnknown(repo.to_string()))
+        }
+    }
+}
