@@ -20,6 +20,7 @@
 //! without ever being followed, and hard links must point at a file of the
 //! same layer.
 
+mod changes;
 mod unpack;
 
 use std::io::Read;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use berth_reference::Digest;
 
+pub use changes::{Change, ChangeKind, Lowers, changes, write_layer};
 pub use unpack::{UnpackOptions, Unpacked, unpack};
 
 #[derive(Debug, thiserror::Error)]
