@@ -226,10 +226,14 @@ impl Client {
         let build = |rb: reqwest::RequestBuilder| {
             let rb =
                 rb.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size);
-            match body.lock().expect("lock").take() {
-                Some(b) => rb.body(b),
-                None => rb,
-            }
+            // Asked again (an auth round): the stream is gone, so this
+            // attempt fails at once and the caller falls back to a file.
+            let b = body.lock().expect("lock").take().unwrap_or_else(|| {
+                reqwest::Body::wrap_stream(futures_util::stream::once(async {
+                    Err::<Bytes, _>(io::Error::other("the layer stream was already sent"))
+                }))
+            });
+            rb.body(b)
         };
         let upload = self.send(r.to, Method::PUT, &url, false, &build);
         let id = layer.digest.short();

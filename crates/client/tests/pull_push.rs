@@ -496,3 +496,37 @@ async fn a_copy_between_registries_streams_each_layer_once_and_keeps_the_manifes
         &src_log[before..]
     );
 }
+
+#[tokio::test]
+async fn a_streamed_upload_that_fails_is_sent_again_from_a_file() {
+    let (src, _src_reg, img) = serve_image(Faults::default()).await;
+    // The destination fails the first data-carrying PUT (the first layer's
+    // stream): that layer goes again through the scratch file.
+    let (dst, dst_reg) = start(Faults { fail_data_puts: 1, ..Default::default() }).await;
+    let (_d, scratch) = store();
+    let c = client(Arc::new(Anonymous));
+    let from = Reference::parse(&format!("{src}/app:latest")).unwrap();
+    let to = Reference::parse(&format!("{dst}/copy:1")).unwrap();
+    let copied = c
+        .copy(
+            &from,
+            &to,
+            false,
+            scratch.clone(),
+            &PullOptions { concurrency: 1, ..Default::default() },
+            &PushOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied.pushed.manifest_digest, img.manifest_digest);
+    for i in 0..3 {
+        let key = ("copy".to_owned(), img.layer_digest(i).to_string());
+        assert!(dst_reg.lock().unwrap().repo_blobs.contains(&key), "layer {i} missing");
+    }
+    // Exactly one layer needed the file.
+    assert_eq!(scratch.blob_count(), 1);
+    let log = dst_reg.lock().unwrap().log.clone();
+    let posts = log.iter().filter(|l| l.starts_with("POST /v2/copy/blobs/uploads/")).count();
+    assert_eq!(posts, 5, "three layers, one again, the config: {log:?}");
+}

@@ -54,6 +54,9 @@ pub struct Faults {
     /// After this many PATCHes in all, the first upload is forgotten (as a
     /// registry that expired or lost it): its next request meets 404.
     pub lose_upload_after: Option<u32>,
+    /// The first N closing PUTs carrying over 1 KiB (a layer, not a config)
+    /// fail with 500 and drop the upload.
+    pub fail_data_puts: u32,
 }
 
 #[derive(Default)]
@@ -71,6 +74,7 @@ pub struct Registry {
     layer_gets: u32,
     patches: u32,
     uploads_started: u32,
+    failed_data_puts: u32,
 }
 
 pub type Shared = Arc<Mutex<Registry>>;
@@ -455,6 +459,10 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             let Some(mut data) = reg.uploads.remove(&tail) else {
                 return error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown");
             };
+            if body.len() > 1024 && reg.failed_data_puts < f.fail_data_puts {
+                reg.failed_data_puts += 1;
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "disk on fire");
+            }
             data.extend_from_slice(&body);
             if Digest::sha256_of(&data).to_string() != digest {
                 return error(
