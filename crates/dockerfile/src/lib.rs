@@ -1,15 +1,18 @@
 //! The Dockerfile language as BuildKit's frontend reads it: parser
 //! directives, comments, line continuations, heredocs, instructions with
 //! their flags and their shell or exec (JSON) form ([`parse`]); and variable
-//! substitution ([`expand`]). Pure functions over text: no I/O.
+//! substitution ([`expand`]); and `.dockerignore` ([`Ignore`]). Pure
+//! functions over text: no I/O.
 //!
 //! Errors name the file and line as docker does:
 //! `Dockerfile:3: unknown instruction: RUNN`.
 
 mod expand;
+pub mod ignore;
 mod parse;
 
 pub use expand::{ExpandError, expand};
+pub use ignore::{Ignore, IgnoreError};
 pub use parse::{Args, Directives, Dockerfile, Flag, Heredoc, Instruction, Keyword, parse};
 
 /// What is wrong with a Dockerfile, and where.
