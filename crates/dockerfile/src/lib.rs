@@ -10,10 +10,12 @@
 mod expand;
 pub mod ignore;
 mod parse;
+mod stages;
 
 pub use expand::{ExpandError, expand};
 pub use ignore::{Ignore, IgnoreError};
 pub use parse::{Args, Directives, Dockerfile, Flag, Heredoc, Instruction, Keyword, parse};
+pub use stages::{Stage, Stages};
 
 /// What is wrong with a Dockerfile, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
