@@ -1,0 +1,17 @@
+//! Containers without a daemon: each one an OCI runtime bundle (a
+//! `config.json` and a root filesystem) over an overlayfs mount of its
+//! image's snapshots, run by a real OCI runtime (runc, crun).
+//!
+//! This crate so far holds what a bundle says: [`spec::bundle_config`]
+//! turns an image's config and `run`'s options into the runtime's
+//! `config.json` the way docker fills it (namespaces, mounts, masked paths,
+//! the default capabilities, the user resolved against the image's own
+//! `/etc/passwd` and `/etc/group`).
+
+pub mod init;
+pub mod spec;
+pub mod user;
+
+pub use init::write_init_layer;
+pub use spec::{Network, RunOptions, SpecError, bundle_config};
+pub use user::{User, UserError, resolve_user};
