@@ -9,9 +9,11 @@
 //! `/etc/passwd` and `/etc/group`).
 
 pub mod init;
+pub mod layers;
 pub mod spec;
 pub mod user;
 
 pub use init::write_init_layer;
+pub use layers::{lower_dirs, snapshots_of};
 pub use spec::{Network, RunOptions, SpecError, bundle_config};
 pub use user::{User, UserError, resolve_user};
