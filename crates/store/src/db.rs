@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1. Digests are stored as their text (`sha256:<hex>`), so ID
 /// prefix lookups are range scans on the primary key.
@@ -125,6 +125,17 @@ CREATE TABLE manifests (
 CREATE INDEX manifests_by_image ON manifests(image_id, added);
 "#;
 
+/// Version 4: what `ps`, `diff` and `commit` need of a container: the image
+/// name it was run with, its command, how it ended, and its config (the
+/// image's, with the run's changes: what `commit` starts from).
+const SCHEMA_V4: &str = r#"
+ALTER TABLE containers ADD COLUMN image_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE containers ADD COLUMN command TEXT NOT NULL DEFAULT '';
+ALTER TABLE containers ADD COLUMN exit_code INTEGER;
+ALTER TABLE containers ADD COLUMN finished INTEGER;
+ALTER TABLE containers ADD COLUMN config BLOB NOT NULL DEFAULT x'';
+"#;
+
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == SCHEMA_VERSION {
@@ -150,6 +161,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         }
         if version < 3 {
             conn.execute_batch(SCHEMA_V3)?;
+        }
+        if version < 4 {
+            conn.execute_batch(SCHEMA_V4)?;
         }
         if version < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

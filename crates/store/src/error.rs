@@ -23,6 +23,15 @@ pub enum StoreError {
     )]
     ReferenceInUse { reference: String, container: String, image: String },
 
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+
+    /// docker's wording, `/` before the name included.
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    ContainerNameInUse { name: String, id: String },
+
     #[error(transparent)]
     InvalidReference(#[from] ReferenceError),
 

@@ -17,7 +17,7 @@
 //! │   ├── tags              repository (full name), tag -> image id
 //! │   ├── repo_digests      repository, manifest digest -> image id
 //! │   ├── manifests         digest -> image id, media type, the exact bytes
-//! │   └── containers        reserved: containers pin their image (none are created yet)
+//! │   └── containers        id, name, image (pinned), command, state, config
 //! ├── blobs/
 //! │   └── sha256/
 //! │       └── <64 hex>      immutable; the file's sha256 is its name
@@ -75,6 +75,7 @@
 
 mod blobs;
 mod check;
+mod containers;
 mod db;
 mod error;
 mod images;
@@ -91,6 +92,7 @@ pub use berth_reference::{Digest, Reference};
 
 pub use berth_oci::time::parse_rfc3339;
 pub use check::{CheckReport, Problem};
+pub use containers::ContainerRecord;
 pub use error::StoreError;
 pub use remove::{LabelFilter, PruneOptions, PruneReport, RemoveEvent, labels_match};
 pub use verify::{CorruptLayer, ProofProgress};

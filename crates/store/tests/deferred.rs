@@ -177,6 +177,7 @@ fn a_version_1_store_is_migrated_in_place() {
     let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
     conn.execute_batch(
         "DROP TABLE manifests;
+         ALTER TABLE containers DROP COLUMN image_name; ALTER TABLE containers DROP COLUMN command; ALTER TABLE containers DROP COLUMN exit_code; ALTER TABLE containers DROP COLUMN finished; ALTER TABLE containers DROP COLUMN config; 
          DROP INDEX layer_blobs_unverified;
          ALTER TABLE layer_blobs DROP COLUMN verified;
          ALTER TABLE layers DROP COLUMN verified;

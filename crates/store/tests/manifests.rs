@@ -149,7 +149,12 @@ fn a_version_2_store_gains_the_manifests_table() {
         commit(&store, &[layer_tar("a", b"abc")], T1, &["old:1"])
     };
     let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
-    conn.execute_batch("DROP TABLE manifests; PRAGMA user_version = 2;").unwrap();
+    conn.execute_batch(concat!(
+        "DROP TABLE manifests; ",
+        "ALTER TABLE containers DROP COLUMN image_name; ALTER TABLE containers DROP COLUMN command; ALTER TABLE containers DROP COLUMN exit_code; ALTER TABLE containers DROP COLUMN finished; ALTER TABLE containers DROP COLUMN config; ",
+        "PRAGMA user_version = 2;"
+    ))
+    .unwrap();
     drop(conn);
     let store = Store::open(dir.path()).unwrap();
     let record = store.image(&id).unwrap();
@@ -160,7 +165,7 @@ fn a_version_2_store_gains_the_manifests_table() {
     assert_eq!(store.image(&id).unwrap().manifests, vec![manifest]);
     let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4, "migrated to the current schema");
 }
 
 #[test]
