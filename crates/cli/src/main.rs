@@ -66,6 +66,16 @@ enum Command {
     /// Run and administer an image registry
     #[command(subcommand)]
     Registry(registry::Command),
+    /// Create and run a new container from an image
+    Run(container::RunArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(container::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(container::CommitArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,9 +143,18 @@ fn main() -> ExitCode {
         Command::System(SystemCommand::Df(a)) => system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => system::check(&ctx, a),
         Command::System(SystemCommand::ProveLayers) => system::prove_layers(&ctx),
+        Command::Run(a) => container::run(&ctx, a),
+        Command::Ps(a) => container::ps(&ctx, a),
+        Command::Rm(a) => container::rm(&ctx, a),
+        Command::Diff(a) => container::diff(&ctx, a),
+        Command::Commit(a) => container::commit(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The message (if any) is out already; the code is the container's.
+        Err(err) if err.downcast_ref::<container::Exit>().is_some() => {
+            ExitCode::from(err.downcast_ref::<container::Exit>().map_or(1, |e| e.0))
+        }
         Err(err) => {
             eprintln!("Error: {err:#}");
             ExitCode::FAILURE

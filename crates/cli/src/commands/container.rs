@@ -1,0 +1,707 @@
+//! `berth run`, `ps`, `rm`, `diff` and `commit`: containers without a
+//! daemon. A container is a directory under `<root>/containers/<id>/` (its
+//! init layer, upper and work directories, and the runtime bundle whose
+//! root filesystem is an overlay of those over the image's snapshots) and a
+//! row in the store, which pins its image. `run` is in the foreground: it
+//! mounts, runs the runtime, records how the container ended and unmounts.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, anyhow, bail};
+use berth_container::{Network, RunOptions, bundle_config, lower_dirs, resolve_user, snapshots_of};
+use berth_oci::{ContainerConfig, ImageConfig};
+use berth_reference::{Digest, Reference};
+use berth_snapshot::{Lowers, UnpackOptions, changes, write_layer};
+use berth_store::{ContainerRecord, NewImage, Store, StoreError};
+
+use crate::context::Context;
+use crate::format;
+
+/// Docker's exit code for its own errors (not the container's).
+const OWN_ERROR: u8 = 125;
+
+/// A command that ends with an exit code of its own (a container's, or
+/// docker's 125/126/127), its message already printed.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Connect a container to a network: none (loopback only, the default) or host
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Container host name
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Publish a container's port(s) to the host (not supported yet)
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// The OCI runtime: runc, crun, or a path
+    #[arg(long, default_value = "runc")]
+    runtime: String,
+    /// The image to run
+    image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+    match run_container(ctx, args) {
+        Ok(code) => Err(Exit(code).into()),
+        Err(e) if e.downcast_ref::<Exit>().is_some() => Err(e),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            Err(Exit(OWN_ERROR).into())
+        }
+    }
+}
+
+fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
+    if !args.publish.is_empty() {
+        bail!(
+            "publishing ports (-p) is not supported yet: containers have a network of their own with loopback only, or --network host"
+        );
+    }
+    let network = match args.network.as_str() {
+        "none" | "default" | "bridge" => Network::Private,
+        "host" => Network::Host,
+        other => bail!("network {other} not found"),
+    };
+    let runtime = find_runtime(&args.runtime)?;
+    let store = ctx.store()?;
+    let image_id = match store.resolve(&args.image) {
+        Ok(id) => id,
+        Err(StoreError::NoSuchImage(_)) => {
+            eprintln!("Unable to find image '{}' locally", display_name(&args.image));
+            pull_image(ctx, &args.image)?;
+            store.resolve(&args.image)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let record = store.image(&image_id)?;
+    let image_config = record.config.config.clone().unwrap_or_default();
+
+    let id = random_id()?;
+    let name = args.name.clone().unwrap_or_else(|| random_name(&id));
+    let hostname = args.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
+    let opts = RunOptions {
+        command: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env: args.env.iter().map(|e| with_host_value(e)).collect(),
+        workdir: args.workdir.clone(),
+        hostname: hostname.clone(),
+        terminal: false,
+        network,
+        volumes: Vec::new(),
+        nofile: open_files_limit(),
+    };
+    let process = berth_container::spec::process_args(&image_config, &opts)?;
+    // The container's config: the image's, with what the run changed
+    // (what `commit` starts from, as docker's does).
+    let mut container_config = image_config.clone();
+    if !args.command.is_empty() || args.entrypoint.is_some() {
+        container_config.cmd = Some(match &args.entrypoint {
+            Some(_) => args.command.clone(),
+            None => args.command.clone(),
+        })
+        .filter(|c| !c.is_empty())
+        .or(container_config.cmd);
+    }
+    if let Some(e) = &args.entrypoint {
+        container_config.entrypoint = (!e.is_empty()).then(|| vec![e.clone()]);
+    }
+    let command = process.join(" ");
+    let mut row = ContainerRecord {
+        id: id.clone(),
+        name: name.clone(),
+        image_id: image_id.clone(),
+        image_name: display_name(&args.image),
+        command,
+        running: false,
+        created: format::now_unix(),
+        exit_code: None,
+        finished: None,
+        config: serde_json::to_vec(&container_config)?,
+    };
+    store.create_container(&row)?;
+    let dir = container_dir(ctx, &id);
+    let outcome = (|| -> anyhow::Result<u8> {
+        let rootfs = mount_container(&store, &record, &dir, &hostname)?;
+        let user = resolve_user(
+            args.user.as_deref().or(image_config.user.as_deref()).unwrap_or(""),
+            &std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default(),
+            &std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default(),
+        )?;
+        let cwd = opts.workdir.clone().or(image_config.working_dir.clone()).unwrap_or_default();
+        if let Some(code) = check_command(&rootfs, &process, &image_config, &opts)? {
+            return Ok(code);
+        }
+        let mut config = bundle_config(&image_config, &opts, &user, &rootfs)?;
+        config["linux"]["cgroupsPath"] = serde_json::json!(format!("/berth/{id}"));
+        if !cwd.is_empty() {
+            std::fs::create_dir_all(rootfs.join(cwd.trim_start_matches('/'))).ok();
+        }
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+        row.running = true;
+        store.set_container_state(&id, true, None, None)?;
+        let status = Command::new(&runtime)
+            .args(["run", "--bundle"])
+            .arg(&dir)
+            .arg(&id)
+            .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
+            .status()
+            .with_context(|| format!("starting {}", runtime.display()))?;
+        let _ = Command::new(&runtime)
+            .args(["delete", "--force", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        remove_cgroups(&id);
+        Ok(status.code().map_or(OWN_ERROR, |c| c as u8))
+    })();
+    unmount(&dir.join("rootfs"));
+    let code = match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = store.set_container_state(
+                &id,
+                false,
+                Some(i64::from(OWN_ERROR)),
+                Some(format::now_unix()),
+            );
+            if args.rm {
+                remove_container_files(&store, &id, &dir);
+            }
+            return Err(e);
+        }
+    };
+    store.set_container_state(&id, false, Some(i64::from(code)), Some(format::now_unix()))?;
+    if args.rm {
+        remove_container_files(&store, &id, &dir);
+    }
+    Ok(code)
+}
+
+/// Mounts the container's root filesystem: its init layer and upper
+/// directory over the image's snapshots (unpacked on first use).
+fn mount_container(
+    store: &Store,
+    record: &berth_store::ImageRecord,
+    dir: &Path,
+    hostname: &str,
+) -> anyhow::Result<PathBuf> {
+    let (init, upper, work, rootfs) =
+        (dir.join("init"), dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+    for d in [&init, &upper, &work, &rootfs] {
+        std::fs::create_dir_all(d).with_context(|| d.display().to_string())?;
+    }
+    if !init.join(".dockerenv").exists() {
+        berth_container::write_init_layer(&init)?;
+        std::fs::write(init.join("etc/hostname"), format!("{hostname}\n"))?;
+        std::fs::write(
+            init.join("etc/hosts"),
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+            ),
+        )?;
+        let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(init.join("etc/resolv.conf"), resolv)?;
+    }
+    let snapshots = snapshots_of(store)?;
+    let lowers = lower_dirs(store, &snapshots, record, &UnpackOptions::default())?;
+    let mut lowerdir = init.display().to_string();
+    for l in &lowers {
+        lowerdir.push(':');
+        lowerdir.push_str(&l.display().to_string());
+    }
+    let options =
+        format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
+    mount_overlay(&rootfs, &options)?;
+    Ok(rootfs)
+}
+
+fn mount_overlay(target: &Path, options: &str) -> anyhow::Result<()> {
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|_| anyhow!("a NUL byte in {s:?}"));
+    let (src, fstype, data) = (c("overlay")?, c("overlay")?, c(options)?);
+    let at = c(&target.display().to_string())?;
+    // SAFETY: valid NUL-terminated strings for the call's duration.
+    let rc =
+        unsafe { libc::mount(src.as_ptr(), at.as_ptr(), fstype.as_ptr(), 0, data.as_ptr().cast()) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("mounting the container's root filesystem (overlay): {e} (containers need root)");
+    }
+    Ok(())
+}
+
+fn unmount(target: &Path) {
+    if let Ok(c) = std::ffi::CString::new(target.display().to_string()) {
+        // SAFETY: a valid NUL-terminated path; failure (not mounted) is fine.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// runc leaves the container's (empty) cgroups behind.
+fn remove_cgroups(id: &str) {
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for c in controllers.flatten() {
+            let _ = std::fs::remove_dir(c.path().join("berth").join(id));
+        }
+    }
+}
+
+fn remove_container_files(store: &Store, id: &str, dir: &Path) {
+    unmount(&dir.join("rootfs"));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = store.delete_container(id);
+}
+
+fn container_dir(ctx: &Context, id: &str) -> PathBuf {
+    ctx.root().join("containers").join(id)
+}
+
+/// Docker's 127 (not found) and 126 (not executable) for the command,
+/// looked up in the container's own PATH and root filesystem.
+fn check_command(
+    rootfs: &Path,
+    process: &[String],
+    image: &ContainerConfig,
+    opts: &RunOptions,
+) -> anyhow::Result<Option<u8>> {
+    let program = &process[0];
+    let env = berth_container::spec::environment(
+        image,
+        opts,
+        &berth_container::User { uid: 0, gid: 0, additional_gids: vec![], home: None },
+    );
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(berth_container::spec::DEFAULT_PATH)
+        .to_owned();
+    let candidates: Vec<String> = if program.contains('/') {
+        vec![program.clone()]
+    } else {
+        path_var.split(':').map(|d| format!("{}/{program}", d.trim_end_matches('/'))).collect()
+    };
+    for c in &candidates {
+        if let Some(found) = resolve_in_root(rootfs, c) {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&found)?;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(None);
+            }
+            if !program.contains('/') {
+                continue;
+            }
+            eprintln!("berth: exec: {program:?}: permission denied");
+            return Ok(Some(126));
+        }
+    }
+    if program.contains('/') {
+        eprintln!("berth: exec: {program:?}: stat {program}: no such file or directory");
+    } else {
+        eprintln!("berth: exec: {program:?}: executable file not found in $PATH");
+    }
+    Ok(Some(127))
+}
+
+/// `path` (absolute in the container) resolved inside `rootfs`, following
+/// symlinks as the container would see them; `None` if it does not exist.
+fn resolve_in_root(rootfs: &Path, path: &str) -> Option<PathBuf> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            _ => {}
+        }
+        parts.push(part);
+        let here = rootfs.join(parts.join("/"));
+        let meta = std::fs::symlink_metadata(&here).ok()?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&here).ok()?;
+            let target = target.to_string_lossy().into_owned();
+            parts.pop();
+            if target.starts_with('/') {
+                parts.clear();
+            }
+            todo.extend(target.split('/').rev().map(str::to_owned));
+        }
+    }
+    Some(rootfs.join(parts.join("/")))
+}
+
+fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    } else {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+        ]) {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    bail!(
+        "the OCI runtime {name:?} is not installed: install runc (apt-get install runc) or crun, or name one with --runtime PATH"
+    )
+}
+
+fn pull_image(ctx: &Context, image: &str) -> anyhow::Result<()> {
+    let reference = Reference::parse(image)?.with_default_tag();
+    let transfer = crate::remote::transfer(ctx)?;
+    let opts = berth_transfer::CopyOptions {
+        pull: berth_client::PullOptions { defer_diff_ids: true, ..Default::default() },
+        ..Default::default()
+    };
+    let src = berth_transfer::Place::Registry(reference);
+    let bars = crate::remote::Bars::new(false);
+    crate::remote::runtime()?.block_on(transfer.copy(
+        &src,
+        &berth_transfer::Place::Store(None),
+        &opts,
+        &bars,
+    ))?;
+    Ok(())
+}
+
+fn display_name(image: &str) -> String {
+    match Reference::parse(image) {
+        Ok(r) if r.digest().is_none() => r.with_default_tag().familiar(),
+        _ => image.to_owned(),
+    }
+}
+
+/// `-e KEY` takes the caller's value; `-e KEY=VALUE` is kept as given.
+fn with_host_value(e: &str) -> String {
+    if e.contains('=') {
+        return e.to_owned();
+    }
+    match std::env::var(e) {
+        Ok(v) => format!("{e}={v}"),
+        Err(_) => e.to_owned(),
+    }
+}
+
+/// The caller's hard limit of open files, capped as docker caps it.
+fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 { 1024 } else { limit.rlim_max.min(1_048_576) }
+}
+
+fn random_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "clever", "eager", "fervent", "gentle", "happy", "jolly", "keen", "lucid",
+    "merry", "nifty", "quiet", "quirky", "serene", "sharp", "steady", "sweet", "tender", "vivid",
+    "wise", "zealous", "bold", "cool", "dazzling", "elastic", "festive", "great", "hopeful",
+    "kind",
+];
+
+const SURNAMES: &[&str] = &[
+    "curie",
+    "darwin",
+    "euler",
+    "faraday",
+    "galileo",
+    "hopper",
+    "hypatia",
+    "kepler",
+    "lovelace",
+    "maxwell",
+    "meitner",
+    "newton",
+    "noether",
+    "pascal",
+    "planck",
+    "ramanujan",
+    "shannon",
+    "tesla",
+    "turing",
+    "volta",
+    "wilson",
+    "yalow",
+    "bohr",
+    "dirac",
+    "fermi",
+    "gauss",
+    "hawking",
+    "lamarr",
+    "mendel",
+    "pasteur",
+];
+
+/// A name like docker's (`adjective_surname`), picked from the ID's bytes.
+fn random_name(id: &str) -> String {
+    let n = u64::from_str_radix(&id[..16], 16).unwrap_or(0);
+    let a = ADJECTIVES[(n % ADJECTIVES.len() as u64) as usize];
+    let s = SURNAMES[((n / 1024) % SURNAMES.len() as u64) as usize];
+    format!("{a}_{s}")
+}
+
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let now = format::now_unix();
+    let shown: Vec<ContainerRecord> =
+        store.list_containers()?.into_iter().filter(|c| args.all || c.running).collect();
+    if args.quiet {
+        for c in &shown {
+            println!("{}", if args.no_trunc { &c.id[..] } else { &c.id[..12] });
+        }
+        return Ok(());
+    }
+    let mut t = format::Table::new();
+    t.push("CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES");
+    for c in &shown {
+        let command = if args.no_trunc { c.command.clone() } else { truncate(&c.command, 20) };
+        let status = match (c.running, c.exit_code, c.finished) {
+            (true, _, _) => format!("Up {}", format::human_duration(now - c.created)),
+            (false, Some(code), Some(at)) => {
+                format!("Exited ({code}) {} ago", format::human_duration(now - at))
+            }
+            _ => "Created".to_owned(),
+        };
+        t.push(&format!(
+            "{}\t{}\t\"{command}\"\t{} ago\t{status}\t\t{}",
+            if args.no_trunc { &c.id[..] } else { &c.id[..12] },
+            c.image_name,
+            format::human_duration(now - c.created),
+            c.name
+        ));
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+/// Docker cuts a long command at `n` characters with an ellipsis.
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(n - 1).collect();
+    out.push('…');
+    out
+}
+
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container
+    #[arg(short, long)]
+    force: bool,
+    /// Containers to remove
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let mut failed = None;
+    for name in &args.containers {
+        let c = match store.container(name) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed = Some(anyhow!("{e}"));
+                continue;
+            }
+        };
+        if c.running && !args.force {
+            let e = anyhow!(
+                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                c.name
+            );
+            eprintln!("Error response from daemon: {e}");
+            failed = Some(e);
+            continue;
+        }
+        remove_container_files(&store, &c.id, &container_dir(ctx, &c.id));
+        println!("{name}");
+    }
+    match failed {
+        Some(_) => Err(Exit(1).into()),
+        None => Ok(()),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct DiffArgs {
+    /// The container
+    container: String,
+}
+
+pub fn diff(ctx: &Context, args: DiffArgs) -> anyhow::Result<()> {
+    let (store, c) = open_container(ctx, &args.container)?;
+    for change in container_changes(ctx, &store, &c)? {
+        println!("{change}");
+    }
+    Ok(())
+}
+
+fn open_container(ctx: &Context, name: &str) -> anyhow::Result<(Store, ContainerRecord)> {
+    let store = ctx.store()?;
+    let c = store.container(name)?;
+    Ok((store, c))
+}
+
+fn container_changes(
+    ctx: &Context,
+    store: &Store,
+    c: &ContainerRecord,
+) -> anyhow::Result<Vec<berth_snapshot::Change>> {
+    let dir = container_dir(ctx, &c.id);
+    let record = store.image(&c.image_id)?;
+    let snapshots = snapshots_of(store)?;
+    let lowers = lower_dirs(store, &snapshots, &record, &UnpackOptions::default())?;
+    let init = dir.join("init");
+    let lowers = Lowers { init: Some(&init), image: &lowers };
+    changes(&dir.join("upper"), &lowers)
+        .with_context(|| format!("reading the changes of container {}", c.name))
+}
+
+#[derive(clap::Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    change: Vec<String>,
+    /// Pause the container during commit (berth's containers are stopped when committed)
+    #[arg(short, long, default_value_t = true)]
+    pause: bool,
+    /// The container
+    container: String,
+    /// REPOSITORY[:TAG]
+    repository: Option<String>,
+}
+
+pub fn commit(ctx: &Context, args: CommitArgs) -> anyhow::Result<()> {
+    let (store, c) = open_container(ctx, &args.container)?;
+    let _ = args.pause;
+    let found = container_changes(ctx, &store, &c)?;
+    let record = store.image(&c.image_id)?;
+    let mut config: ImageConfig = ImageConfig::parse(&record.config_bytes)?;
+    let mut container_config: ContainerConfig = serde_json::from_slice(&c.config)
+        .unwrap_or_else(|_| config.config.clone().unwrap_or_default());
+    berth_archive::apply_changes(&mut container_config, &args.change)?;
+    let created = berth_oci::time::rfc3339_nano(format::now_unix() * 1_000_000_000);
+    let mut layers: Vec<berth_oci::Layer> = record
+        .layers
+        .iter()
+        .map(|l| berth_oci::Layer {
+            diff_id: l.diff_id.clone(),
+            blobs: l.blobs.clone(),
+            uncompressed_size: Some(l.uncompressed_size),
+        })
+        .collect();
+    let empty_layer = found.is_empty();
+    if !empty_layer {
+        let mut tar = Vec::new();
+        write_layer(&container_dir(ctx, &c.id).join("upper"), &found, &mut tar)?;
+        let (digest, size) = store.write_blob_bytes(&tar)?;
+        config.rootfs.diff_ids.push(digest.clone());
+        layers.push(berth_oci::Layer {
+            diff_id: digest.clone(),
+            blobs: vec![berth_oci::Descriptor::new(berth_oci::media_type::OCI_LAYER, digest, size)],
+            uncompressed_size: Some(size),
+        });
+    }
+    config.history.push(berth_oci::History {
+        created: Some(created.clone()),
+        author: args.author.clone(),
+        created_by: Some(c.command.clone()),
+        comment: args.message.clone().filter(|m| !m.is_empty()),
+        empty_layer,
+    });
+    config.created = Some(created);
+    config.author = args.author.clone();
+    config.config = Some(container_config.clone());
+    config.extra.insert("container".into(), serde_json::json!(c.id));
+    // The image's own comment is the commit message (docker's `Comment`).
+    match args.message.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => config.extra.insert("comment".into(), serde_json::json!(m)),
+        None => config.extra.remove("comment"),
+    };
+    config.extra.insert("container_config".into(), serde_json::to_value(&container_config)?);
+    let bytes = serde_json::to_vec(&config)?;
+    let tags = match &args.repository {
+        Some(r) => vec![Reference::parse(r)?.with_default_tag()],
+        None => Vec::new(),
+    };
+    let image = berth_oci::Image { manifest: None, config: bytes, layers, tags };
+    let id: Digest =
+        store.commit_images(vec![NewImage { image, repo_digests: vec![] }])?[0].id.clone();
+    println!("{id}");
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `berth run`, `ps`, `diff`, `commit`, `rm` as the real binary, on an
+//! image made from the static busybox. Running a container needs root and
+//! runc; without them the test checks the clear refusal instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(self.dir.path().join("store"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// A rootfs tarball: busybox, a few applets, passwd and group, a file to change.
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "rm", "mkdir", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(root.join("etc/motd"), "old\n").unwrap();
+    let tar = dir.join("rootfs.tar");
+    let status =
+        Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(status.success());
+    tar
+}
+
+fn can_run_containers() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Path::new("/bin/busybox").exists()
+        && ["/usr/sbin/runc", "/usr/bin/runc", "/sbin/runc"].iter().any(|p| Path::new(p).exists())
+}
+
+#[test]
+fn run_diff_commit_and_rm_carry_the_seed_workflow() {
+    let env = Env { dir: tempfile::tempdir().unwrap() };
+    if !Path::new("/bin/busybox").exists() {
+        // Nothing to build an image from on this machine.
+        assert!(env.berth(&["ps", "-a"]).status.success());
+        return;
+    }
+    let tar = busybox_rootfs(env.dir.path());
+    env.ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    if !can_run_containers() {
+        let out = env.berth(&["run", "--rm", "bb:1", "true"]);
+        assert_eq!(out.status.code(), Some(125), "berth's own error");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+        return;
+    }
+    // The container's own exit code, its output on ours.
+    let out = env.berth(&["run", "--rm", "bb:1", "/bin/sh", "-c", "echo hello; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    // A missing command: docker's 127.
+    assert_eq!(env.berth(&["run", "--rm", "bb:1", "nope"]).status.code(), Some(127));
+    // An unknown network: berth's own error, 125.
+    assert_eq!(env.berth(&["run", "--network", "x", "bb:1", "true"]).status.code(), Some(125));
+
+    env.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "bb:1",
+        "/bin/sh",
+        "-c",
+        "echo new > /etc/motd; mkdir /data; echo x > /data/f; rm /bin/ls",
+    ]);
+    let name_taken = env.berth(&["run", "--name", "c1", "bb:1", "true"]);
+    assert_eq!(name_taken.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&name_taken.stderr).contains("is already in use by container"));
+    let ps = env.ok(&["ps", "-a"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(ps.contains("Exited (0)") && ps.contains(" c1\n"), "{ps}");
+    assert!(env.ok(&["ps"]).lines().count() == 1, "nothing is running");
+
+    // Docker's diff rules, sorted by path.
+    assert_eq!(
+        env.ok(&["diff", "c1"]),
+        "C /bin\nD /bin/ls\nA /data\nA /data/f\nC /etc\nC /etc/motd\n"
+    );
+
+    // Commit with author and message; the new image runs with the change.
+    let id = env.ok(&["commit", "-a", "Me <me@example.com>", "-m", "my change", "c1", "bb:2"]);
+    assert!(id.trim().starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "bb:2"])).unwrap();
+    assert_eq!(inspect[0]["Author"], "Me <me@example.com>");
+    assert_eq!(inspect[0]["Comment"], "my change");
+    let out = env.ok(&["run", "--rm", "bb:2", "cat", "/etc/motd", "/data/f"]);
+    assert_eq!(out, "new\nx\n");
+    assert!(env.berth(&["run", "--rm", "bb:2", "ls"]).status.code() == Some(127), "ls was deleted");
+
+    // The image a container uses is protected, with docker's words.
+    let rmi = env.berth(&["rmi", "bb:1"]);
+    assert!(!rmi.status.success());
+    assert!(String::from_utf8_lossy(&rmi.stderr).contains("(must force) - container"), "{rmi:?}");
+    assert_eq!(env.ok(&["rm", "c1"]), "c1\n");
+    assert!(env.berth(&["diff", "c1"]).status.code() == Some(1));
+    env.ok(&["rmi", "bb:2", "bb:1"]);
+    assert_eq!(env.ok(&["ps", "-a"]).lines().count(), 1);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
+}
