@@ -116,6 +116,35 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert_eq!(out, "new\nx\n");
     assert!(env.berth(&["run", "--rm", "bb:2", "ls"]).status.code() == Some(127), "ls was deleted");
 
+    // A container whose `berth run` was killed (here: a dead PID) is shown
+    // exited, never stuck as running.
+    {
+        let store = berth_store::Store::open(&env.dir.path().join("store")).unwrap();
+        let image = store.resolve("bb:1").unwrap();
+        let id = "f".repeat(64);
+        store
+            .create_container(&berth_store::ContainerRecord {
+                id: id.clone(),
+                name: "lost".into(),
+                image_id: image,
+                image_name: "bb:1".into(),
+                command: "true".into(),
+                running: true,
+                created: 1_700_000_000,
+                exit_code: None,
+                finished: None,
+                config: b"{}".to_vec(),
+            })
+            .unwrap();
+        let dir = env.dir.path().join("store/containers").join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        std::fs::write(dir.join("monitor"), format!("9999999 {}", boot.trim())).unwrap();
+    }
+    let ps = env.ok(&["ps", "-a"]);
+    assert!(ps.lines().any(|l| l.contains("Exited (255)") && l.ends_with("lost")), "{ps}");
+    assert_eq!(env.ok(&["rm", "lost"]), "lost\n");
+
     // The image a container uses is protected, with docker's words.
     let rmi = env.berth(&["rmi", "bb:1"]);
     assert!(!rmi.status.success());

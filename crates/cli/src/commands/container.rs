@@ -176,6 +176,9 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
         row.running = true;
         store.set_container_state(&id, true, None, None)?;
+        // Who runs it: a later command that finds this process gone (killed,
+        // or a reboot since) knows the container is not running any more.
+        std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
         let status = Command::new(&runtime)
             .args(["run", "--bundle"])
             .arg(&dir)
@@ -286,6 +289,52 @@ fn remove_container_files(store: &Store, id: &str, dir: &Path) {
     unmount(&dir.join("rootfs"));
     let _ = std::fs::remove_dir_all(dir);
     let _ = store.delete_container(id);
+}
+
+/// This boot of the machine (a container cannot outlive a reboot).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned()
+}
+
+/// A container recorded as running whose `berth run` is gone (killed, or
+/// before a reboot) and whose runtime no longer runs it is shown as it is:
+/// exited (255, as docker shows a container it lost), its mount undone.
+fn reconcile(ctx: &Context, store: &Store, c: &mut ContainerRecord) {
+    if !c.running {
+        return;
+    }
+    let dir = container_dir(ctx, &c.id);
+    let monitor = std::fs::read_to_string(dir.join("monitor")).unwrap_or_default();
+    let mut fields = monitor.split_whitespace();
+    let pid: Option<i32> = fields.next().and_then(|p| p.parse().ok());
+    let same_boot = fields.next() == Some(boot_id().as_str());
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+    if alive && same_boot {
+        return;
+    }
+    if same_boot && let Ok(runtime) = find_runtime("runc") {
+        let state = Command::new(&runtime).args(["state", &c.id]).stderr(Stdio::null()).output();
+        let running = state.is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("\"running\"")
+        });
+        if running {
+            return; // it lives on without its berth: still running
+        }
+        let _ = Command::new(&runtime)
+            .args(["delete", "--force", &c.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        remove_cgroups(&c.id);
+    }
+    unmount(&dir.join("rootfs"));
+    let now = format::now_unix();
+    if store.set_container_state(&c.id, false, Some(255), Some(now)).is_ok() {
+        c.running = false;
+        c.exit_code = Some(255);
+        c.finished = Some(now);
+    }
 }
 
 fn container_dir(ctx: &Context, id: &str) -> PathBuf {
@@ -510,8 +559,11 @@ pub struct PsArgs {
 pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let now = format::now_unix();
-    let shown: Vec<ContainerRecord> =
-        store.list_containers()?.into_iter().filter(|c| args.all || c.running).collect();
+    let mut all = store.list_containers()?;
+    for c in &mut all {
+        reconcile(ctx, &store, c);
+    }
+    let shown: Vec<ContainerRecord> = all.into_iter().filter(|c| args.all || c.running).collect();
     if args.quiet {
         for c in &shown {
             println!("{}", if args.no_trunc { &c.id[..] } else { &c.id[..12] });
@@ -565,7 +617,7 @@ pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let mut failed = None;
     for name in &args.containers {
-        let c = match store.container(name) {
+        let mut c = match store.container(name) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");
@@ -573,6 +625,7 @@ pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
+        reconcile(ctx, &store, &mut c);
         if c.running && !args.force {
             let e = anyhow!(
                 "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
@@ -581,6 +634,19 @@ pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
             eprintln!("Error response from daemon: {e}");
             failed = Some(e);
             continue;
+        }
+        if c.running {
+            // -f: the runtime stops it first (its berth then records the end).
+            if let Ok(runtime) = find_runtime("runc") {
+                for args in [vec!["kill", &c.id, "KILL"], vec!["delete", "--force", &c.id]] {
+                    let _ = Command::new(&runtime)
+                        .args(args)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+            remove_cgroups(&c.id);
         }
         remove_container_files(&store, &c.id, &container_dir(ctx, &c.id));
         println!("{name}");
