@@ -111,7 +111,12 @@ fn walk(
                     changed = true;
                 }
                 None if in_init => {
-                    changed |= walk(upper, rel, lowers, false, out)?;
+                    // A directory of the init layer (`/etc`): it is there
+                    // below, so it changes only through what it holds.
+                    if walk(upper, rel, lowers, false, out)? {
+                        out.push(Change { kind: ChangeKind::Changed, path });
+                        changed = true;
+                    }
                 }
                 None => {
                     walk(upper, rel, lowers, true, out)?;

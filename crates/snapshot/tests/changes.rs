@@ -60,6 +60,7 @@ fn fixture() -> Fixture {
         fs::create_dir(d).unwrap();
     }
     put(&init, "etc/hostname", b"box");
+    put(&init, "dev/console", b"");
     for (rel, data) in [
         ("etc/motd", &b"hello"[..]),
         ("etc/passwd", b"root:x:0:0"),
