@@ -59,6 +59,11 @@ for cmd in "exit 0" "exit 3" "kill -9 \$\$"; do
     docker run --rm --network none busybox:musl /bin/sh -c "$cmd" >/dev/null 2>&1 || d=$?
     check_eq "$b" "$d" "run: exit code of '$cmd' as docker's"
 done
+if command -v crun >/dev/null; then
+    c=0
+    berth run --rm --runtime crun busybox:musl /bin/sh -c 'exit 3' >/dev/null 2>&1 || c=$?
+    check_eq "$c" "3" "run --runtime crun: the container's exit code"
+fi
 missing=0
 berth run --rm busybox:musl nope >/dev/null 2>&1 || missing=$?
 check_eq "$missing" "127" "run: a missing command exits 127 (docker: 127)"

@@ -80,6 +80,26 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     // A missing command: docker's 127.
     assert_eq!(env.berth(&["run", "--rm", "bb:1", "nope"]).status.code(), Some(127));
+    // crun runs the same bundle (in a mount namespace without cgroup2 on
+    // this machine kind's hybrid cgroups).
+    if Path::new("/usr/bin/crun").exists() {
+        let out = env.berth(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "crun",
+            "bb:1",
+            "/bin/sh",
+            "-c",
+            "echo crun; exit 5",
+        ]);
+        assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "crun\n");
+    }
+    assert_eq!(
+        env.berth(&["run", "--rm", "--runtime", "/nonexistent/rt", "bb:1", "true"]).status.code(),
+        Some(125)
+    );
     // An unknown network: berth's own error, 125.
     assert_eq!(env.berth(&["run", "--network", "x", "bb:1", "true"]).status.code(), Some(125));
 

@@ -179,14 +179,14 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         // Who runs it: a later command that finds this process gone (killed,
         // or a reboot since) knows the container is not running any more.
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
-        let status = Command::new(&runtime)
+        let status = runtime_command(&runtime)
             .args(["run", "--bundle"])
             .arg(&dir)
             .arg(&id)
             .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
             .status()
             .with_context(|| format!("starting {}", runtime.display()))?;
-        let _ = Command::new(&runtime)
+        let _ = runtime_command(&runtime)
             .args(["delete", "--force", &id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -276,11 +276,13 @@ fn unmount(target: &Path) {
     }
 }
 
-/// runc leaves the container's (empty) cgroups behind.
+/// The runtimes leave the container's (empty) cgroups behind, and their
+/// `berth` parent, which goes once no container is in it.
 fn remove_cgroups(id: &str) {
     if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
         for c in controllers.flatten() {
             let _ = std::fs::remove_dir(c.path().join("berth").join(id));
+            let _ = std::fs::remove_dir(c.path().join("berth"));
         }
     }
 }
@@ -420,6 +422,23 @@ fn resolve_in_root(rootfs: &Path, path: &str) -> Option<PathBuf> {
         }
     }
     Some(rootfs.join(parts.join("/")))
+}
+
+/// The command that runs `runtime`. crun refuses this machine kind's hybrid
+/// cgroups (v1 controllers plus cgroup2 at `/sys/fs/cgroup/unified`) unless
+/// that cgroup2 mount is gone: it runs in a mount namespace of its own
+/// where it is unmounted.
+fn runtime_command(runtime: &Path) -> Command {
+    let hybrid = std::fs::read_to_string("/proc/mounts")
+        .is_ok_and(|m| m.lines().any(|l| l.contains(" /sys/fs/cgroup/unified cgroup2 ")));
+    if runtime.file_name().is_some_and(|n| n == "crun") && hybrid {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("umount -l /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
+            .arg(runtime);
+        return c;
+    }
+    Command::new(runtime)
 }
 
 fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
