@@ -120,6 +120,19 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert!(ps.contains("Exited (0)") && ps.contains(" c1\n"), "{ps}");
     assert!(env.ok(&["ps"]).lines().count() == 1, "nothing is running");
 
+    // system df counts it, and the image it uses as active.
+    let df = env.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"]);
+    assert!(df.contains("Images 1 1\n") && df.contains("Containers 1 0\n"), "{df}");
+
+    // `berth inspect` finds containers too, with docker's fields.
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "c1"])).unwrap();
+    assert_eq!(inspect[0]["Name"], "/c1");
+    assert_eq!(inspect[0]["State"]["Status"], "exited");
+    assert_eq!(inspect[0]["State"]["ExitCode"], 0);
+    assert_eq!(inspect[0]["Path"], "/bin/sh");
+    assert_eq!(inspect[0]["Config"]["Image"], "bb:1");
+    assert!(inspect[0]["Id"].as_str().unwrap().len() == 64);
+
     // Docker's diff rules, sorted by path.
     assert_eq!(
         env.ok(&["diff", "c1"]),

@@ -790,3 +790,48 @@ pub fn commit(ctx: &Context, args: CommitArgs) -> anyhow::Result<()> {
     println!("{id}");
     Ok(())
 }
+
+/// Docker's `container inspect` for a container (the fields berth has).
+pub fn inspect_value(ctx: &Context, c: &ContainerRecord) -> serde_json::Value {
+    let config: ContainerConfig = serde_json::from_slice(&c.config).unwrap_or_default();
+    let args =
+        berth_container::spec::process_args(&config, &RunOptions::default()).unwrap_or_default();
+    let time = |secs: i64| berth_oci::time::rfc3339_nano(secs * 1_000_000_000);
+    let dir = container_dir(ctx, &c.id);
+    let mut shown = serde_json::to_value(&config).unwrap_or_default();
+    if let Some(o) = shown.as_object_mut() {
+        o.insert("Hostname".into(), serde_json::json!(&c.id[..12]));
+        o.insert("Image".into(), serde_json::json!(c.image_name));
+    }
+    serde_json::json!({
+        "Id": c.id,
+        "Created": time(c.created),
+        "Path": args.first().cloned().unwrap_or_default(),
+        "Args": args.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": if c.running { "running" } else if c.finished.is_some() { "exited" } else { "created" },
+            "Running": c.running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Error": "",
+            "StartedAt": time(c.created),
+            "FinishedAt": c.finished.map(time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        },
+        "Image": c.image_id.to_string(),
+        "Name": format!("/{}", c.name),
+        "Driver": "overlay",
+        "Platform": "linux",
+        "Config": shown,
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": dir.join("rootfs"),
+            },
+        },
+    })
+}

@@ -46,6 +46,14 @@ fn inspect(ctx: &Context, args: Args, kind: &str) -> anyhow::Result<()> {
     for name in &args.images {
         match store.resolve(name).and_then(|id| store.image(&id)) {
             Ok(image) => found.push(inspect_value(&image)),
+            // `berth inspect` finds containers too (`image inspect` does not).
+            Err(StoreError::NoSuchImage(_))
+                if kind == "object" && store.container(name).is_ok() =>
+            {
+                let c = store.container(name)?;
+                let value = crate::commands::container::inspect_value(ctx, &c);
+                found.push(serde_json::from_value(value)?);
+            }
             Err(StoreError::NoSuchImage(_)) => errors.push(format!("No such {kind}: {name}")),
             Err(e) => errors.push(e.to_string()),
         }

@@ -62,16 +62,35 @@ pub fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<()> {
         })
         .collect();
 
-    let reclaimable = if total > 0 {
-        format!("{} (100%)", format::human_size(total))
-    } else {
-        format::human_size(0)
-    };
+    // Containers: their writable layers; an image a container uses is
+    // active, and only the rest of the images' size is reclaimable.
+    let containers = store.list_containers()?;
+    let in_use: std::collections::HashSet<&berth_store::Digest> =
+        containers.iter().map(|c| &c.image_id).collect();
+    let active_size: u64 =
+        usage.iter().filter(|u| in_use.contains(&u.summary.id)).map(|u| u.summary.size).sum();
+    let reclaimable = percent_of(total.saturating_sub(active_size), total);
+    let mut container_size = 0;
+    let mut container_reclaimable = 0;
+    for c in &containers {
+        let size = dir_size(&ctx.root().join("containers").join(&c.id).join("upper"));
+        container_size += size;
+        if !c.running {
+            container_reclaimable += size;
+        }
+    }
+    let running = containers.iter().filter(|c| c.running).count();
     let summary_rows = vec![
-        summary_row("Images", usage.len(), format::human_size(total), reclaimable),
-        summary_row("Containers", 0, "0B".into(), "0B".into()),
-        summary_row("Local Volumes", 0, "0B".into(), "0B".into()),
-        summary_row("Build Cache", 0, "0B".into(), "0B".into()),
+        summary_row("Images", usage.len(), in_use.len(), format::human_size(total), reclaimable),
+        summary_row(
+            "Containers",
+            containers.len(),
+            running,
+            format::human_size(container_size),
+            percent_of(container_reclaimable, container_size),
+        ),
+        summary_row("Local Volumes", 0, 0, "0B".into(), "0B".into()),
+        summary_row("Build Cache", 0, 0, "0B".into(), "0B".into()),
     ];
     if !args.verbose {
         let format = args.format.unwrap_or_else(|| {
@@ -129,9 +148,30 @@ pub fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summary_row(kind: &str, total: usize, size: String, reclaimable: String) -> V {
+/// docker's `SIZE (PERCENT%)`, or `0B`.
+fn percent_of(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return format::human_size(0);
+    }
+    format!("{} ({}%)", format::human_size(part), part * 100 / whole)
+}
+
+/// The bytes of the files under `dir` (0 if it is gone).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn summary_row(kind: &str, total: usize, active: usize, size: String, reclaimable: String) -> V {
     V::Obj(vec![
-        ("Active".into(), V::str("0")),
+        ("Active".into(), V::str(active.to_string())),
         ("Reclaimable".into(), V::str(reclaimable)),
         ("Size".into(), V::str(size)),
         ("TotalCount".into(), V::str(total.to_string())),
