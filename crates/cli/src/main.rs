@@ -76,6 +76,28 @@ enum Command {
     Diff(container::DiffArgs),
     /// Create a new image from a container's changes
     Commit(container::CommitArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(container::RunArgs),
+    /// List containers
+    #[command(visible_alias = "list", visible_alias = "ps")]
+    Ls(container::PsArgs),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// Remove all stopped containers
+    Prune(container::PruneArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(container::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(container::CommitArgs),
+    /// Display detailed information on one or more containers
+    Inspect(inspect::Args),
 }
 
 #[derive(Subcommand)]
@@ -143,11 +165,17 @@ fn main() -> ExitCode {
         Command::System(SystemCommand::Df(a)) => system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => system::check(&ctx, a),
         Command::System(SystemCommand::ProveLayers) => system::prove_layers(&ctx),
-        Command::Run(a) => container::run(&ctx, a),
-        Command::Ps(a) => container::ps(&ctx, a),
-        Command::Rm(a) => container::rm(&ctx, a),
-        Command::Diff(a) => container::diff(&ctx, a),
-        Command::Commit(a) => container::commit(&ctx, a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => container::run(&ctx, a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(&ctx, a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container::rm(&ctx, a),
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => {
+            container::diff(&ctx, a)
+        }
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            container::commit(&ctx, a)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => container::prune(&ctx, a),
+        Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,6 +184,12 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert!(String::from_utf8_lossy(&rmi.stderr).contains("(must force) - container"), "{rmi:?}");
     assert_eq!(env.ok(&["rm", "c1"]), "c1\n");
     assert!(env.berth(&["diff", "c1"]).status.code() == Some(1));
+    // container prune: every stopped container, docker's report.
+    env.ok(&["run", "--name", "stopped", "bb:1", "/bin/sh", "-c", "echo data > /f"]);
+    let id = env.ok(&["ps", "-a", "-q", "--no-trunc"]);
+    let pruned = env.ok(&["container", "prune", "-f"]);
+    assert!(pruned.starts_with(&format!("Deleted Containers:\n{}", id)), "{pruned}");
+    assert!(pruned.ends_with("Total reclaimed space: 5B\n"), "{pruned}");
     env.ok(&["rmi", "bb:2", "bb:1"]);
     assert_eq!(env.ok(&["ps", "-a"]).lines().count(), 1);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();

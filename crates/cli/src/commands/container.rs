@@ -835,3 +835,50 @@ pub fn inspect_value(ctx: &Context, c: &ContainerRecord) -> serde_json::Value {
         },
     })
 }
+
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation (berth never prompts)
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// `container prune`: every stopped container goes, with docker's report.
+pub fn prune(ctx: &Context, args: PruneArgs) -> anyhow::Result<()> {
+    let _ = args.force;
+    let store = ctx.store()?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for mut c in store.list_containers()? {
+        reconcile(ctx, &store, &mut c);
+        if c.running {
+            continue;
+        }
+        let dir = container_dir(ctx, &c.id);
+        reclaimed += tree_size(&dir.join("upper"));
+        remove_container_files(&store, &c.id, &dir);
+        deleted.push(c.id);
+    }
+    if !deleted.is_empty() {
+        println!("Deleted Containers:");
+        for id in &deleted {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", format::human_size(reclaimed));
+    Ok(())
+}
+
+/// The bytes of the files under `dir` (0 if it is gone).
+pub(crate) fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}

@@ -73,7 +73,9 @@ pub fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<()> {
     let mut container_size = 0;
     let mut container_reclaimable = 0;
     for c in &containers {
-        let size = dir_size(&ctx.root().join("containers").join(&c.id).join("upper"));
+        let size = crate::commands::container::tree_size(
+            &ctx.root().join("containers").join(&c.id).join("upper"),
+        );
         container_size += size;
         if !c.running {
             container_reclaimable += size;
@@ -154,19 +156,6 @@ fn percent_of(part: u64, whole: u64) -> String {
         return format::human_size(0);
     }
     format!("{} ({}%)", format::human_size(part), part * 100 / whole)
-}
-
-/// The bytes of the files under `dir` (0 if it is gone).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }
 
 fn summary_row(kind: &str, total: usize, active: usize, size: String, reclaimable: String) -> V {
