@@ -5,6 +5,8 @@
 //! quotes, and quotes are removed; the escape character keeps the next
 //! character literal.
 
+use crate::glob::{self, Token};
+
 /// What stops a substitution.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
@@ -175,41 +177,20 @@ fn variable(
     Ok((result, close + 1))
 }
 
-/// Shell pattern matching: `*` any run, `?` any one character. Linear in
-/// `pattern` times `text` (no backtracking blow-up on many stars).
-fn matches(pattern: &[char], text: &[char]) -> bool {
-    // reach[j]: the pattern so far matches text[..j].
-    let mut reach = vec![false; text.len() + 1];
-    reach[0] = true;
-    for &p in pattern {
-        let mut next = vec![false; text.len() + 1];
-        match p {
-            '*' => {
-                let mut any = false;
-                for j in 0..=text.len() {
-                    any |= reach[j];
-                    next[j] = any;
-                }
-            }
-            _ => {
-                for j in 0..text.len() {
-                    next[j + 1] = reach[j] && (p == '?' || p == text[j]);
-                }
-            }
-        }
-        reach = next;
-    }
-    reach[text.len()]
+/// A substitution's pattern: a shell glob, or (if it does not compile, as
+/// an unterminated `[`) its characters literally, as a shell takes it.
+fn pattern_of(p: &str) -> Vec<Token> {
+    glob::compile(p).unwrap_or_else(|_| p.chars().map(Token::Char).collect())
 }
 
 fn remove_prefix(value: &str, pattern: &str, longest: bool) -> String {
-    let (v, p): (Vec<char>, Vec<char>) = (value.chars().collect(), pattern.chars().collect());
+    let (v, p): (Vec<char>, Vec<Token>) = (value.chars().collect(), pattern_of(pattern));
     let mut lengths: Vec<usize> = (0..=v.len()).collect();
     if longest {
         lengths.reverse();
     }
     for n in lengths {
-        if matches(&p, &v[..n]) {
+        if glob::matches(&p, &v[..n]) {
             return v[n..].iter().collect();
         }
     }
@@ -217,13 +198,13 @@ fn remove_prefix(value: &str, pattern: &str, longest: bool) -> String {
 }
 
 fn remove_suffix(value: &str, pattern: &str, longest: bool) -> String {
-    let (v, p): (Vec<char>, Vec<char>) = (value.chars().collect(), pattern.chars().collect());
+    let (v, p): (Vec<char>, Vec<Token>) = (value.chars().collect(), pattern_of(pattern));
     let mut starts: Vec<usize> = (0..=v.len()).collect();
     if !longest {
         starts.reverse();
     }
     for s in starts {
-        if matches(&p, &v[s..]) {
+        if glob::matches(&p, &v[s..]) {
             return v[..s].iter().collect();
         }
     }
@@ -233,7 +214,7 @@ fn remove_suffix(value: &str, pattern: &str, longest: bool) -> String {
 /// `${v/p/r}` (first match) and `${v//p/r}` (every match): the longest
 /// match at each position, as a shell does.
 fn replace(value: &str, pattern: &str, with: &str, all: bool) -> String {
-    let (v, p): (Vec<char>, Vec<char>) = (value.chars().collect(), pattern.chars().collect());
+    let (v, p): (Vec<char>, Vec<Token>) = (value.chars().collect(), pattern_of(pattern));
     if p.is_empty() {
         return value.to_owned();
     }
@@ -244,7 +225,7 @@ fn replace(value: &str, pattern: &str, with: &str, all: bool) -> String {
         let found = if replaced && !all {
             None
         } else {
-            (i + 1..=v.len()).rev().find(|&end| matches(&p, &v[i..end]))
+            (i + 1..=v.len()).rev().find(|&end| glob::matches(&p, &v[i..end]))
         };
         match found {
             Some(end) => {

@@ -20,24 +20,14 @@ struct Pattern {
     parts: Vec<Part>,
 }
 
+use crate::glob::{self, Token};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     /// `**`: any number of components, none included.
     AnyDepth,
     /// One component's glob.
     Glob(Vec<Token>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Char(char),
-    AnyRun,
-    AnyOne,
-    /// `[...]`: ranges, negated with `^` or `!`.
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
 }
 
 /// A line of `.dockerignore` that is not a pattern.
@@ -115,68 +105,8 @@ fn compile(body: &str) -> Result<Vec<Part>, String> {
     }
     cleaned
         .into_iter()
-        .map(|c| if c == "**" { Ok(Part::AnyDepth) } else { glob(c).map(Part::Glob) })
+        .map(|c| if c == "**" { Ok(Part::AnyDepth) } else { glob::compile(c).map(Part::Glob) })
         .collect()
-}
-
-fn glob(component: &str) -> Result<Vec<Token>, String> {
-    let chars: Vec<char> = component.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '*' => {
-                // `**` inside a component is still one run.
-                while chars.get(i + 1) == Some(&'*') {
-                    i += 1;
-                }
-                out.push(Token::AnyRun);
-            }
-            '?' => out.push(Token::AnyOne),
-            '\\' => {
-                i += 1;
-                let c = *chars.get(i).ok_or("a pattern cannot end with \\")?;
-                out.push(Token::Char(c));
-            }
-            '[' => {
-                let mut j = i + 1;
-                let negated = matches!(chars.get(j), Some('^' | '!'));
-                if negated {
-                    j += 1;
-                }
-                let mut ranges = Vec::new();
-                let mut first = true;
-                loop {
-                    let Some(&c) = chars.get(j) else {
-                        return Err(format!("{component:?}: unterminated [ in a pattern"));
-                    };
-                    if c == ']' && !first {
-                        break;
-                    }
-                    first = false;
-                    let lo = if c == '\\' {
-                        j += 1;
-                        *chars.get(j).ok_or("a pattern cannot end with \\")?
-                    } else {
-                        c
-                    };
-                    if chars.get(j + 1) == Some(&'-') && chars.get(j + 2).is_some_and(|&h| h != ']')
-                    {
-                        ranges.push((lo, chars[j + 2]));
-                        j += 3;
-                    } else {
-                        ranges.push((lo, lo));
-                        j += 1;
-                    }
-                }
-                out.push(Token::Class { negated, ranges });
-                i = j;
-            }
-            c => out.push(Token::Char(c)),
-        }
-        i += 1;
-    }
-    Ok(out)
 }
 
 /// Whether the pattern matches exactly these path components.
@@ -186,7 +116,7 @@ fn match_parts(pattern: &[Part], path: &[&str]) -> bool {
         Some((Part::AnyDepth, rest)) => (0..=path.len()).any(|k| match_parts(rest, &path[k..])),
         Some((Part::Glob(g), rest)) => {
             !path.is_empty()
-                && match_glob(g, &path[0].chars().collect::<Vec<_>>())
+                && glob::matches(g, &path[0].chars().collect::<Vec<_>>())
                 && match_parts(rest, &path[1..])
         }
     }
@@ -201,41 +131,7 @@ fn could_extend(pattern: &[Part], dir: &[&str]) -> bool {
         (Some(_), None) => true,
         (None, _) => true,
         (Some((Part::Glob(g), rest)), Some((d, more))) => {
-            match_glob(g, &d.chars().collect::<Vec<_>>()) && could_extend(rest, more)
+            glob::matches(g, &d.chars().collect::<Vec<_>>()) && could_extend(rest, more)
         }
     }
-}
-
-/// One component against a glob, without backtracking blow-up.
-fn match_glob(tokens: &[Token], text: &[char]) -> bool {
-    let mut reach = vec![false; text.len() + 1];
-    reach[0] = true;
-    for t in tokens {
-        let mut next = vec![false; text.len() + 1];
-        match t {
-            Token::AnyRun => {
-                let mut any = false;
-                for j in 0..=text.len() {
-                    any |= reach[j];
-                    next[j] = any;
-                }
-            }
-            _ => {
-                for j in 0..text.len() {
-                    let c = text[j];
-                    let ok = match t {
-                        Token::Char(x) => *x == c,
-                        Token::AnyOne => true,
-                        Token::Class { negated, ranges } => {
-                            ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated
-                        }
-                        Token::AnyRun => unreachable!(),
-                    };
-                    next[j + 1] = reach[j] && ok;
-                }
-            }
-        }
-        reach = next;
-    }
-    reach[text.len()]
 }

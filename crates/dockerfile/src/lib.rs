@@ -8,6 +8,7 @@
 //! `Dockerfile:3: unknown instruction: RUNN`.
 
 mod expand;
+mod glob;
 pub mod ignore;
 mod parse;
 mod stages;

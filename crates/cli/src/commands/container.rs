@@ -741,15 +741,7 @@ pub fn commit(ctx: &Context, args: CommitArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| config.config.clone().unwrap_or_default());
     berth_archive::apply_changes(&mut container_config, &args.change)?;
     let created = berth_oci::time::rfc3339_nano(format::now_unix() * 1_000_000_000);
-    let mut layers: Vec<berth_oci::Layer> = record
-        .layers
-        .iter()
-        .map(|l| berth_oci::Layer {
-            diff_id: l.diff_id.clone(),
-            blobs: l.blobs.clone(),
-            uncompressed_size: Some(l.uncompressed_size),
-        })
-        .collect();
+    let mut layers = record.to_image(Vec::new()).layers;
     let empty_layer = found.is_empty();
     if !empty_layer {
         let mut tar = Vec::new();
