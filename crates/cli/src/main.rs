@@ -79,6 +79,14 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Fetch the logs of a container
+    Logs(container::LogsArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::WaitArgs),
 }
 
 #[derive(Subcommand)]
@@ -98,6 +106,17 @@ enum ContainerCommand {
     Commit(container::CommitArgs),
     /// Display detailed information on one or more containers
     Inspect(inspect::Args),
+    /// Fetch the logs of a container
+    Logs(container::LogsArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::WaitArgs),
+    /// Runs a detached container (started by `run -d`)
+    #[command(hide = true)]
+    Monitor(container::MonitorArgs),
 }
 
 #[derive(Subcommand)]
@@ -175,11 +194,33 @@ fn main() -> ExitCode {
             container::commit(&ctx, a)
         }
         Command::Container(ContainerCommand::Prune(a)) => container::prune(&ctx, a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            container::logs(&ctx, a)
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            container::stop(&ctx, a)
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            container::kill(&ctx, a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            container::wait(&ctx, a)
+        }
+        Command::Container(ContainerCommand::Monitor(a)) => container::monitor(&ctx, a),
         Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The message (if any) is out already; the code is the container's.
+        // A reader that went away (`berth logs c | head`): done, quietly.
+        Err(err)
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) if err.downcast_ref::<container::Exit>().is_some() => {
             ExitCode::from(err.downcast_ref::<container::Exit>().map_or(1, |e| e.0))
         }

@@ -184,6 +184,25 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert!(String::from_utf8_lossy(&rmi.stderr).contains("(must force) - container"), "{rmi:?}");
     assert_eq!(env.ok(&["rm", "c1"]), "c1\n");
     assert!(env.berth(&["diff", "c1"]).status.code() == Some(1));
+    // Detached: the ID at once, Up in ps, its output in logs, stop kills
+    // a shell that ignores TERM after -t (137, as docker), wait the code.
+    let script = "echo started; while true; do echo tick; sleep 0.1; done";
+    let id = env.ok(&["run", "-d", "--name", "bg", "bb:1", "/bin/sh", "-c", script]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.ok(&["logs", "bg"]).contains("tick") {
+        assert!(std::time::Instant::now() < deadline, "no output from the detached container");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(env.ok(&["ps"]).lines().any(|l| l.contains(" Up ") && l.ends_with("bg")));
+    assert!(env.ok(&["logs", "--tail", "1", "bg"]).starts_with("tick"));
+    assert!(env.ok(&["logs", "bg"]).starts_with("started\ntick\n"));
+    assert_eq!(env.ok(&["stop", "-t", "1", "bg"]), "bg\n");
+    assert!(env.ok(&["ps", "-a"]).lines().any(|l| l.contains("Exited (137)") && l.ends_with("bg")));
+    env.ok(&["run", "-d", "--name", "seven", "bb:1", "/bin/sh", "-c", "exit 7"]);
+    assert_eq!(env.ok(&["wait", "seven"]), "7\n");
+    env.ok(&["rm", "bg", "seven"]);
+
     // container prune: every stopped container, docker's report.
     env.ok(&["run", "--name", "stopped", "bb:1", "/bin/sh", "-c", "echo data > /f"]);
     let id = env.ok(&["ps", "-a", "-q", "--no-trunc"]);

@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Publish a container's port(s) to the host (not supported yet)
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -157,7 +160,7 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
     };
     store.create_container(&row)?;
     let dir = container_dir(ctx, &id);
-    let outcome = (|| -> anyhow::Result<u8> {
+    let outcome = (|| -> anyhow::Result<Option<u8>> {
         let rootfs = mount_container(&store, &record, &dir, &hostname)?;
         let user = resolve_user(
             args.user.as_deref().or(image_config.user.as_deref()).unwrap_or(""),
@@ -166,7 +169,7 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         )?;
         let cwd = opts.workdir.clone().or(image_config.working_dir.clone()).unwrap_or_default();
         if let Some(code) = check_command(&rootfs, &process, &image_config, &opts)? {
-            return Ok(code);
+            return Ok(Some(code));
         }
         let mut config = bundle_config(&image_config, &opts, &user, &rootfs)?;
         config["linux"]["cgroupsPath"] = serde_json::json!(format!("/berth/{id}"));
@@ -176,6 +179,10 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
         row.running = true;
         store.set_container_state(&id, true, None, None)?;
+        if args.detach {
+            start_monitor(ctx, &runtime, &id, args.rm)?;
+            return Ok(None);
+        }
         // Who runs it: a later command that finds this process gone (killed,
         // or a reboot since) knows the container is not running any more.
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
@@ -186,18 +193,20 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
             .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
             .status()
             .with_context(|| format!("starting {}", runtime.display()))?;
-        let _ = runtime_command(&runtime)
-            .args(["delete", "--force", &id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        remove_cgroups(&id);
-        Ok(status.code().map_or(OWN_ERROR, |c| c as u8))
+        Ok(Some(finish_run(&runtime, &id, status)))
     })();
-    unmount(&dir.join("rootfs"));
     let code = match outcome {
-        Ok(code) => code,
+        Ok(None) => {
+            // Detached: the monitor has it now.
+            println!("{id}");
+            return Ok(0);
+        }
+        Ok(Some(code)) => {
+            unmount(&dir.join("rootfs"));
+            code
+        }
         Err(e) => {
+            unmount(&dir.join("rootfs"));
             let _ = store.set_container_state(
                 &id,
                 false,
@@ -215,6 +224,102 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         remove_container_files(&store, &id, &dir);
     }
     Ok(code)
+}
+
+/// After the runtime's `run` returned: the runtime forgets the container,
+/// its cgroups go; the container's exit code.
+fn finish_run(runtime: &Path, id: &str, status: std::process::ExitStatus) -> u8 {
+    let _ = runtime_command(runtime)
+        .args(["delete", "--force", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    remove_cgroups(id);
+    status.code().map_or(OWN_ERROR, |c| c as u8)
+}
+
+/// Starts `berth container monitor` for a detached container: its own
+/// process group, no terminal, not waited for.
+fn start_monitor(ctx: &Context, runtime: &Path, id: &str, rm: bool) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root").arg(ctx.root()).args(["container", "monitor", "--runtime"]).arg(runtime);
+    if rm {
+        cmd.arg("--rm");
+    }
+    cmd.arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting the container's monitor")?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct MonitorArgs {
+    #[arg(long)]
+    runtime: PathBuf,
+    #[arg(long)]
+    rm: bool,
+    id: String,
+}
+
+/// A detached container's monitor: runs it, keeps its output as docker's
+/// json-file log (`<id>-json.log`), records how it ended, unmounts, and
+/// with `--rm` removes it.
+pub fn monitor(ctx: &Context, args: MonitorArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let id = args.id;
+    let dir = container_dir(ctx, &id);
+    std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{id}-json.log")))?,
+    ));
+    let mut child = runtime_command(&args.runtime)
+        .args(["run", "--bundle"])
+        .arg(&dir)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let copy = |from: Box<dyn Read + Send>, stream: &'static str| {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            for line in std::io::BufReader::new(from).split(b'\n').map_while(Result::ok) {
+                let mut text = String::from_utf8_lossy(&line).into_owned();
+                text.push('\n');
+                let time = berth_oci::time::rfc3339_nano(now_nanos());
+                let entry = serde_json::json!({"log": text, "stream": stream, "time": time});
+                let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = writeln!(f, "{entry}");
+            }
+        })
+    };
+    let out = copy(Box::new(child.stdout.take().expect("piped")), "stdout");
+    let err = copy(Box::new(child.stderr.take().expect("piped")), "stderr");
+    let status = child.wait()?;
+    let _ = (out.join(), err.join());
+    let code = finish_run(&args.runtime, &id, status);
+    unmount(&dir.join("rootfs"));
+    store.set_container_state(&id, false, Some(i64::from(code)), Some(format::now_unix()))?;
+    if args.rm {
+        remove_container_files(&store, &id, &dir);
+    }
+    Ok(())
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Mounts the container's root filesystem: its init layer and upper
@@ -873,4 +978,177 @@ pub(crate) fn tree_size(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all" by default)
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// The container
+    container: String,
+}
+
+/// `logs`: what a detached container wrote, from its json-file log.
+pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead, Seek, Write};
+    let (store, c) = open_container(ctx, &args.container)?;
+    let path = container_dir(ctx, &c.id).join(format!("{}-json.log", c.id));
+    let tail: Option<usize> = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse().map_err(|_| anyhow!("invalid value for --tail: {n:?}"))?),
+    };
+    let print = |line: &str| -> anyhow::Result<()> {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { return Ok(()) };
+        let text = entry["log"].as_str().unwrap_or_default();
+        if entry["stream"] == "stderr" {
+            std::io::stderr().write_all(text.as_bytes())?;
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    let Ok(file) = std::fs::File::open(&path) else { return Ok(()) };
+    let mut reader = std::io::BufReader::new(file);
+    let lines: Vec<String> = (&mut reader).lines().map_while(Result::ok).collect();
+    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for line in &lines[skip..] {
+        print(line)?;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    let mut pos = reader.stream_position()?;
+    loop {
+        let mut file = std::fs::File::open(&path)?;
+        file.seek(std::io::SeekFrom::Start(pos))?;
+        let mut more = std::io::BufReader::new(file);
+        let mut line = String::new();
+        let mut got = false;
+        while more.read_line(&mut line)? > 0 {
+            if !line.ends_with('\n') {
+                break; // a line still being written
+            }
+            pos += line.len() as u64;
+            print(line.trim_end_matches('\n'))?;
+            line.clear();
+            got = true;
+        }
+        if !got {
+            let mut now = store.container(&c.id)?;
+            reconcile(ctx, &store, &mut now);
+            if !now.running {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Containers to stop
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+/// `stop`: SIGTERM (or the image's STOPSIGNAL), then SIGKILL after `-t`.
+pub fn stop(ctx: &Context, args: StopArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let runtime = find_runtime("runc")?;
+    for name in &args.containers {
+        let mut c = store.container(name)?;
+        reconcile(ctx, &store, &mut c);
+        if c.running {
+            let config: ContainerConfig = serde_json::from_slice(&c.config).unwrap_or_default();
+            let signal = config.stop_signal.clone().unwrap_or_else(|| "TERM".into());
+            signal_container(&runtime, &c.id, signal.trim_start_matches("SIG"));
+            if !wait_stopped(ctx, &store, &c.id, std::time::Duration::from_secs(args.time))? {
+                signal_container(&runtime, &c.id, "KILL");
+                wait_stopped(ctx, &store, &c.id, std::time::Duration::from_secs(10))?;
+            }
+        }
+        println!("{name}");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    /// Containers to kill
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+pub fn kill(ctx: &Context, args: KillArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let runtime = find_runtime("runc")?;
+    for name in &args.containers {
+        let mut c = store.container(name)?;
+        reconcile(ctx, &store, &mut c);
+        if !c.running {
+            bail!("cannot kill container: {name}: container {} is not running", c.id);
+        }
+        signal_container(&runtime, &c.id, args.signal.trim_start_matches("SIG"));
+        println!("{name}");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    /// Containers to wait for
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+/// `wait`: blocks until each container stops; prints its exit code.
+pub fn wait(ctx: &Context, args: WaitArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    for name in &args.containers {
+        let c = store.container(name)?;
+        wait_stopped(ctx, &store, &c.id, std::time::Duration::MAX)?;
+        println!("{}", store.container(&c.id)?.exit_code.unwrap_or(0));
+    }
+    Ok(())
+}
+
+fn signal_container(runtime: &Path, id: &str, signal: &str) {
+    let _ = runtime_command(runtime)
+        .args(["kill", id, signal])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Polls until the container is recorded as stopped; `false` on timeout.
+fn wait_stopped(
+    ctx: &Context,
+    store: &Store,
+    id: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<bool> {
+    let start = std::time::Instant::now();
+    loop {
+        let mut c = store.container(id)?;
+        reconcile(ctx, store, &mut c);
+        if !c.running {
+            return Ok(true);
+        }
+        if start.elapsed() >= limit {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
