@@ -87,6 +87,10 @@ enum Command {
     Kill(container::KillArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait(container::WaitArgs),
+    /// Execute a command in a running container
+    Exec(container::ExecArgs),
+    /// Rename a container
+    Rename(container::RenameArgs),
 }
 
 #[derive(Subcommand)]
@@ -114,6 +118,10 @@ enum ContainerCommand {
     Kill(container::KillArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait(container::WaitArgs),
+    /// Execute a command in a running container
+    Exec(container::ExecArgs),
+    /// Rename a container
+    Rename(container::RenameArgs),
     /// Runs a detached container (started by `run -d`)
     #[command(hide = true)]
     Monitor(container::MonitorArgs),
@@ -207,6 +215,12 @@ fn main() -> ExitCode {
             container::wait(&ctx, a)
         }
         Command::Container(ContainerCommand::Monitor(a)) => container::monitor(&ctx, a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            container::exec(&ctx, a)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            container::rename(&ctx, a)
+        }
         Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };
     match result {

@@ -100,6 +100,33 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
         env.berth(&["run", "--rm", "--runtime", "/nonexistent/rt", "bb:1", "true"]).status.code(),
         Some(125)
     );
+    // -v: a bind mount of a host directory, read-only with :ro.
+    let shared = env.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("in"), "from the host\n").unwrap();
+    let vol = format!("{}:/mnt", shared.display());
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &vol,
+        "bb:1",
+        "/bin/sh",
+        "-c",
+        "cat /mnt/in; echo back > /mnt/out",
+    ]);
+    assert_eq!(out, "from the host\n");
+    assert_eq!(std::fs::read_to_string(shared.join("out")).unwrap(), "back\n");
+    let ro = format!("{}:/mnt:ro", shared.display());
+    assert_ne!(
+        env.berth(&["run", "--rm", "-v", &ro, "bb:1", "/bin/sh", "-c", "echo x > /mnt/no"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let missing = env.berth(&["run", "--rm", "-v", "/nonexistent/dir:/mnt", "bb:1", "true"]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("bind source path does not exist"));
     // An unknown network: berth's own error, 125.
     assert_eq!(env.berth(&["run", "--network", "x", "bb:1", "true"]).status.code(), Some(125));
 
@@ -197,6 +224,11 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert!(env.ok(&["ps"]).lines().any(|l| l.contains(" Up ") && l.ends_with("bg")));
     assert!(env.ok(&["logs", "--tail", "1", "bg"]).starts_with("tick"));
     assert!(env.ok(&["logs", "bg"]).starts_with("started\ntick\n"));
+    // exec runs in it, with its own exit code; rename keeps it running.
+    assert_eq!(env.ok(&["exec", "bg", "cat", "/etc/motd"]), "old\n");
+    assert_eq!(env.berth(&["exec", "bg", "/bin/sh", "-c", "exit 9"]).status.code(), Some(9));
+    env.ok(&["rename", "bg", "background"]);
+    env.ok(&["rename", "background", "bg"]);
     assert_eq!(env.ok(&["stop", "-t", "1", "bg"]), "bg\n");
     assert!(env.ok(&["ps", "-a"]).lines().any(|l| l.contains("Exited (137)") && l.ends_with("bg")));
     env.ok(&["run", "-d", "--name", "seven", "bb:1", "/bin/sh", "-c", "exit 7"]);

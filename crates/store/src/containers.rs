@@ -144,6 +144,23 @@ impl Store {
         Ok(())
     }
 
+    /// Gives a container another name (which must be free).
+    pub fn rename_container(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let holder: Option<String> = tx
+            .query_row("SELECT id FROM containers WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        if let Some(other) = holder.filter(|h| h != id) {
+            return Err(StoreError::ContainerNameInUse { name: name.to_owned(), id: other });
+        }
+        if tx.execute("UPDATE containers SET name = ?2 WHERE id = ?1", params![id, name])? == 0 {
+            return Err(StoreError::NoSuchContainer(id.to_owned()));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Forgets a container (its image is then free to go).
     pub fn delete_container(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute("DELETE FROM containers WHERE id = ?1", [id])? == 1)

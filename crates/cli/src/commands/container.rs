@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Run container in background and print container ID
     #[arg(short = 'd', long)]
     detach: bool,
+    /// Bind mount a volume (SRC:DST[:ro]; SRC an absolute host path)
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    volume: Vec<String>,
     /// Publish a container's port(s) to the host (not supported yet)
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -127,7 +130,7 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         hostname: hostname.clone(),
         terminal: false,
         network,
-        volumes: Vec::new(),
+        volumes: args.volume.iter().map(|v| parse_volume(v)).collect::<anyhow::Result<_>>()?,
         nofile: open_files_limit(),
     };
     let process = berth_container::spec::process_args(&image_config, &opts)?;
@@ -224,6 +227,29 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         remove_container_files(&store, &id, &dir);
     }
     Ok(code)
+}
+
+/// `-v SRC:DST[:ro|rw]`: a bind mount of an existing absolute host path.
+fn parse_volume(spec: &str) -> anyhow::Result<(String, String, bool)> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, false),
+        [src, dst, "ro"] => (*src, *dst, true),
+        [src, dst, "rw"] => (*src, *dst, false),
+        _ => bail!("invalid volume specification: '{spec}'"),
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid volume specification: '{spec}': the destination must be an absolute path");
+    }
+    if !src.starts_with('/') {
+        bail!(
+            "invalid volume specification: '{spec}': named volumes are not supported yet: give an absolute host path"
+        );
+    }
+    if !Path::new(src).exists() {
+        bail!("invalid mount config for type \"bind\": bind source path does not exist: {src}");
+    }
+    Ok((src.to_owned(), dst.to_owned(), ro))
 }
 
 /// After the runtime's `run` returned: the runtime forgets the container,
@@ -1151,4 +1177,51 @@ fn wait_stopped(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// The running container
+    container: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `exec`: a command in a running container; its exit code is ours.
+pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let mut c = store.container(&args.container)?;
+    reconcile(ctx, &store, &mut c);
+    if !c.running {
+        bail!("container {} is not running", c.id);
+    }
+    let runtime = find_runtime("runc")?;
+    let status = runtime_command(&runtime)
+        .arg("exec")
+        .arg(&c.id)
+        .args(&args.command)
+        .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
+        .status()?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(Exit(code as u8).into()),
+        None => Err(Exit(OWN_ERROR).into()),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+pub fn rename(ctx: &Context, args: RenameArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let c = store.container(&args.container)?;
+    store.rename_container(&c.id, &args.new_name)?;
+    Ok(())
 }
