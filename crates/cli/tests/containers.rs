@@ -205,6 +205,11 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert!(ps.lines().any(|l| l.contains("Exited (255)") && l.ends_with("lost")), "{ps}");
     assert_eq!(env.ok(&["rm", "lost"]), "lost\n");
 
+    // image prune -a keeps every image a container uses, and only those.
+    env.ok(&["image", "prune", "-a", "-f"]);
+    assert!(env.berth(&["inspect", "bb:1"]).status.success(), "the image c1 uses was pruned");
+    assert!(!env.berth(&["inspect", "bb:2"]).status.success(), "an unused image was kept");
+
     // The image a container uses is protected, with docker's words.
     let rmi = env.berth(&["rmi", "bb:1"]);
     assert!(!rmi.status.success());
@@ -241,7 +246,7 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     let pruned = env.ok(&["container", "prune", "-f"]);
     assert!(pruned.starts_with(&format!("Deleted Containers:\n{}", id)), "{pruned}");
     assert!(pruned.ends_with("Total reclaimed space: 5B\n"), "{pruned}");
-    env.ok(&["rmi", "bb:2", "bb:1"]);
+    env.ok(&["rmi", "bb:1"]);
     assert_eq!(env.ok(&["ps", "-a"]).lines().count(), 1);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
