@@ -91,6 +91,10 @@ enum Command {
     Exec(container::ExecArgs),
     /// Rename a container
     Rename(container::RenameArgs),
+    /// Create a new container
+    Create(container::RunArgs),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
 }
 
 #[derive(Subcommand)]
@@ -122,6 +126,10 @@ enum ContainerCommand {
     Exec(container::ExecArgs),
     /// Rename a container
     Rename(container::RenameArgs),
+    /// Create a new container
+    Create(container::RunArgs),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
     /// Runs a detached container (started by `run -d`)
     #[command(hide = true)]
     Monitor(container::MonitorArgs),
@@ -221,11 +229,16 @@ fn main() -> ExitCode {
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
             container::rename(&ctx, a)
         }
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            container::create(&ctx, a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            container::start(&ctx, a)
+        }
         Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // The message (if any) is out already; the code is the container's.
         // A reader that went away (`berth logs c | head`): done, quietly.
         Err(err)
             if err.chain().any(|e| {
@@ -235,6 +248,7 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
+        // The message (if any) is out already; the code is the container's.
         Err(err) if err.downcast_ref::<container::Exit>().is_some() => {
             ExitCode::from(err.downcast_ref::<container::Exit>().map_or(1, |e| e.0))
         }

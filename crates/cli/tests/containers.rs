@@ -240,6 +240,23 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     assert_eq!(env.ok(&["wait", "seven"]), "7\n");
     env.ok(&["rm", "bg", "seven"]);
 
+    // create, then start -a: Created until started; start again later
+    // runs over what it already changed.
+    let id = env.ok(&[
+        "create",
+        "--name",
+        "made",
+        "bb:1",
+        "/bin/sh",
+        "-c",
+        "echo run >> /count; cat /count",
+    ]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(env.ok(&["ps", "-a"]).lines().any(|l| l.contains("Created") && l.ends_with("made")));
+    assert_eq!(env.ok(&["start", "-a", "made"]), "run\n");
+    assert_eq!(env.ok(&["start", "-a", "made"]), "run\nrun\n");
+    env.ok(&["rm", "made"]);
+
     // container prune: every stopped container, docker's report.
     env.ok(&["run", "--name", "stopped", "bb:1", "/bin/sh", "-c", "echo data > /f"]);
     let id = env.ok(&["ps", "-a", "-q", "--no-trunc"]);

@@ -84,7 +84,7 @@ pub struct RunArgs {
 }
 
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
-    match run_container(ctx, args) {
+    match run_container(ctx, args, false) {
         Ok(code) => Err(Exit(code).into()),
         Err(e) if e.downcast_ref::<Exit>().is_some() => Err(e),
         Err(e) => {
@@ -94,7 +94,19 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
+/// `create`: a container made ready (its layers unpacked, its bundle
+/// written) but not started: `Created` in `ps` until `start`.
+pub fn create(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+    match run_container(ctx, args, true) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            Err(Exit(OWN_ERROR).into())
+        }
+    }
+}
+
+fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Result<u8> {
     if !args.publish.is_empty() {
         bail!(
             "publishing ports (-p) is not supported yet: containers have a network of their own with loopback only, or --network host"
@@ -180,6 +192,10 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
             std::fs::create_dir_all(rootfs.join(cwd.trim_start_matches('/'))).ok();
         }
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+        if create_only {
+            unmount(&dir.join("rootfs"));
+            return Ok(None);
+        }
         row.running = true;
         store.set_container_state(&id, true, None, None)?;
         if args.detach {
@@ -200,7 +216,7 @@ fn run_container(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
     })();
     let code = match outcome {
         Ok(None) => {
-            // Detached: the monitor has it now.
+            // Detached (the monitor has it now), or only created.
             println!("{id}");
             return Ok(0);
         }
@@ -1223,5 +1239,56 @@ pub fn rename(ctx: &Context, args: RenameArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let c = store.container(&args.container)?;
     store.rename_container(&c.id, &args.new_name)?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR (and wait: the container's exit code is ours)
+    #[arg(short, long)]
+    attach: bool,
+    /// Containers to start
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+/// `start`: runs a created or stopped container again, over the changes it
+/// already made; detached unless `-a`.
+pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let runtime = find_runtime("runc")?;
+    for name in &args.containers {
+        let mut c = store.container(name)?;
+        reconcile(ctx, &store, &mut c);
+        if c.running {
+            println!("{name}");
+            continue;
+        }
+        let record = store.image(&c.image_id)?;
+        let dir = container_dir(ctx, &c.id);
+        mount_container(&store, &record, &dir, &c.id[..12])?;
+        store.set_container_state(&c.id, true, None, None)?;
+        if !args.attach {
+            start_monitor(ctx, &runtime, &c.id, false)?;
+            println!("{name}");
+            continue;
+        }
+        std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
+        let status = runtime_command(&runtime)
+            .args(["run", "--bundle"])
+            .arg(&dir)
+            .arg(&c.id)
+            .stdin(Stdio::null())
+            .status();
+        let code = match status {
+            Ok(status) => finish_run(&runtime, &c.id, status),
+            Err(_) => OWN_ERROR,
+        };
+        unmount(&dir.join("rootfs"));
+        store.set_container_state(&c.id, false, Some(i64::from(code)), Some(format::now_unix()))?;
+        if code != 0 {
+            return Err(Exit(code).into());
+        }
+    }
     Ok(())
 }
