@@ -8,12 +8,14 @@
 //! so they speak only in domain values (validated names, [`Digest`]s,
 //! records) and promise nothing SQLite-specific: each method is one
 //! transaction; lists come back sorted by byte order of the name.
-//! [`SqliteMetadata`] is the embedded default. Every implementation must pass
+//! [`SqliteMetadata`] is the embedded default, [`PostgresMetadata`] the
+//! shared database of several replicas. Every implementation must pass
 //! each concern's suite in [`testing`] ([`testing::run_suite`] runs them all).
 //!
 //! Callers validate names and tags before they get here; the store checks
 //! only referential integrity.
 
+mod postgres;
 mod sqlite;
 pub mod testing;
 
@@ -29,6 +31,7 @@ use berth_reference::Digest;
 
 use crate::storage::UploadId;
 
+pub use postgres::{PG_SCHEMA_VERSION, PostgresMetadata};
 pub use sqlite::{SCHEMA_VERSION, SqliteMetadata, schema_version};
 
 #[derive(Debug, thiserror::Error)]

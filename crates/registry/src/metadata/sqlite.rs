@@ -17,7 +17,7 @@ use super::{
     Accounts, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord, MetadataError,
     OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
-use crate::storage::UploadId;
+use crate::storage::{LedgerEntry, StorageError, UploadId, UploadLedger};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
@@ -104,13 +104,23 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 "#;
 
+/// Version 2: the upload ledger of object storage (see `storage::UploadLedger`).
+const LEDGER: &str = r#"
+CREATE TABLE upload_ledger (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    modified INTEGER NOT NULL
+);
+"#;
+
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Ordered migration steps: step `i` takes the database from version `i` to
 /// `i + 1`. Step 0 is idempotent (`IF NOT EXISTS`) because roots made before
 /// the schema was versioned already hold these tables with version 0.
-const MIGRATIONS: &[&str] = &[SCHEMA];
+const MIGRATIONS: &[&str] = &[SCHEMA, LEDGER];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), MetadataError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
@@ -1052,5 +1062,90 @@ impl Collection for SqliteMetadata {
             .map_err(db)
         })
         .await
+    }
+}
+
+fn ledger_err(e: MetadataError) -> StorageError {
+    StorageError::Ledger(e.to_string())
+}
+
+#[async_trait]
+impl UploadLedger for SqliteMetadata {
+    async fn ledger_insert(&self, id: &UploadId, state: &[u8]) -> Result<bool, StorageError> {
+        let (id, state) = (id.as_str().to_owned(), state.to_vec());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO upload_ledger (id, version, state, modified) VALUES (?1, 0, ?2, ?3)
+                 ON CONFLICT (id) DO NOTHING",
+                params![id, state, now()],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn ledger_get(&self, id: &UploadId) -> Result<Option<LedgerEntry>, StorageError> {
+        let id = id.as_str().to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT version, state, modified FROM upload_ledger WHERE id = ?1",
+                [&id],
+                |r| Ok(LedgerEntry { version: r.get(0)?, state: r.get(1)?, modified: r.get(2)? }),
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn ledger_replace(
+        &self,
+        id: &UploadId,
+        version: i64,
+        state: &[u8],
+    ) -> Result<bool, StorageError> {
+        let (id, state) = (id.as_str().to_owned(), state.to_vec());
+        self.call(move |c| {
+            c.execute(
+                "UPDATE upload_ledger SET version = version + 1, state = ?3, modified = ?4
+                 WHERE id = ?1 AND version = ?2",
+                params![id, version, state, now()],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn ledger_remove(&self, id: &UploadId) -> Result<bool, StorageError> {
+        let id = id.as_str().to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM upload_ledger WHERE id = ?1", [&id]).map(|n| n == 1).map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn ledger_list(&self) -> Result<Vec<(UploadId, i64)>, StorageError> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT id, modified FROM upload_ledger").map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, t) = row.map_err(db)?;
+                if let Some(id) = UploadId::parse(&id) {
+                    out.push((id, t));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(ledger_err)
     }
 }

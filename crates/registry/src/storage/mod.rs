@@ -13,8 +13,14 @@
 //! - `put` of a blob already present is allowed and leaves it unchanged.
 //! - Keys are built only from validated [`Digest`]s and [`UploadId`]s, never
 //!   from client strings.
+//!
+//! A store that cannot append to an object in place ([`S3BlobStore`]) keeps
+//! the state of each upload (multipart ID, part IDs, size) in an
+//! [`UploadLedger`], which the metadata database implements, so that any
+//! replica can continue an upload another one began.
 
 mod fs;
+mod s3;
 pub mod testing;
 
 use std::io;
@@ -28,6 +34,7 @@ use futures_util::Stream;
 use tokio::io::AsyncRead;
 
 pub use fs::FsBlobStore;
+pub use s3::{S3BlobStore, S3Settings};
 
 /// A request body or other source of bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -56,6 +63,13 @@ pub enum StorageError {
     OffsetMismatch { expected: u64, given: u64 },
     #[error("range not satisfiable")]
     InvalidRange,
+    /// Another request is writing the same upload right now.
+    #[error("another request is writing this upload")]
+    UploadBusy,
+    #[error("upload ledger: {0}")]
+    Ledger(String),
+    #[error("object storage: {0}")]
+    ObjectStore(String),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -202,10 +216,61 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every upload with its last modification time, to expire abandoned ones.
     async fn upload_list(&self) -> Result<Vec<(UploadId, SystemTime)>, StorageError>;
 
+    /// Whether [`BlobStore::stat`] is cheap enough for every blob request.
+    /// When it is not (a HEAD per request on object storage), the registry
+    /// trusts the metadata's size for a blob it has linked.
+    fn stat_is_cheap(&self) -> bool {
+        true
+    }
+
+    /// A URL the client may fetch the whole blob from directly (a presigned
+    /// object storage URL), if the store is configured to hand them out.
+    /// Only for GET: a HEAD is always answered by the registry.
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
+        let _ = digest;
+        Ok(None)
+    }
+
     /// Removes scratch data of writes a crash interrupted (older than
     /// `before`); returns how many. Stores without such data keep the default.
     async fn expire_scratch(&self, before: SystemTime) -> Result<usize, StorageError> {
         let _ = before;
         Ok(0)
     }
+}
+
+/// One upload's entry in an [`UploadLedger`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Bumped by every successful [`UploadLedger::ledger_replace`].
+    pub version: i64,
+    /// The store's own description of the upload (opaque to the ledger).
+    pub state: Vec<u8>,
+    /// Last change, seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// Durable, shared state of uploads for stores that cannot keep it beside
+/// the bytes. Every change is a compare-and-swap on the entry's version, so
+/// two replicas can never both advance the same upload.
+#[async_trait]
+pub trait UploadLedger: Send + Sync + 'static {
+    /// Creates an entry at version 0; `false` if one exists.
+    async fn ledger_insert(&self, id: &UploadId, state: &[u8]) -> Result<bool, StorageError>;
+
+    async fn ledger_get(&self, id: &UploadId) -> Result<Option<LedgerEntry>, StorageError>;
+
+    /// Replaces the state if the entry is still at `version`; `false` if it
+    /// moved on or is gone.
+    async fn ledger_replace(
+        &self,
+        id: &UploadId,
+        version: i64,
+        state: &[u8],
+    ) -> Result<bool, StorageError>;
+
+    async fn ledger_remove(&self, id: &UploadId) -> Result<bool, StorageError>;
+
+    /// Every entry with its last change (Unix seconds).
+    async fn ledger_list(&self) -> Result<Vec<(UploadId, i64)>, StorageError>;
 }

@@ -1,0 +1,709 @@
+//! [`BlobStore`] on S3-compatible object storage, through `object_store`.
+//!
+//! ```text
+//! <bucket>/
+//!   blobs/<algorithm>/<hex>              complete, verified blobs
+//!   uploads/<uuid>/data                  an upload's multipart object, completed at commit
+//!   uploads/<uuid>/tail-<offset>         the bytes of an upload from <offset> on that
+//!                                        do not yet fill a part
+//! ```
+//!
+//! S3 cannot append, so an upload is a multipart upload whose part IDs, size
+//! and tail live in the [`UploadLedger`] (the metadata database): any replica
+//! can take the next PATCH. Parts are [`PART_SIZE`] bytes; what is left over
+//! at the end of a chunk (S3 refuses parts under 5 MiB except the last) is
+//! kept as a tail object and joined to the next part. Every change to an
+//! upload is a compare-and-swap on its ledger entry, and a PATCH holds a
+//! lease in the entry while it streams, so two replicas never write the
+//! same upload at once.
+//!
+//! Blobs appear whole: a monolithic put is verified in memory (small) or
+//! before its multipart upload is completed (large); a chunked upload is
+//! completed under `uploads/`, verified, then copied into `blobs/`. New
+//! blob objects are created conditionally (`If-None-Match: *`), so a blob is
+//! never rewritten. No request path lists or HEADs the bucket: the registry
+//! takes sizes from its metadata ([`BlobStore::stat_is_cheap`] is false),
+//! and upload state comes from the ledger.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use berth_reference::{Algorithm, Digest, Hasher};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path as Key;
+use object_store::signer::Signer;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, StorageError, UploadId,
+    UploadLedger,
+};
+
+/// Bytes per multipart part: above S3's 5 MiB minimum, and 10,000 parts
+/// (S3's maximum) reach 80 GiB, beyond the default blob limit.
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts of one request sent at the same time.
+const PARTS_IN_FLIGHT: usize = 4;
+/// How long a PATCH's claim on an upload lasts without renewal; a replica
+/// that dies mid-PATCH blocks its upload for at most this long.
+const LEASE: Duration = Duration::from_secs(30);
+/// How presigned redirect URLs stay valid.
+const PRESIGN_FOR: Duration = Duration::from_secs(600);
+
+/// Where the bucket is and how to reach it.
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// `http://host:port` of an S3-compatible service; `None`: AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Answer blob GETs with a 307 to a presigned URL.
+    pub redirect: bool,
+    /// The endpoint clients reach, if not `endpoint`, for presigned URLs.
+    pub public_endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("redirect", &self.redirect)
+            .field("public_endpoint", &self.public_endpoint)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    fn client(&self, endpoint: Option<&str>) -> Result<AmazonS3, StorageError> {
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&self.bucket)
+            .with_region(&self.region)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
+        if let Some(e) = endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        // Unset keys fall back to AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+        let key = self.access_key_id.clone().or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
+        let secret =
+            self.secret_access_key.clone().or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
+        if let (Some(k), Some(s)) = (key, secret) {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+        }
+        b.build().map_err(os_err)
+    }
+}
+
+/// An upload as the ledger keeps it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct UploadState {
+    /// The multipart upload of `uploads/<id>/data`, once a part was sent.
+    multipart: Option<String>,
+    /// Part IDs (ETags) in order.
+    parts: Vec<String>,
+    /// Bytes received.
+    size: u64,
+    /// Bytes at the end not yet in a part, kept in `tail-<size - tail>`.
+    tail: u64,
+    /// Unix seconds until which a PATCH owns the upload.
+    lease_until: i64,
+}
+
+impl UploadState {
+    fn decode(bytes: &[u8]) -> Result<UploadState, StorageError> {
+        serde_json::from_slice(bytes).map_err(|e| StorageError::Ledger(e.to_string()))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("upload state serialises")
+    }
+}
+
+/// A running sha256 of an upload, valid while it covers every byte received.
+/// Kept by the process that received the bytes; another replica (or a
+/// restart) hashes the completed object instead.
+struct RunningHash {
+    hasher: Option<Hasher>,
+    covers: u64,
+}
+
+pub struct S3BlobStore {
+    store: AmazonS3,
+    /// Signs redirect URLs for the public endpoint, when redirects are on.
+    signer: Option<AmazonS3>,
+    ledger: Arc<dyn UploadLedger>,
+    local: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<RunningHash>>>>,
+}
+
+fn os_err(e: object_store::Error) -> StorageError {
+    StorageError::ObjectStore(e.to_string())
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn blob_key(d: &Digest) -> Key {
+    Key::from(format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()))
+}
+
+fn data_key(id: &UploadId) -> Key {
+    Key::from(format!("uploads/{id}/data"))
+}
+
+fn tail_key(id: &UploadId, offset: u64) -> Key {
+    Key::from(format!("uploads/{id}/tail-{offset}"))
+}
+
+impl S3BlobStore {
+    /// A store on the bucket `settings` names; upload state goes to `ledger`.
+    /// Connects lazily: nothing is sent until the first request.
+    pub fn new(
+        settings: &S3Settings,
+        ledger: Arc<dyn UploadLedger>,
+    ) -> Result<S3BlobStore, StorageError> {
+        let store = settings.client(settings.endpoint.as_deref())?;
+        let signer = if settings.redirect {
+            let public = settings.public_endpoint.as_deref().or(settings.endpoint.as_deref());
+            Some(settings.client(public)?)
+        } else {
+            None
+        };
+        Ok(S3BlobStore { store, signer, ledger, local: Mutex::new(HashMap::new()) })
+    }
+
+    fn running(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<RunningHash>> {
+        let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(RunningHash { hasher: None, covers: u64::MAX }))
+            })
+            .clone()
+    }
+
+    fn forget(&self, id: &UploadId) {
+        self.local.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    async fn state(&self, id: &UploadId) -> Result<(i64, UploadState), StorageError> {
+        let entry = self.ledger.ledger_get(id).await?.ok_or(StorageError::UploadNotFound)?;
+        Ok((entry.version, UploadState::decode(&entry.state)?))
+    }
+
+    /// Writes `state` if the entry is still at `version`; returns the new version.
+    async fn swap(
+        &self,
+        id: &UploadId,
+        version: i64,
+        state: &UploadState,
+    ) -> Result<i64, StorageError> {
+        if self.ledger.ledger_replace(id, version, &state.encode()).await? {
+            Ok(version + 1)
+        } else {
+            Err(StorageError::UploadBusy)
+        }
+    }
+
+    async fn read_object(&self, key: &Key) -> Result<Bytes, StorageError> {
+        match self.store.get(key).await {
+            Ok(r) => r.bytes().await.map_err(os_err),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Creates `key` unless it exists; content-addressed, so an existing
+    /// object already holds these bytes.
+    async fn create(&self, key: &Key, data: Bytes) -> Result<(), StorageError> {
+        let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        match self.store.put_opts(key, PutPayload::from(data), opts).await {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Hashes a stored object by streaming it.
+    async fn hash_object(&self, key: &Key, algorithm: Algorithm) -> Result<Digest, StorageError> {
+        let mut stream = self.store.get(key).await.map_err(os_err)?.into_stream();
+        let mut h = Hasher::new(algorithm);
+        while let Some(chunk) = stream.next().await {
+            h.update(&chunk.map_err(os_err)?);
+        }
+        Ok(h.finish())
+    }
+
+    /// Removes what an upload left in the bucket and its ledger entry.
+    async fn clean_up(&self, id: &UploadId, state: &UploadState, data_completed: bool) {
+        if state.tail > 0 {
+            let _ = self.store.delete(&tail_key(id, state.size - state.tail)).await;
+        }
+        if data_completed {
+            let _ = self.store.delete(&data_key(id)).await;
+        } else if let Some(m) = &state.multipart {
+            let _ = self.store.abort_multipart(&data_key(id), &m.clone()).await;
+        }
+        let _ = self.ledger.ledger_remove(id).await;
+        self.forget(id);
+    }
+
+    async fn open_range(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
+        if let Some(r) = range
+            && r.first > r.last
+        {
+            return Err(StorageError::InvalidRange);
+        }
+        let opts = GetOptions {
+            range: range.map(|r| GetRange::Bounded(r.first..r.last + 1)),
+            ..GetOptions::default()
+        };
+        let result = match self.store.get_opts(&blob_key(digest), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
+            // S3 answers 416 to a range starting past the end.
+            Err(e) if range.is_some() && e.to_string().contains("416") => {
+                return Err(StorageError::InvalidRange);
+            }
+            Err(e) => return Err(os_err(e)),
+        };
+        // S3 shortens a range that runs past the end; the contract refuses it.
+        if let Some(r) = range
+            && (result.range.start != r.first || result.range.end != r.last + 1)
+        {
+            return Err(StorageError::InvalidRange);
+        }
+        Ok(Box::pin(result.into_stream().map_err(io::Error::other)))
+    }
+}
+
+/// Reads `body` into parts of [`PART_SIZE`], sending each as it fills;
+/// returns the bytes left over.
+struct PartSender<'a> {
+    store: &'a S3BlobStore,
+    id: &'a UploadId,
+    multipart: Option<String>,
+    next_index: usize,
+    in_flight: FuturesOrdered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<PartId, StorageError>> + Send>>,
+    >,
+    done: Vec<String>,
+}
+
+impl PartSender<'_> {
+    async fn send(&mut self, part: Bytes) -> Result<(), StorageError> {
+        let key = data_key(self.id);
+        let multipart = match &self.multipart {
+            Some(m) => m.clone(),
+            None => {
+                let m = self.store.store.create_multipart(&key).await.map_err(os_err)?;
+                self.multipart = Some(m.clone());
+                m
+            }
+        };
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.collect_one().await?;
+        }
+        let store = self.store.store.clone();
+        let index = self.next_index;
+        self.next_index += 1;
+        self.in_flight.push_back(Box::pin(async move {
+            store.put_part(&key, &multipart, index, PutPayload::from(part)).await.map_err(os_err)
+        }));
+        Ok(())
+    }
+
+    async fn collect_one(&mut self) -> Result<(), StorageError> {
+        if let Some(part) = self.in_flight.next().await {
+            self.done.push(part?.content_id);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<Vec<String>, StorageError> {
+        while !self.in_flight.is_empty() {
+            self.collect_one().await?;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    /// A HEAD of the object: for GC and tools, never on a request path.
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
+        match self.store.head(&blob_key(digest)).await {
+            Ok(meta) => Ok(Some(BlobInfo {
+                digest: digest.clone(),
+                size: meta.size,
+                modified: meta.last_modified.into(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobReader, StorageError> {
+        let stream = self.open_range(digest, range).await?;
+        Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    async fn get_stream(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
+        self.open_range(digest, range).await
+    }
+
+    async fn put(
+        &self,
+        digest: &Digest,
+        mut body: ByteStream,
+        limit: u64,
+    ) -> Result<u64, StorageError> {
+        let key = blob_key(digest);
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut buf = BytesMut::new();
+        let mut size = 0u64;
+        let mut upload: Option<object_store::WriteMultipart> = None;
+        let result = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(StorageError::TooLarge { limit });
+                }
+                hasher.update(&chunk);
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= PART_SIZE {
+                    // Large: stream it as a multipart upload to the blob's
+                    // own key, completed only once the digest is verified.
+                    let w = match &mut upload {
+                        Some(w) => w,
+                        None => {
+                            let m = self.store.put_multipart(&key).await.map_err(os_err)?;
+                            upload.insert(object_store::WriteMultipart::new_with_chunk_size(
+                                m, PART_SIZE,
+                            ))
+                        }
+                    };
+                    w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(os_err)?;
+                    w.put(buf.split().freeze());
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some(w) = upload {
+                let _ = w.abort().await;
+            }
+            return Err(e);
+        }
+        let actual = hasher.finish();
+        if actual != *digest {
+            if let Some(w) = upload {
+                let _ = w.abort().await;
+            }
+            return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
+        }
+        match upload {
+            None => self.create(&key, buf.freeze()).await?,
+            Some(mut w) => {
+                w.put(buf.freeze());
+                w.finish().await.map_err(os_err)?;
+            }
+        }
+        Ok(size)
+    }
+
+    /// GC only: a HEAD tells whether there was anything to delete.
+    async fn delete(&self, digest: &Digest) -> Result<bool, StorageError> {
+        if self.stat(digest).await?.is_none() {
+            return Ok(false);
+        }
+        match self.store.delete(&blob_key(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Lists `blobs/` (garbage collection only).
+    async fn list(&self) -> Result<Vec<BlobInfo>, StorageError> {
+        let prefix = Key::from("blobs");
+        let mut listing = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(os_err)?;
+            let mut parts = meta.location.parts();
+            let (_, Some(alg), Some(hex), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(digest) = Digest::parse(&format!("{}:{}", alg.as_ref(), hex.as_ref())) else {
+                continue;
+            };
+            out.push(BlobInfo { digest, size: meta.size, modified: meta.last_modified.into() });
+        }
+        Ok(out)
+    }
+
+    async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError> {
+        if !self.ledger.ledger_insert(id, &UploadState::default().encode()).await? {
+            return Err(StorageError::Ledger(format!("upload {id} exists")));
+        }
+        let running = self.running(id);
+        *running.lock().await =
+            RunningHash { hasher: Some(Hasher::new(Algorithm::Sha256)), covers: 0 };
+        Ok(())
+    }
+
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut body: ByteStream,
+        length: ChunkLength,
+    ) -> Result<u64, StorageError> {
+        let running = self.running(id);
+        let mut running = running.lock().await;
+        let (version, state) = self.state(id).await?;
+        if state.size != offset {
+            return Err(StorageError::OffsetMismatch { expected: state.size, given: offset });
+        }
+        if state.lease_until > now_secs() {
+            return Err(StorageError::UploadBusy);
+        }
+        let mut leased = state.clone();
+        leased.lease_until = now_secs() + LEASE.as_secs() as i64;
+        let mut version = self.swap(id, version, &leased).await?;
+        if running.covers != offset {
+            running.hasher = None;
+        }
+
+        let mut buf = BytesMut::new();
+        if state.tail > 0 {
+            buf.extend_from_slice(&self.read_object(&tail_key(id, offset - state.tail)).await?);
+        }
+        let mut sender = PartSender {
+            store: self,
+            id,
+            multipart: state.multipart.clone(),
+            next_index: state.parts.len(),
+            in_flight: FuturesOrdered::new(),
+            done: Vec::new(),
+        };
+        let mut received = 0u64;
+        let mut hasher = running.hasher.take();
+        let streamed = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                received += chunk.len() as u64;
+                if received > length.max() {
+                    return Err(StorageError::TooLarge { limit: length.max() });
+                }
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                buf.extend_from_slice(&chunk);
+                while buf.len() >= PART_SIZE {
+                    sender.send(buf.split_to(PART_SIZE).freeze()).await?;
+                }
+                // Keep the lease while a long chunk streams.
+                if leased.lease_until - now_secs() < (LEASE.as_secs() as i64) * 2 / 3 {
+                    leased.lease_until = now_secs() + LEASE.as_secs() as i64;
+                    version = self.swap(id, version, &leased).await?;
+                }
+            }
+            if let ChunkLength::Exact(expected) = length
+                && received != expected
+            {
+                return Err(StorageError::Short { expected, received });
+            }
+            let parts = sender.finish().await?;
+            let multipart = sender.multipart.clone();
+            let next = UploadState {
+                multipart,
+                parts: state.parts.iter().cloned().chain(parts).collect(),
+                size: offset + received,
+                tail: buf.len() as u64,
+                lease_until: 0,
+            };
+            if next.tail > 0 {
+                let key = tail_key(id, next.size - next.tail);
+                self.store
+                    .put(&key, PutPayload::from(buf.split().freeze()))
+                    .await
+                    .map_err(os_err)?;
+            }
+            version = self.swap(id, version, &next).await?;
+            Ok(next)
+        }
+        .await;
+        match streamed {
+            Ok(next) => {
+                if state.tail > 0
+                    && (next.tail == 0 || next.size - next.tail != offset - state.tail)
+                {
+                    let _ = self.store.delete(&tail_key(id, offset - state.tail)).await;
+                }
+                if let Some(h) = hasher {
+                    *running = RunningHash { hasher: Some(h), covers: next.size };
+                }
+                Ok(next.size)
+            }
+            Err(e) => {
+                // The upload stays where it was; parts sent past it are
+                // overwritten by the next chunk. Release the lease.
+                let mut back = state.clone();
+                back.lease_until = 0;
+                // Keep a multipart upload this chunk began, for the next one.
+                back.multipart = sender.multipart.clone();
+                let _ = self.swap(id, version, &back).await;
+                running.covers = u64::MAX;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_size(&self, id: &UploadId) -> Result<u64, StorageError> {
+        Ok(self.state(id).await?.1.size)
+    }
+
+    async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StorageError> {
+        let running = self.running(id);
+        let mut running = running.lock().await;
+        let (version, state) = self.state(id).await?;
+        if state.lease_until > now_secs() {
+            return Err(StorageError::UploadBusy);
+        }
+        // Claim the upload for good: no PATCH may follow a commit.
+        let mut claimed = state.clone();
+        claimed.lease_until = i64::MAX;
+        self.swap(id, version, &claimed).await?;
+        let known = match running.hasher.take() {
+            Some(h) if running.covers == state.size && digest.algorithm() == Algorithm::Sha256 => {
+                Some(h.finish())
+            }
+            _ => None,
+        };
+        let tail = if state.tail > 0 {
+            self.read_object(&tail_key(id, state.size - state.tail)).await?
+        } else {
+            Bytes::new()
+        };
+        let Some(multipart) = state.multipart.clone() else {
+            // Everything is in the tail: one conditional create.
+            let actual = known.unwrap_or_else(|| Digest::of(digest.algorithm(), &tail));
+            let result = if actual != *digest {
+                Err(StorageError::DigestMismatch { expected: digest.clone(), actual })
+            } else {
+                self.create(&blob_key(digest), tail).await.map(|()| state.size)
+            };
+            self.clean_up(id, &state, false).await;
+            return result;
+        };
+        let result = async {
+            let key = data_key(id);
+            let mut parts: Vec<PartId> =
+                state.parts.iter().map(|p| PartId { content_id: p.clone() }).collect();
+            if !tail.is_empty() {
+                let p = self
+                    .store
+                    .put_part(&key, &multipart, parts.len(), PutPayload::from(tail))
+                    .await
+                    .map_err(os_err)?;
+                parts.push(p);
+            }
+            self.store.complete_multipart(&key, &multipart, parts).await.map_err(os_err)?;
+            Ok::<_, StorageError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.clean_up(id, &state, false).await;
+            return Err(e);
+        }
+        let result = async {
+            let data = data_key(id);
+            let actual = match known {
+                Some(d) => d,
+                None => self.hash_object(&data, digest.algorithm()).await?,
+            };
+            if actual != *digest {
+                return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
+            }
+            match self.store.copy_if_not_exists(&data, &blob_key(digest)).await {
+                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(state.size),
+                // A service without conditional copies: the bytes are the
+                // blob's own, so overwriting an existing copy changes nothing.
+                Err(object_store::Error::NotSupported { .. })
+                | Err(object_store::Error::NotImplemented { .. }) => {
+                    self.store.copy(&data, &blob_key(digest)).await.map_err(os_err)?;
+                    Ok(state.size)
+                }
+                Err(e) => Err(os_err(e)),
+            }
+        }
+        .await;
+        self.clean_up(id, &state, true).await;
+        result
+    }
+
+    async fn upload_abort(&self, id: &UploadId) -> Result<(), StorageError> {
+        let running = self.running(id);
+        let _guard = running.lock().await;
+        let (_, state) = self.state(id).await?;
+        self.clean_up(id, &state, false).await;
+        Ok(())
+    }
+
+    async fn upload_list(&self) -> Result<Vec<(UploadId, SystemTime)>, StorageError> {
+        Ok(self
+            .ledger
+            .ledger_list()
+            .await?
+            .into_iter()
+            .map(|(id, t)| (id, SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)))
+            .collect())
+    }
+
+    fn stat_is_cheap(&self) -> bool {
+        false
+    }
+
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
+        let Some(signer) = &self.signer else { return Ok(None) };
+        let url = signer
+            .signed_url(axum::http::Method::GET, &blob_key(digest), PRESIGN_FOR)
+            .await
+            .map_err(os_err)?;
+        Ok(Some(url.to_string()))
+    }
+}
