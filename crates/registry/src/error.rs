@@ -204,6 +204,10 @@ impl From<StorageError> for Error {
                 "upload is at offset {expected}, chunk starts at {given}"
             )),
             StorageError::InvalidRange => Error::RangeInvalid("range not satisfiable".into()),
+            // 416: the client asks where the upload stands and resumes.
+            StorageError::UploadBusy => {
+                Error::RangeInvalid("another request is writing this upload".into())
+            }
             other => Error::Storage(other),
         }
     }

@@ -20,6 +20,10 @@
 //!   metadata.db             SqliteMetadata (WAL: also -wal, -shm)
 //!   token.key               token signing key, mode 0600 (with --auth)
 //! ```
+//!
+//! [`open`] follows the configuration file instead: blobs in an
+//! S3-compatible bucket ([`storage::S3BlobStore`]) and/or metadata in
+//! PostgreSQL ([`metadata::PostgresMetadata`]).
 
 pub mod api;
 pub mod auth;
@@ -48,6 +52,43 @@ pub enum OpenError {
     Root { path: String, source: std::io::Error },
     #[error("cannot open registry metadata: {0}")]
     Metadata(#[from] metadata::MetadataError),
+    #[error("cannot use object storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Opens the registry `config` describes: blobs on the filesystem under
+/// `root` or in S3, metadata in SQLite under `root` or in PostgreSQL. With
+/// nothing configured this is [`open_local`].
+pub async fn open(
+    config: &config::Config,
+    root: &Path,
+    limits: Limits,
+) -> Result<Registry, OpenError> {
+    let s3 = config.storage.s3().map_err(OpenError::Config)?;
+    let io_err = |source| OpenError::Root { path: root.display().to_string(), source };
+    let (meta, ledger): (Arc<dyn metadata::MetadataStore>, Arc<dyn storage::UploadLedger>) =
+        match &config.metadata.url {
+            Some(url) => {
+                let m = Arc::new(metadata::PostgresMetadata::connect(url).await?);
+                (m.clone(), m)
+            }
+            None => {
+                std::fs::create_dir_all(root).map_err(io_err)?;
+                let m = Arc::new(metadata::SqliteMetadata::open(&root.join("metadata.db"))?);
+                (m.clone(), m)
+            }
+        };
+    let blobs: Arc<dyn storage::BlobStore> = match s3 {
+        Some(settings) => Arc::new(storage::S3BlobStore::new(&settings, ledger)?),
+        None => {
+            std::fs::create_dir_all(root).map_err(io_err)?;
+            Arc::new(storage::FsBlobStore::open(root).map_err(io_err)?)
+        }
+    };
+    let registry = Registry::new(blobs, meta, limits);
+    Ok(if config.metadata.url.is_some() { registry.without_manifest_cache() } else { registry })
 }
 
 /// Opens the filesystem + SQLite registry under `root`, creating it if needed.

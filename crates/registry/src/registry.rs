@@ -156,11 +156,21 @@ pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
     cache: ManifestCache,
+    /// Off when the metadata is shared with other replicas: a cached
+    /// answer could then disagree with the database.
+    cache_enabled: bool,
 }
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Self {
-        Registry { blobs, meta, limits, cache: ManifestCache::default() }
+        Registry { blobs, meta, limits, cache: ManifestCache::default(), cache_enabled: true }
+    }
+
+    /// For a replica sharing its metadata (PostgreSQL): every manifest read
+    /// asks the database, so a tag moved through another replica is seen at once.
+    pub fn without_manifest_cache(mut self) -> Self {
+        self.cache_enabled = false;
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -188,7 +198,9 @@ impl Registry {
         repo: &RepoName,
         reference: &ManifestRef,
     ) -> Result<Arc<ManifestContent>> {
-        if let Some(hit) = self.cache.get(repo, reference.as_key()) {
+        if self.cache_enabled
+            && let Some(hit) = self.cache.get(repo, reference.as_key())
+        {
             return Ok(hit);
         }
         let generation = self.cache.generation.load(Ordering::Acquire);
@@ -208,7 +220,9 @@ impl Registry {
             bytes: bytes.into(),
             subject: record.subject,
         });
-        self.cache.insert(generation, repo, reference.as_key(), content.clone());
+        if self.cache_enabled {
+            self.cache.insert(generation, repo, reference.as_key(), content.clone());
+        }
         Ok(content)
     }
 
@@ -368,7 +382,13 @@ impl Registry {
     /// The size of a blob `repo` holds.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let unknown = || Error::BlobUnknown(digest.to_string());
-        self.meta.blob_link(repo.as_str(), digest).await?.ok_or_else(unknown)?;
+        let linked = self.meta.blob_link(repo.as_str(), digest).await?.ok_or_else(unknown)?;
+        if !self.blobs.stat_is_cheap() {
+            // Object storage: no HEAD per request. Blobs are stored before
+            // they are linked and deleted only once unlinked, so the link
+            // and its size are the truth.
+            return Ok(linked);
+        }
         // The link says the repository may read it; storage says it is there.
         let info = self.blobs.stat(digest).await?.ok_or_else(unknown)?;
         Ok(info.size)
@@ -418,7 +438,7 @@ impl Registry {
             }
             None => return Ok(false),
         };
-        if self.blobs.stat(digest).await?.is_none() {
+        if self.blobs.stat_is_cheap() && self.blobs.stat(digest).await?.is_none() {
             return Ok(false);
         }
         self.meta.link_blob(repo.as_str(), digest, size).await?;

@@ -3,7 +3,10 @@
 //! The registry keeps its data under `<root>/registry` (the global `--root`,
 //! i.e. beside the local store), unless `BERTH_REGISTRY_ROOT` or `root` in
 //! the configuration file says otherwise. Precedence: flags, then
-//! environment, then the configuration file, then defaults.
+//! environment, then the configuration file, then defaults. `serve` reads
+//! the file given with `--config`; `gc`, `user`, `org` and `repo` read the
+//! one `BERTH_REGISTRY_CONFIG` names, so that with `[storage]` in S3 and
+//! `[metadata]` in PostgreSQL they act on the same registry as the servers.
 
 use std::path::PathBuf;
 
@@ -12,7 +15,7 @@ use berth_registry::RepoName;
 use berth_registry::auth::{Auth, password};
 use berth_registry::config::Config;
 use berth_registry::gc::GcOptions;
-use berth_registry::metadata::{MetadataStore, SqliteMetadata, UserRecord};
+use berth_registry::metadata::{MetadataStore, UserRecord};
 use berth_registry::registry::{DESCRIPTION_MAX, FULL_DESCRIPTION_MAX};
 use berth_registry::server;
 
@@ -168,9 +171,17 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
     }
 }
 
+/// The configuration file `BERTH_REGISTRY_CONFIG` names, if any.
+fn env_config() -> anyhow::Result<Config> {
+    match std::env::var_os("BERTH_REGISTRY_CONFIG").filter(|v| !v.is_empty()) {
+        Some(path) => Ok(Config::load(std::path::Path::new(&path))?),
+        None => Ok(Config::default()),
+    }
+}
+
 fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
-    let root = registry_root(ctx, &Config::default());
-    let registry = berth_registry::open_local(&root, Default::default())?;
+    let config = env_config()?;
+    let root = registry_root(ctx, &config);
     let opts = GcOptions {
         dry_run: args.dry_run,
         grace: std::time::Duration::from_secs(args.grace_minutes * 60),
@@ -181,7 +192,10 @@ fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(registry.collect_garbage(&opts))?;
+    let report = runtime.block_on(async {
+        let registry = berth_registry::open(&config, &root, Default::default()).await?;
+        anyhow::Ok(registry.collect_garbage(&opts).await?)
+    })?;
     let verb = if args.dry_run { "Would delete" } else { "Deleted" };
     for (repo, digest) in &report.manifests_deleted {
         println!("{verb} manifest {repo}@{digest}");
@@ -210,14 +224,27 @@ type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Resu
 /// Runs an administrative command against the registry's metadata (safe
 /// while the server runs: SQLite in WAL mode serialises writers).
 fn admin(ctx: &Context, f: impl FnOnce(Meta) -> BoxFuture) -> anyhow::Result<()> {
-    let root = registry_root(ctx, &Config::default());
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create registry root {}", root.display()))?;
-    let meta: Meta = std::sync::Arc::new(SqliteMetadata::open(&root.join("metadata.db"))?);
+    let config = env_config()?;
+    let root = registry_root(ctx, &config);
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(f(meta))
+    runtime.block_on(async {
+        let meta: Meta = match &config.metadata.url {
+            Some(url) => {
+                std::sync::Arc::new(berth_registry::metadata::PostgresMetadata::connect(url).await?)
+            }
+            None => {
+                std::fs::create_dir_all(&root)
+                    .with_context(|| format!("cannot create registry root {}", root.display()))?;
+                std::sync::Arc::new(berth_registry::metadata::SqliteMetadata::open(
+                    &root.join("metadata.db"),
+                )?)
+            }
+        };
+        f(meta).await
+    })
 }
 
 /// An account or organisation name: one lowercase path component.
@@ -395,7 +422,11 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let auth = args.auth || config.auth.unwrap_or(false);
     let root = registry_root(ctx, &config);
     init_logging(&args.log_level)?;
-    let registry = berth_registry::open_local(&root, config.limits())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let registry = runtime.block_on(berth_registry::open(&config, &root, config.limits()))?;
     let auth = if auth {
         let service = config.service.clone().unwrap_or_else(|| SERVICE.into());
         let auth = Auth::open(&root, registry.metadata().clone(), &service)
@@ -408,13 +439,11 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(server::tls_config(cert, key)?),
         _ => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let storage = if config.storage.s3().ok().flatten().is_some() { "s3" } else { "fs" };
+    let metadata = if config.metadata.url.is_some() { "postgres" } else { "sqlite" };
     runtime.block_on(async move {
         let listener = server::bind(&addr).await?;
-        tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), tls = tls.is_some(), "registry listening");
+        tracing::info!(addr = %addr, root = %root.display(), storage, metadata, auth = auth.is_some(), tls = tls.is_some(), "registry listening");
         let options = server::Options { auth, gc: config.gc(), tls: tls.is_some() };
         let app = server::build(registry, options);
         match tls {

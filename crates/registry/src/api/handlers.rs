@@ -263,6 +263,15 @@ async fn get_blob(
         Some(r) if !head => parse_range(r, size)?,
         _ => None,
     };
+    // A presigned URL hands the bytes to the object store (GET only: a
+    // HEAD is answered here, as clients expect its headers).
+    if !head && let Some(url) = app.registry.blob_store().redirect_url(&digest).await? {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        res.headers_mut().insert(header::LOCATION, value(&url)?);
+        res.headers_mut().insert("docker-content-digest", value(digest.as_str())?);
+        return Ok(res);
+    }
     let length = range.map_or(size, |r| r.len());
     let body = if head {
         Body::empty()

@@ -91,23 +91,25 @@ impl SeaweedFs {
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
         let (master, volume, filer, s3) = (free_port(), free_port(), free_port(), free_port());
+        let (master_grpc, filer_grpc) = (free_port(), free_port());
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
         let child = Command::new(&weed)
             .arg("server")
             .arg("-ip=127.0.0.1")
             .arg("-ip.bind=127.0.0.1")
             .arg(format!("-dir={}", data.display()))
+            // gRPC ports too: weed's default (port + 10000) can pass 65535.
             .arg(format!("-master.port={master}"))
-            .arg(format!("-master.port.grpc={}", master + 10000))
+            .arg(format!("-master.port.grpc={master_grpc}"))
             .arg(format!("-volume.port={volume}"))
-            .arg(format!("-volume.port.grpc={}", volume + 10000))
+            .arg(format!("-volume.port.grpc={}", free_port()))
             .arg(format!("-filer.port={filer}"))
-            .arg(format!("-filer.port.grpc={}", filer + 10000))
+            .arg(format!("-filer.port.grpc={filer_grpc}"))
             .arg("-master.volumeSizeLimitMB=128")
             .arg("-volume.max=32")
             .arg("-s3")
             .arg(format!("-s3.port={s3}"))
-            .arg("-s3.port.grpc=0")
+            .arg(format!("-s3.port.grpc={}", free_port()))
             .arg(format!("-s3.config={}", config.display()))
             .arg("-s3.port.iceberg=0")
             .arg("-s3.port.lance=0")
@@ -126,8 +128,8 @@ impl SeaweedFs {
         loop {
             let out = Command::new(&weed)
                 .arg("shell")
-                .arg(format!("-master=127.0.0.1:{master}"))
-                .arg(format!("-filer=127.0.0.1:{filer}"))
+                .arg(format!("-master=127.0.0.1:{master}.{master_grpc}"))
+                .arg(format!("-filer=127.0.0.1:{filer}.{filer_grpc}"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# berth's registry on real shared back ends: SeaweedFS (S3) and PostgreSQL 15,
+# each started once, with two replicas of `berth registry serve --config`
+# on them (separate roots, nothing shared on disk). docker and skopeo push
+# through one replica and pull through the other; a chunked upload's PATCHes
+# go to both; a tag moved on one is seen on the other at once; blob GETs
+# redirect to presigned URLs when configured (HEAD never does); the admin
+# commands and gc act on the same registry through BERTH_REGISTRY_CONFIG.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/engines.sh"
+trap _engines_cleanup EXIT
+
+start_seaweedfs
+start_postgres
+# Credentials from the environment, as AWS tools take them.
+export AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET"
+CONF="$T/scale.toml"
+write_scale_config "$CONF"
+
+# start_replica NAME CONFIG: sets PORT_<NAME>.
+start_replica() {
+    local name="$1" conf="$2" port
+    port="$(free_port)"
+    mkdir -p "$T/root-$name"
+    BERTH_REGISTRY_ROOT="$T/root-$name" spawn "$BERTH" registry serve --config "$conf" \
+        --addr "127.0.0.1:$port" --log-level info 2>"$T/log-$name"
+    wait_until 30 _http_answers "http://127.0.0.1:$port/v2/" ||
+        { cat "$T/log-$name" >&2; fail "replica $name did not start"; }
+    printf -v "PORT_$name" '%s' "$port"
+    say "replica $name on 127.0.0.1:$port"
+}
+
+start_replica a "$CONF"
+start_replica b "$CONF"
+A="127.0.0.1:$PORT_a"
+B="127.0.0.1:$PORT_b"
+check_ok "the secret key is not in the log" bash -c "! grep -q '$S3_SECRET' '$T/log-a'"
+check_ok "the log says where the data lives" grep -q 'storage="s3" metadata="postgres"\|storage=s3 metadata=postgres' "$T/log-a"
+
+say "== docker push to one replica, pull from the other"
+start_dockerd
+build_busybox_image busybox:musl
+build_app_image app:1
+docker tag app:1 "$A/team/app:1"
+check_ok "docker push to replica a" docker push "$A/team/app:1"
+app_id="$(docker inspect -f '{{.Id}}' app:1)"
+docker rmi "$A/team/app:1" app:1 >/dev/null
+check_ok "docker pull from replica b" docker pull "$B/team/app:1"
+check_eq "$(docker inspect -f '{{.Id}}' "$B/team/app:1")" "$app_id" "pulled through b: same image ID"
+check_eq "$(curl -s "http://$B/v2/team/app/tags/list")" '{"name":"team/app","tags":["1"]}' "tags list on b"
+n="$(s3_count blobs/)"
+check_ok "blobs are in the bucket ($n)" test "${n:-0}" -gt 2
+
+say "== skopeo"
+check_ok "skopeo copy from replica a to replica b" skopeo copy -q --src-tls-verify=false \
+    --dest-tls-verify=false "docker://$A/team/app:1" "docker://$B/copies/app:1"
+check_ok "skopeo inspect through replica a" skopeo inspect --tls-verify=false "docker://$A/copies/app:1"
+check_ok "skopeo copy out through replica a" skopeo copy -q --src-tls-verify=false \
+    "docker://$A/copies/app:1" "oci:$T/oci:app"
+
+say "== a tag moved on one replica is seen on the other at once"
+docker tag busybox:musl "$A/team/app:1"
+check_ok "push another image under the same tag through a" docker push "$A/team/app:1"
+moved="$(docker inspect -f '{{index .RepoDigests 0}}' "$A/team/app:1")"
+moved="${moved#*@}"
+seen="$(curl -sI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$B/v2/team/app/manifests/1" | tr -d '\r' | sed -n 's/^docker-content-digest: //Ip')"
+check_eq "$seen" "$moved" "replica b answers the moved tag"
+
+say "== a chunked upload whose PATCHes land on both replicas"
+head -c $((11 * 1024 * 1024 + 123)) /dev/urandom >"$T/blob"
+digest="sha256:$(sha256sum "$T/blob" | cut -d' ' -f1)"
+split -b $((6 * 1024 * 1024)) -d "$T/blob" "$T/chunk."
+loc="$(curl -s -o /dev/null -D - -X POST "http://$A/v2/team/chunked/blobs/uploads/" |
+    tr -d '\r' | sed -n 's/^location: //Ip')"
+[[ "$loc" == /* ]] && loc="http://$A$loc"
+path="${loc#http://*/}"
+off=0
+i=0
+for c in "$T"/chunk.*; do
+    size="$(stat -c %s "$c")"
+    if ((i % 2 == 0)); then host="$A"; else host="$B"; fi
+    code="$(curl -s -o /dev/null -w '%{http_code}' -X PATCH --data-binary "@$c" \
+        -H 'Content-Type: application/octet-stream' \
+        -H "Content-Range: $off-$((off + size - 1))" "http://$host/$path")"
+    check_eq "$code" 202 "PATCH chunk $i through $host"
+    off=$((off + size))
+    i=$((i + 1))
+done
+range="$(curl -s -o /dev/null -D - "http://$B/$path" | tr -d '\r' | sed -n 's/^range: //Ip')"
+check_eq "$range" "0-$((off - 1))" "upload status through the other replica"
+sep='?'
+[[ "$path" == *'?'* ]] && sep='&'
+code="$(curl -s -o /dev/null -w '%{http_code}' -X PUT "http://$A/$path${sep}digest=$digest")"
+check_eq "$code" 201 "PUT completes the upload"
+check_eq "$(curl -s "http://$B/v2/team/chunked/blobs/$digest" | sha256sum | cut -d' ' -f1)" \
+    "${digest#sha256:}" "the blob reads back whole through b"
+check_eq "$(curl -s -H 'Range: bytes=100-199' "http://$B/v2/team/chunked/blobs/$digest" | wc -c)" \
+    100 "ranged GET"
+check_eq "$(s3_count uploads/)" 0 "nothing of the upload is left in the bucket"
+
+say "== replicas keep nothing on disk"
+check_eq "$(find "$T/root-a" "$T/root-b" -type f | wc -l)" 0 "no files under either root"
+
+say "== presigned redirects for GET, never for HEAD"
+write_scale_config "$T/redirect.toml" true
+start_replica c "$T/redirect.toml"
+C="127.0.0.1:$PORT_c"
+hdrs="$(curl -s -o /dev/null -D - "http://$C/v2/team/chunked/blobs/$digest" | tr -d '\r')"
+check_ok "GET answers 307" grep -q '^HTTP/1.1 307' <<<"$hdrs"
+check_ok "to the object store" grep -qi "^location: $S3_ENDPOINT/$S3_BUCKET/blobs/sha256/" <<<"$hdrs"
+check_eq "$(curl -sL "http://$C/v2/team/chunked/blobs/$digest" | sha256sum | cut -d' ' -f1)" \
+    "${digest#sha256:}" "the presigned URL serves the blob"
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' -I "http://$C/v2/team/chunked/blobs/$digest")" 200 \
+    "HEAD is answered by the registry"
+docker rmi "$B/team/app:1" >/dev/null 2>&1 || true
+check_ok "docker pull follows the redirects" docker pull "$C/team/app:1"
+
+say "== admin commands and gc on the shared database"
+export BERTH_REGISTRY_CONFIG="$CONF"
+check_ok "repo describe" "$BERTH" registry repo describe team/app "scale test app"
+check_ok "search through replica b sees it" grep -q 'scale test app' \
+    <<<"$(curl -s "http://$B/v1/search?q=team")"
+check_ok "gc runs against S3 + PostgreSQL" "$BERTH" registry gc --dry-run
+unset BERTH_REGISTRY_CONFIG
+
+say "== bad configuration"
+printf '[storage]\nkind = "s3"\n' >"$T/bad.toml"
+out="$("$BERTH" registry serve --config "$T/bad.toml" --addr 127.0.0.1:1 2>&1)" && fail "bad config accepted"
+check_ok "a bucket is required" grep -q 'storage.bucket' <<<"$out"
+printf '[metadata]\nurl = "postgres://nobody@127.0.0.1:1/x"\n' >"$T/nodb.toml"
+check_fails "an unreachable database fails at start" "$BERTH" registry serve --config "$T/nodb.toml" --addr 127.0.0.1:1
