@@ -108,7 +108,7 @@ start_replica c "$T/redirect.toml"
 C="127.0.0.1:$PORT_c"
 hdrs="$(curl -s -o /dev/null -D - "http://$C/v2/team/chunked/blobs/$digest" | tr -d '\r')"
 check_ok "GET answers 307" grep -q '^HTTP/1.1 307' <<<"$hdrs"
-check_ok "to the object store" grep -qi "^location: $S3_ENDPOINT/$S3_BUCKET/blobs/sha256/" <<<"$hdrs"
+check_ok "to the object store" grep -qiE "^location: $S3_ENDPOINT/$S3_BUCKET/(blobs/sha256|objects)/" <<<"$hdrs"
 check_eq "$(curl -sL "http://$C/v2/team/chunked/blobs/$digest" | sha256sum | cut -d' ' -f1)" \
     "${digest#sha256:}" "the presigned URL serves the blob"
 check_eq "$(curl -s -o /dev/null -w '%{http_code}' -I "http://$C/v2/team/chunked/blobs/$digest")" 200 \

@@ -28,21 +28,22 @@ start_seaweedfs() {
     printf '{"identities":[{"name":"berth","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
         "$S3_KEY" "$S3_SECRET" >"$d/s3.json"
     master="$(free_port)" volume="$(free_port)" filer="$(free_port)" S3_PORT="$(free_port)"
+    S3_METRICS_PORT="$(free_port)"
+    local mgrpc vgrpc fgrpc sgrpc
+    mgrpc="$(free_port)" vgrpc="$(free_port)" fgrpc="$(free_port)" sgrpc="$(free_port)"
+    # weed leaves /tmp/seaweedfs-<service>-<port>.sock behind: ours go at exit.
+    _WEED_PORTS+=("$master" "$mgrpc" "$volume" "$vgrpc" "$filer" "$fgrpc" "$S3_PORT" "$sgrpc")
     # gRPC ports too: weed's default (port + 10000) can pass 65535.
     spawn "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$d/data" \
-        -master.port="$master" -master.port.grpc="$(free_port)" \
-        -volume.port="$volume" -volume.port.grpc="$(free_port)" \
-        -filer.port="$filer" -filer.port.grpc="$(free_port)" \
-        -master.volumeSizeLimitMB=512 -volume.max=64 \
-        -s3 -s3.port="$S3_PORT" -s3.port.grpc="$(free_port)" -s3.config="$d/s3.json" \
+        -master.port="$master" -master.port.grpc="$mgrpc" \
+        -volume.port="$volume" -volume.port.grpc="$vgrpc" \
+        -filer.port="$filer" -filer.port.grpc="$fgrpc" \
+        -master.volumeSizeLimitMB=512 -volume.max=64 -metricsPort="$S3_METRICS_PORT" \
+        -s3 -s3.port="$S3_PORT" -s3.port.grpc="$sgrpc" -s3.config="$d/s3.json" \
         -s3.port.iceberg=0 -s3.port.lance=0 >"$d/log" 2>&1
     S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
     wait_until 60 _http_answers "$S3_ENDPOINT/" || { tail -20 "$d/log" >&2; fail "SeaweedFS S3 did not start"; }
-    _make_bucket() {
-        curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
-            -X PUT "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
-    }
-    wait_until 60 _make_bucket || { tail -20 "$d/log" >&2; fail "cannot create bucket $S3_BUCKET"; }
+    wait_until 60 make_bucket "$S3_BUCKET" || { tail -20 "$d/log" >&2; fail "cannot create bucket $S3_BUCKET"; }
     # Volumes are allocated on the first write: wait until one goes through.
     _probe_write() {
         curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
@@ -53,6 +54,20 @@ start_seaweedfs() {
     }
     wait_until 60 _probe_write || { tail -20 "$d/log" >&2; fail "SeaweedFS never accepted a write"; }
     say "SeaweedFS up: S3 on $S3_ENDPOINT, bucket $S3_BUCKET"
+}
+
+_WEED_PORTS=()
+
+# make_bucket NAME
+make_bucket() {
+    curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
+        -X PUT "$S3_ENDPOINT/$1" >/dev/null
+}
+
+# s3_requests BUCKET: S3 requests SeaweedFS has served for BUCKET so far.
+s3_requests() {
+    curl -sf "http://127.0.0.1:$S3_METRICS_PORT/metrics" |
+        awk -v b="bucket=\"$1\"" '/^SeaweedFS_s3_request_total\{/ && index($0, b) { n += $NF } END { printf "%d\n", n }'
 }
 
 # s3_count PREFIX: objects under PREFIX in the bucket (up to 1000); prints
@@ -92,6 +107,10 @@ _engines_cleanup() {
     local rc=$?
     set +e
     stop_postgres
+    local p
+    for p in "${_WEED_PORTS[@]}"; do
+        rm -f /tmp/seaweedfs-*-"$p".sock
+    done
     _status "$rc"
     _cleanup
 }

@@ -68,7 +68,7 @@ pub async fn open(
 ) -> Result<Registry, OpenError> {
     let s3 = config.storage.s3().map_err(OpenError::Config)?;
     let io_err = |source| OpenError::Root { path: root.display().to_string(), source };
-    let (meta, ledger): (Arc<dyn metadata::MetadataStore>, Arc<dyn storage::UploadLedger>) =
+    let (meta, ledger): (Arc<dyn metadata::MetadataStore>, Arc<dyn storage::ObjectLedger>) =
         match &config.metadata.url {
             Some(url) => {
                 let m = Arc::new(metadata::PostgresMetadata::connect(url).await?);

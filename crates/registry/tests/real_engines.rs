@@ -8,7 +8,7 @@ mod engines;
 use std::sync::Arc;
 
 use berth_registry::metadata::{self, PostgresMetadata, SqliteMetadata};
-use berth_registry::storage::{self, S3BlobStore, UploadLedger};
+use berth_registry::storage::{self, ObjectLedger, S3BlobStore};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -18,7 +18,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn s3_blob_store_on_seaweedfs() {
     let Some(s3) = engines::SeaweedFs::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn UploadLedger> =
+    let ledger: Arc<dyn ObjectLedger> =
         Arc::new(SqliteMetadata::open(&dir.path().join("metadata.db")).unwrap());
     let store = S3BlobStore::new(&s3.settings(), ledger).unwrap();
     runtime().block_on(storage::testing::run_suite(&store));
@@ -37,7 +37,7 @@ fn postgres_metadata_and_s3_with_a_postgres_ledger() {
         assert!(again.user("root").await.unwrap().is_some());
     });
     let Some(s3) = engines::SeaweedFs::start() else { return };
-    let ledger: Arc<dyn UploadLedger> =
+    let ledger: Arc<dyn ObjectLedger> =
         Arc::new(rt.block_on(PostgresMetadata::connect(&pg.database("ledger"))).unwrap());
     let store = S3BlobStore::new(&s3.settings(), ledger).unwrap();
     rt.block_on(storage::testing::run_suite(&store));
@@ -55,7 +55,7 @@ fn s3_multipart_uploads_across_replicas() {
 
     let Some(s3) = engines::SeaweedFs::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let ledger: Arc<dyn UploadLedger> =
+    let ledger: Arc<dyn ObjectLedger> =
         Arc::new(SqliteMetadata::open(&dir.path().join("metadata.db")).unwrap());
     let a = S3BlobStore::new(&s3.settings(), ledger.clone()).unwrap();
     let b = S3BlobStore::new(&s3.settings(), ledger).unwrap();

@@ -1,4 +1,4 @@
-//! [`MetadataStore`] (and the object storage [`UploadLedger`]) in
+//! [`MetadataStore`] (and the object storage [`ObjectLedger`]) in
 //! PostgreSQL, for several replicas sharing one database.
 //!
 //! - A pool of connections (`deadpool-postgres`); each call takes one for a
@@ -28,7 +28,7 @@ use super::{
     Accounts, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord, MetadataError,
     OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
-use crate::storage::{LedgerEntry, StorageError, UploadId, UploadLedger};
+use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
 /// Step `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
@@ -121,6 +121,12 @@ CREATE TABLE upload_ledger (
     version BIGINT NOT NULL,
     state BYTEA NOT NULL,
     modified BIGINT NOT NULL
+);
+CREATE TABLE blob_objects (
+    digest TEXT COLLATE "C" PRIMARY KEY,
+    key TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created BIGINT NOT NULL
 );
 "#];
 
@@ -1005,8 +1011,60 @@ fn ledger_err(e: MetadataError) -> StorageError {
     StorageError::Ledger(e.to_string())
 }
 
+fn object_entry(r: &Row, from: usize) -> ObjectEntry {
+    ObjectEntry {
+        key: r.get(from),
+        size: r.get::<_, i64>(from + 1) as u64,
+        created: r.get(from + 2),
+    }
+}
+
 #[async_trait]
-impl UploadLedger for PostgresMetadata {
+impl ObjectLedger for PostgresMetadata {
+    async fn object_insert(&self, digest: &Digest, e: &ObjectEntry) -> Result<bool, StorageError> {
+        self.execute(
+            "INSERT INTO blob_objects (digest, key, size, created) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (digest) DO NOTHING",
+            &[&digest.as_str(), &e.key, &(e.size as i64), &e.created],
+        )
+        .await
+        .map(|n| n == 1)
+        .map_err(ledger_err)
+    }
+
+    async fn object_get(&self, digest: &Digest) -> Result<Option<ObjectEntry>, StorageError> {
+        let row = self
+            .query_opt(
+                "SELECT key, size, created FROM blob_objects WHERE digest = $1",
+                &[&digest.as_str()],
+            )
+            .await
+            .map_err(ledger_err)?;
+        Ok(row.map(|r| object_entry(&r, 0)))
+    }
+
+    async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.execute("DELETE FROM blob_objects WHERE digest = $1", &[&digest.as_str()])
+            .await
+            .map(|n| n == 1)
+            .map_err(ledger_err)
+    }
+
+    async fn object_list(&self) -> Result<Vec<(Digest, ObjectEntry)>, StorageError> {
+        let rows = self
+            .query("SELECT digest, key, size, created FROM blob_objects", &[])
+            .await
+            .map_err(ledger_err)?;
+        rows.iter()
+            .map(|r| {
+                let d = Digest::parse(r.get(0)).map_err(|_| {
+                    StorageError::Ledger(format!("digest {:?}", r.get::<_, &str>(0)))
+                })?;
+                Ok((d, object_entry(r, 1)))
+            })
+            .collect()
+    }
+
     async fn ledger_insert(&self, id: &UploadId, state: &[u8]) -> Result<bool, StorageError> {
         self.execute(
             "INSERT INTO upload_ledger (id, version, state, modified) VALUES ($1, 0, $2, $3)

@@ -17,7 +17,7 @@ use super::{
     Accounts, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord, MetadataError,
     OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
-use crate::storage::{LedgerEntry, StorageError, UploadId, UploadLedger};
+use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
@@ -104,13 +104,19 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 "#;
 
-/// Version 2: the upload ledger of object storage (see `storage::UploadLedger`).
+/// Version 2: the upload ledger of object storage (see `storage::ObjectLedger`).
 const LEDGER: &str = r#"
 CREATE TABLE upload_ledger (
     id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     state BLOB NOT NULL,
     modified INTEGER NOT NULL
+);
+CREATE TABLE blob_objects (
+    digest TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL
 );
 "#;
 
@@ -1070,7 +1076,84 @@ fn ledger_err(e: MetadataError) -> StorageError {
 }
 
 #[async_trait]
-impl UploadLedger for SqliteMetadata {
+impl ObjectLedger for SqliteMetadata {
+    async fn object_insert(
+        &self,
+        digest: &Digest,
+        entry: &ObjectEntry,
+    ) -> Result<bool, StorageError> {
+        let (digest, e) = (digest.to_string(), entry.clone());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO blob_objects (digest, key, size, created) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (digest) DO NOTHING",
+                params![digest, e.key, e.size as i64, e.created],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn object_get(&self, digest: &Digest) -> Result<Option<ObjectEntry>, StorageError> {
+        let digest = digest.to_string();
+        self.call(move |c| {
+            c.prepare_cached("SELECT key, size, created FROM blob_objects WHERE digest = ?1")
+                .and_then(|mut s| {
+                    s.query_row([&digest], |r| {
+                        Ok(ObjectEntry {
+                            key: r.get(0)?,
+                            size: r.get::<_, i64>(1)? as u64,
+                            created: r.get(2)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let digest = digest.to_string();
+        self.call(move |c| {
+            c.execute("DELETE FROM blob_objects WHERE digest = ?1", [&digest])
+                .map(|n| n == 1)
+                .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn object_list(&self) -> Result<Vec<(Digest, ObjectEntry)>, StorageError> {
+        self.call(|c| {
+            let mut stmt =
+                c.prepare("SELECT digest, key, size, created FROM blob_objects").map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        ObjectEntry {
+                            key: r.get(1)?,
+                            size: r.get::<_, i64>(2)? as u64,
+                            created: r.get(3)?,
+                        },
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, e) = row.map_err(db)?;
+                out.push((parse_digest(&d)?, e));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
     async fn ledger_insert(&self, id: &UploadId, state: &[u8]) -> Result<bool, StorageError> {
         let (id, state) = (id.as_str().to_owned(), state.to_vec());
         self.call(move |c| {

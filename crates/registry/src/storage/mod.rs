@@ -15,9 +15,10 @@
 //!   from client strings.
 //!
 //! A store that cannot append to an object in place ([`S3BlobStore`]) keeps
-//! the state of each upload (multipart ID, part IDs, size) in an
-//! [`UploadLedger`], which the metadata database implements, so that any
-//! replica can continue an upload another one began.
+//! the state of each upload (multipart ID, part IDs, size) and the object
+//! holding each blob in an [`ObjectLedger`], which the metadata database
+//! implements, so that any replica can continue an upload another one began
+//! and no request lists or HEADs the bucket.
 
 mod fs;
 mod s3;
@@ -239,10 +240,10 @@ pub trait BlobStore: Send + Sync + 'static {
     }
 }
 
-/// One upload's entry in an [`UploadLedger`].
+/// One upload's entry in an [`ObjectLedger`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
-    /// Bumped by every successful [`UploadLedger::ledger_replace`].
+    /// Bumped by every successful [`ObjectLedger::ledger_replace`].
     pub version: i64,
     /// The store's own description of the upload (opaque to the ledger).
     pub state: Vec<u8>,
@@ -250,11 +251,38 @@ pub struct LedgerEntry {
     pub modified: i64,
 }
 
-/// Durable, shared state of uploads for stores that cannot keep it beside
-/// the bytes. Every change is a compare-and-swap on the entry's version, so
-/// two replicas can never both advance the same upload.
+/// Where a blob's bytes are, in an [`ObjectLedger`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The object's key in the bucket.
+    pub key: String,
+    pub size: u64,
+    /// When it was recorded, seconds since the Unix epoch.
+    pub created: i64,
+}
+
+/// What object storage keeps in the database: the durable, shared state of
+/// uploads (every change a compare-and-swap on the entry's version, so two
+/// replicas can never both advance the same upload) and the object that
+/// holds each blob (so that a completed upload becomes a blob where it
+/// lies, without copying, and nothing needs to list the bucket).
 #[async_trait]
-pub trait UploadLedger: Send + Sync + 'static {
+pub trait ObjectLedger: Send + Sync + 'static {
+    /// Records `digest` as stored in `entry.key`; `false` (and nothing
+    /// changed) if the blob is already recorded.
+    async fn object_insert(
+        &self,
+        digest: &Digest,
+        entry: &ObjectEntry,
+    ) -> Result<bool, StorageError>;
+
+    async fn object_get(&self, digest: &Digest) -> Result<Option<ObjectEntry>, StorageError>;
+
+    async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError>;
+
+    /// Every recorded blob.
+    async fn object_list(&self) -> Result<Vec<(Digest, ObjectEntry)>, StorageError>;
+
     /// Creates an entry at version 0; `false` if one exists.
     async fn ledger_insert(&self, id: &UploadId, state: &[u8]) -> Result<bool, StorageError>;
 

@@ -2,28 +2,31 @@
 //!
 //! ```text
 //! <bucket>/
-//!   blobs/<algorithm>/<hex>              complete, verified blobs
-//!   uploads/<uuid>/data                  an upload's multipart object, completed at commit
+//!   blobs/<algorithm>/<hex>              a blob put whole (or an upload of one tail)
+//!   objects/<upload uuid>                a blob that arrived as a multipart upload,
+//!                                        completed where it was written
 //!   uploads/<uuid>/tail-<offset>         the bytes of an upload from <offset> on that
 //!                                        do not yet fill a part
 //! ```
 //!
-//! S3 cannot append, so an upload is a multipart upload whose part IDs, size
-//! and tail live in the [`UploadLedger`] (the metadata database): any replica
-//! can take the next PATCH. Parts are [`PART_SIZE`] bytes; what is left over
-//! at the end of a chunk (S3 refuses parts under 5 MiB except the last) is
-//! kept as a tail object and joined to the next part. Every change to an
-//! upload is a compare-and-swap on its ledger entry, and a PATCH holds a
-//! lease in the entry while it streams, so two replicas never write the
-//! same upload at once.
+//! Which object holds which blob is recorded in the [`ObjectLedger`] (the
+//! metadata database), beside every upload's multipart ID, part IDs, size
+//! and tail: any replica can take the next PATCH, a completed upload becomes
+//! a blob without being copied, and no request path lists or HEADs the
+//! bucket (the registry takes sizes from its metadata:
+//! [`BlobStore::stat_is_cheap`] is false). Parts are [`PART_SIZE`] bytes;
+//! what is left over at the end of a chunk (S3 refuses parts under 5 MiB
+//! except the last) is kept as a tail object and joined to the next part.
+//! Every change to an upload is a compare-and-swap on its ledger entry, and
+//! a PATCH holds a lease in the entry while it streams, so two replicas
+//! never write the same upload at once.
 //!
-//! Blobs appear whole: a monolithic put is verified in memory (small) or
-//! before its multipart upload is completed (large); a chunked upload is
-//! completed under `uploads/`, verified, then copied into `blobs/`. New
-//! blob objects are created conditionally (`If-None-Match: *`), so a blob is
-//! never rewritten. No request path lists or HEADs the bucket: the registry
-//! takes sizes from its metadata ([`BlobStore::stat_is_cheap`] is false),
-//! and upload state comes from the ledger.
+//! Blobs appear whole and are never rewritten: a monolithic put is verified
+//! in memory (small) or before its multipart upload is completed (large),
+//! a chunked upload before it is recorded; new `blobs/` objects are created
+//! conditionally (`If-None-Match: *`), and the ledger's record is the
+//! commit: the first upload of a digest to be recorded wins, a later one's
+//! object is deleted.
 
 use std::collections::HashMap;
 use std::io;
@@ -35,7 +38,7 @@ use berth_reference::{Algorithm, Digest, Hasher};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as Key;
 use object_store::signer::Signer;
@@ -45,8 +48,8 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, StorageError, UploadId,
-    UploadLedger,
+    BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, ObjectEntry, ObjectLedger,
+    StorageError, UploadId,
 };
 
 /// Bytes per multipart part: above S3's 5 MiB minimum, and 10,000 parts
@@ -94,8 +97,7 @@ impl S3Settings {
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&self.bucket)
             .with_region(&self.region)
-            .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
+            .with_conditional_put(S3ConditionalPut::ETagMatch);
         if let Some(e) = endpoint {
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
@@ -147,7 +149,7 @@ pub struct S3BlobStore {
     store: AmazonS3,
     /// Signs redirect URLs for the public endpoint, when redirects are on.
     signer: Option<AmazonS3>,
-    ledger: Arc<dyn UploadLedger>,
+    ledger: Arc<dyn ObjectLedger>,
     local: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<RunningHash>>>>,
 }
 
@@ -167,7 +169,7 @@ fn blob_key(d: &Digest) -> Key {
 }
 
 fn data_key(id: &UploadId) -> Key {
-    Key::from(format!("uploads/{id}/data"))
+    Key::from(format!("objects/{id}"))
 }
 
 fn tail_key(id: &UploadId, offset: u64) -> Key {
@@ -179,7 +181,7 @@ impl S3BlobStore {
     /// Connects lazily: nothing is sent until the first request.
     pub fn new(
         settings: &S3Settings,
-        ledger: Arc<dyn UploadLedger>,
+        ledger: Arc<dyn ObjectLedger>,
     ) -> Result<S3BlobStore, StorageError> {
         let store = settings.client(settings.endpoint.as_deref())?;
         let signer = if settings.redirect {
@@ -223,6 +225,18 @@ impl S3BlobStore {
         }
     }
 
+    /// The object holding `digest`; `NotFound` if none is recorded.
+    async fn object_key(&self, digest: &Digest) -> Result<Key, StorageError> {
+        let entry = self.ledger.object_get(digest).await?.ok_or(StorageError::NotFound)?;
+        Ok(Key::from(entry.key))
+    }
+
+    /// Records `key` as `digest`'s object; `false` if another was recorded first.
+    async fn record(&self, digest: &Digest, key: &Key, size: u64) -> Result<bool, StorageError> {
+        let entry = ObjectEntry { key: key.to_string(), size, created: now_secs() };
+        self.ledger.object_insert(digest, &entry).await
+    }
+
     async fn read_object(&self, key: &Key) -> Result<Bytes, StorageError> {
         match self.store.get(key).await {
             Ok(r) => r.bytes().await.map_err(os_err),
@@ -252,14 +266,21 @@ impl S3BlobStore {
     }
 
     /// Removes what an upload left in the bucket and its ledger entry.
-    async fn clean_up(&self, id: &UploadId, state: &UploadState, data_completed: bool) {
+    /// `completed`: its multipart upload was completed, and the object is
+    /// to go (`Some(true)`) or stays as a blob (`Some(false)`).
+    async fn clean_up(&self, id: &UploadId, state: &UploadState, completed: Option<bool>) {
         if state.tail > 0 {
             let _ = self.store.delete(&tail_key(id, state.size - state.tail)).await;
         }
-        if data_completed {
-            let _ = self.store.delete(&data_key(id)).await;
-        } else if let Some(m) = &state.multipart {
-            let _ = self.store.abort_multipart(&data_key(id), &m.clone()).await;
+        match (completed, &state.multipart) {
+            (Some(true), _) => {
+                let _ = self.store.delete(&data_key(id)).await;
+            }
+            (Some(false), _) => {}
+            (None, Some(m)) => {
+                let _ = self.store.abort_multipart(&data_key(id), &m.clone()).await;
+            }
+            (None, None) => {}
         }
         let _ = self.ledger.ledger_remove(id).await;
         self.forget(id);
@@ -279,7 +300,8 @@ impl S3BlobStore {
             range: range.map(|r| GetRange::Bounded(r.first..r.last + 1)),
             ..GetOptions::default()
         };
-        let result = match self.store.get_opts(&blob_key(digest), opts).await {
+        let key = self.object_key(digest).await?;
+        let result = match self.store.get_opts(&key, opts).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
             // S3 answers 416 to a range starting past the end.
@@ -298,6 +320,10 @@ impl S3BlobStore {
     }
 }
 
+/// One part on its way to the bucket.
+type PartFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PartId, StorageError>> + Send>>;
+
 /// Reads `body` into parts of [`PART_SIZE`], sending each as it fills;
 /// returns the bytes left over.
 struct PartSender<'a> {
@@ -305,9 +331,7 @@ struct PartSender<'a> {
     id: &'a UploadId,
     multipart: Option<String>,
     next_index: usize,
-    in_flight: FuturesOrdered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<PartId, StorageError>> + Send>>,
-    >,
+    in_flight: FuturesOrdered<PartFuture>,
     done: Vec<String>,
 }
 
@@ -351,17 +375,13 @@ impl PartSender<'_> {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    /// A HEAD of the object: for GC and tools, never on a request path.
+    /// From the ledger: no request to the bucket.
     async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
-        match self.store.head(&blob_key(digest)).await {
-            Ok(meta) => Ok(Some(BlobInfo {
-                digest: digest.clone(),
-                size: meta.size,
-                modified: meta.last_modified.into(),
-            })),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(os_err(e)),
-        }
+        Ok(self.ledger.object_get(digest).await?.map(|e| BlobInfo {
+            digest: digest.clone(),
+            size: e.size,
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(e.created.max(0) as u64),
+        }))
     }
 
     async fn get(
@@ -388,6 +408,8 @@ impl BlobStore for S3BlobStore {
         limit: u64,
     ) -> Result<u64, StorageError> {
         let key = blob_key(digest);
+        // Already stored: verify the body, store nothing.
+        let present = self.ledger.object_get(digest).await?.is_some();
         let mut hasher = Hasher::new(digest.algorithm());
         let mut buf = BytesMut::new();
         let mut size = 0u64;
@@ -400,6 +422,9 @@ impl BlobStore for S3BlobStore {
                     return Err(StorageError::TooLarge { limit });
                 }
                 hasher.update(&chunk);
+                if present {
+                    continue;
+                }
                 buf.extend_from_slice(&chunk);
                 if buf.len() >= PART_SIZE {
                     // Large: stream it as a multipart upload to the blob's
@@ -433,6 +458,9 @@ impl BlobStore for S3BlobStore {
             }
             return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
         }
+        if present {
+            return Ok(size);
+        }
         match upload {
             None => self.create(&key, buf.freeze()).await?,
             Some(mut w) => {
@@ -440,39 +468,34 @@ impl BlobStore for S3BlobStore {
                 w.finish().await.map_err(os_err)?;
             }
         }
+        // Recorded already by a concurrent put of the same bytes: both
+        // wrote the same key, either record names it.
+        self.record(digest, &key, size).await?;
         Ok(size)
     }
 
-    /// GC only: a HEAD tells whether there was anything to delete.
     async fn delete(&self, digest: &Digest) -> Result<bool, StorageError> {
-        if self.stat(digest).await?.is_none() {
-            return Ok(false);
+        let Some(entry) = self.ledger.object_get(digest).await? else { return Ok(false) };
+        match self.store.delete(&Key::from(entry.key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(os_err(e)),
         }
-        match self.store.delete(&blob_key(digest)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
-            Err(e) => Err(os_err(e)),
-        }
+        self.ledger.object_remove(digest).await
     }
 
-    /// Lists `blobs/` (garbage collection only).
+    /// From the ledger: the bucket is never listed.
     async fn list(&self) -> Result<Vec<BlobInfo>, StorageError> {
-        let prefix = Key::from("blobs");
-        let mut listing = self.store.list(Some(&prefix));
-        let mut out = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(os_err)?;
-            let mut parts = meta.location.parts();
-            let (_, Some(alg), Some(hex), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Ok(digest) = Digest::parse(&format!("{}:{}", alg.as_ref(), hex.as_ref())) else {
-                continue;
-            };
-            out.push(BlobInfo { digest, size: meta.size, modified: meta.last_modified.into() });
-        }
-        Ok(out)
+        Ok(self
+            .ledger
+            .object_list()
+            .await?
+            .into_iter()
+            .map(|(digest, e)| BlobInfo {
+                digest,
+                size: e.size,
+                modified: SystemTime::UNIX_EPOCH + Duration::from_secs(e.created.max(0) as u64),
+            })
+            .collect())
     }
 
     async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError> {
@@ -622,12 +645,19 @@ impl BlobStore for S3BlobStore {
         let Some(multipart) = state.multipart.clone() else {
             // Everything is in the tail: one conditional create.
             let actual = known.unwrap_or_else(|| Digest::of(digest.algorithm(), &tail));
-            let result = if actual != *digest {
-                Err(StorageError::DigestMismatch { expected: digest.clone(), actual })
-            } else {
-                self.create(&blob_key(digest), tail).await.map(|()| state.size)
-            };
-            self.clean_up(id, &state, false).await;
+            let result = async {
+                if actual != *digest {
+                    return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
+                }
+                if self.ledger.object_get(digest).await?.is_none() {
+                    let key = blob_key(digest);
+                    self.create(&key, tail).await?;
+                    self.record(digest, &key, state.size).await?;
+                }
+                Ok(state.size)
+            }
+            .await;
+            self.clean_up(id, &state, None).await;
             return result;
         };
         let result = async {
@@ -647,11 +677,11 @@ impl BlobStore for S3BlobStore {
         }
         .await;
         if let Err(e) = result {
-            self.clean_up(id, &state, false).await;
+            self.clean_up(id, &state, None).await;
             return Err(e);
         }
+        let data = data_key(id);
         let result = async {
-            let data = data_key(id);
             let actual = match known {
                 Some(d) => d,
                 None => self.hash_object(&data, digest.algorithm()).await?,
@@ -659,28 +689,21 @@ impl BlobStore for S3BlobStore {
             if actual != *digest {
                 return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
             }
-            match self.store.copy_if_not_exists(&data, &blob_key(digest)).await {
-                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(state.size),
-                // A service without conditional copies: the bytes are the
-                // blob's own, so overwriting an existing copy changes nothing.
-                Err(object_store::Error::NotSupported { .. })
-                | Err(object_store::Error::NotImplemented { .. }) => {
-                    self.store.copy(&data, &blob_key(digest)).await.map_err(os_err)?;
-                    Ok(state.size)
-                }
-                Err(e) => Err(os_err(e)),
-            }
+            // The completed object is the blob; `false`: another upload of
+            // the same bytes was recorded first, so this copy goes.
+            self.record(digest, &data, state.size).await
         }
         .await;
-        self.clean_up(id, &state, true).await;
-        result
+        let keep = matches!(result, Ok(true));
+        self.clean_up(id, &state, Some(!keep)).await;
+        result.map(|_| state.size)
     }
 
     async fn upload_abort(&self, id: &UploadId) -> Result<(), StorageError> {
         let running = self.running(id);
         let _guard = running.lock().await;
         let (_, state) = self.state(id).await?;
-        self.clean_up(id, &state, false).await;
+        self.clean_up(id, &state, None).await;
         Ok(())
     }
 
@@ -701,7 +724,7 @@ impl BlobStore for S3BlobStore {
     async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
         let Some(signer) = &self.signer else { return Ok(None) };
         let url = signer
-            .signed_url(axum::http::Method::GET, &blob_key(digest), PRESIGN_FOR)
+            .signed_url(axum::http::Method::GET, &self.object_key(digest).await?, PRESIGN_FOR)
             .await
             .map_err(os_err)?;
         Ok(Some(url.to_string()))

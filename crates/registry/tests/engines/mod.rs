@@ -67,6 +67,8 @@ fn stop(child: &mut Child) {
 
 pub struct SeaweedFs {
     child: Child,
+    /// Every port given to weed: it leaves `/tmp/seaweedfs-*-<port>.sock`.
+    ports: Vec<u16>,
     pub endpoint: String,
     _dir: tempfile::TempDir,
 }
@@ -92,6 +94,8 @@ impl SeaweedFs {
         std::fs::create_dir(&data).unwrap();
         let (master, volume, filer, s3) = (free_port(), free_port(), free_port(), free_port());
         let (master_grpc, filer_grpc) = (free_port(), free_port());
+        let (volume_grpc, s3_grpc) = (free_port(), free_port());
+        let ports = vec![master, volume, filer, s3, master_grpc, filer_grpc, volume_grpc, s3_grpc];
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
         let child = Command::new(&weed)
             .arg("server")
@@ -102,14 +106,14 @@ impl SeaweedFs {
             .arg(format!("-master.port={master}"))
             .arg(format!("-master.port.grpc={master_grpc}"))
             .arg(format!("-volume.port={volume}"))
-            .arg(format!("-volume.port.grpc={}", free_port()))
+            .arg(format!("-volume.port.grpc={volume_grpc}"))
             .arg(format!("-filer.port={filer}"))
             .arg(format!("-filer.port.grpc={filer_grpc}"))
             .arg("-master.volumeSizeLimitMB=128")
             .arg("-volume.max=32")
             .arg("-s3")
             .arg(format!("-s3.port={s3}"))
-            .arg(format!("-s3.port.grpc={}", free_port()))
+            .arg(format!("-s3.port.grpc={s3_grpc}"))
             .arg(format!("-s3.config={}", config.display()))
             .arg("-s3.port.iceberg=0")
             .arg("-s3.port.lance=0")
@@ -118,7 +122,8 @@ impl SeaweedFs {
             .stderr(log)
             .spawn()
             .expect("start weed server");
-        let mut me = SeaweedFs { child, endpoint: format!("http://127.0.0.1:{s3}"), _dir: dir };
+        let mut me =
+            SeaweedFs { child, ports, endpoint: format!("http://127.0.0.1:{s3}"), _dir: dir };
         if !wait_for_port(s3, Duration::from_secs(60)) {
             let log = std::fs::read_to_string(me._dir.path().join("log")).unwrap_or_default();
             panic!("SeaweedFS S3 did not come up:\n{log}");
@@ -201,6 +206,15 @@ impl SeaweedFs {
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
         stop(&mut self.child);
+        let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("seaweedfs-")
+                && self.ports.iter().any(|p| name.ends_with(&format!("-{p}.sock")));
+            if ours {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
