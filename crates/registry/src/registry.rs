@@ -143,6 +143,36 @@ impl ManifestCache {
     }
 }
 
+/// Manifest bytes by digest. Content-addressed, so an entry can never be
+/// stale: whether a repository still has the manifest, and what a tag
+/// points at, is always asked of the metadata; only the bytes, which would
+/// otherwise be fetched from blob storage, come from here.
+#[derive(Default)]
+struct ManifestBytes {
+    entries: RwLock<(HashMap<Digest, Bytes>, usize)>,
+}
+
+/// What [`ManifestBytes`] holds at most; it starts over when full.
+const MANIFEST_BYTES_MAX: usize = 64 << 20;
+
+impl ManifestBytes {
+    fn get(&self, digest: &Digest) -> Option<Bytes> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).0.get(digest).cloned()
+    }
+
+    fn insert(&self, digest: &Digest, bytes: &Bytes) {
+        let mut guard = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let (map, total) = &mut *guard;
+        if *total + bytes.len() > MANIFEST_BYTES_MAX {
+            map.clear();
+            *total = 0;
+        }
+        if map.insert(digest.clone(), bytes.clone()).is_none() {
+            *total += bytes.len();
+        }
+    }
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -156,6 +186,7 @@ pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
     cache: ManifestCache,
+    manifest_bytes: ManifestBytes,
     /// Off when the metadata is shared with other replicas: a cached
     /// answer could then disagree with the database.
     cache_enabled: bool,
@@ -163,7 +194,14 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Self {
-        Registry { blobs, meta, limits, cache: ManifestCache::default(), cache_enabled: true }
+        Registry {
+            blobs,
+            meta,
+            limits,
+            cache: ManifestCache::default(),
+            manifest_bytes: ManifestBytes::default(),
+            cache_enabled: true,
+        }
     }
 
     /// For a replica sharing its metadata (PostgreSQL): every manifest read
@@ -212,12 +250,21 @@ impl Registry {
             }
         };
         let record = self.meta.manifest(repo.as_str(), &digest).await?.ok_or_else(unknown)?;
-        let mut bytes = Vec::with_capacity(record.size as usize);
-        self.blobs.get(&digest, None).await?.read_to_end(&mut bytes).await.map_err(storage_io)?;
+        let bytes = match self.manifest_bytes.get(&digest) {
+            Some(b) => b,
+            None => {
+                let mut bytes = Vec::with_capacity(record.size as usize);
+                let mut reader = self.blobs.get(&digest, None).await?;
+                reader.read_to_end(&mut bytes).await.map_err(storage_io)?;
+                let bytes = Bytes::from(bytes);
+                self.manifest_bytes.insert(&digest, &bytes);
+                bytes
+            }
+        };
         let content = Arc::new(ManifestContent {
             digest,
             media_type: record.media_type,
-            bytes: bytes.into(),
+            bytes,
             subject: record.subject,
         });
         if self.cache_enabled {
