@@ -124,6 +124,34 @@ check_ok "search through replica b sees it" grep -q 'scale test app' \
 check_ok "gc runs against S3 + PostgreSQL" "$BERTH" registry gc --dry-run
 unset BERTH_REGISTRY_CONFIG
 
+say "== with --auth: accounts and the token key are shared through the database"
+echo alice-pw | BERTH_REGISTRY_CONFIG="$CONF" "$BERTH" registry user add alice --password-stdin >/dev/null ||
+    fail "user add"
+start_auth_replica() {
+    local name="$1" port
+    port="$(free_port)"
+    mkdir -p "$T/root-$name"
+    BERTH_REGISTRY_ROOT="$T/root-$name" spawn "$BERTH" registry serve --config "$CONF" --auth \
+        --addr "127.0.0.1:$port" --log-level warn 2>"$T/log-$name"
+    wait_until 30 _http_answers "http://127.0.0.1:$port/v2/" ||
+        { cat "$T/log-$name" >&2; fail "replica $name did not start"; }
+    printf -v "PORT_$name" '%s' "$port"
+}
+start_auth_replica d
+start_auth_replica e
+D="127.0.0.1:$PORT_d"
+E="127.0.0.1:$PORT_e"
+token="$(curl -s -u alice:alice-pw "http://$D/token?service=berth-registry&scope=repository:alice/app:pull,push" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $token" \
+    "http://$E/v2/alice/app/blobs/uploads/")" 202 "a token from replica d opens an upload on replica e"
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer x$token" \
+    "http://$E/v2/alice/app/blobs/uploads/")" 401 "a forged token is refused"
+check_eq "$(find "$T/root-d" "$T/root-e" -type f | wc -l)" 0 "no token.key on disk"
+docker tag busybox:musl "$D/alice/app:1"
+check_ok "docker login to replica d" docker login -u alice --password-stdin "$D" <<<"alice-pw"
+check_ok "docker push through replica d with a login" docker push "$D/alice/app:1"
+
 say "== bad configuration"
 printf '[storage]\nkind = "s3"\n' >"$T/bad.toml"
 out="$("$BERTH" registry serve --config "$T/bad.toml" --addr 127.0.0.1:1 2>&1)" && fail "bad config accepted"

@@ -429,8 +429,16 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let registry = runtime.block_on(berth_registry::open(&config, &root, config.limits()))?;
     let auth = if auth {
         let service = config.service.clone().unwrap_or_else(|| SERVICE.into());
-        let auth = Auth::open(&root, registry.metadata().clone(), &service)
-            .with_context(|| format!("cannot set up the token key under {}", root.display()))?;
+        let meta = registry.metadata().clone();
+        // Replicas sharing a database share its key; one server keeps it in its root.
+        let auth = if config.metadata.url.is_some() {
+            runtime
+                .block_on(Auth::open_shared(meta, &service))
+                .context("cannot set up the token key in the database")?
+        } else {
+            Auth::open(&root, meta, &service)
+                .with_context(|| format!("cannot set up the token key under {}", root.display()))?
+        };
         Some(auth)
     } else {
         None

@@ -45,6 +45,8 @@ pub const REFRESH_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Failed logins allowed before throttling starts.
 const FREE_FAILURES: u32 = 5;
+/// The name of the token signing key among the metadata's shared secrets.
+const TOKEN_KEY_SECRET: &str = "token-signing-key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -140,10 +142,27 @@ pub struct TokenResponse {
 }
 
 impl Auth {
-    /// Uses (or creates) the signing key `<root>/token.key`.
+    /// Uses (or creates) the signing key `<root>/token.key`: the embedded default.
     pub fn open(root: &Path, meta: Arc<dyn MetadataStore>, service: &str) -> std::io::Result<Auth> {
         let key = TokenKey::load_or_create(&root.join("token.key"))?;
         Ok(Auth::with_key(key, meta, service))
+    }
+
+    /// Uses the signing key stored in the metadata (creating it on first
+    /// start), so that every replica sharing the database signs and checks
+    /// tokens with the same one.
+    pub async fn open_shared(
+        meta: Arc<dyn MetadataStore>,
+        service: &str,
+    ) -> Result<Auth, crate::metadata::MetadataError> {
+        let mut candidate = [0u8; 32];
+        getrandom::getrandom(&mut candidate)
+            .map_err(|e| crate::metadata::MetadataError::Database(e.to_string()))?;
+        let stored = meta.shared_secret(TOKEN_KEY_SECRET, &candidate).await?;
+        let key = <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| {
+            crate::metadata::MetadataError::Corrupt("the shared token key is not 32 bytes".into())
+        })?;
+        Ok(Auth::with_key(TokenKey::from_bytes(key), meta, service))
     }
 
     pub fn with_key(key: TokenKey, meta: Arc<dyn MetadataStore>, service: &str) -> Auth {

@@ -227,6 +227,11 @@ pub trait Accounts: Send + Sync {
     async fn add_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError>;
 
     async fn remove_org_member(&self, org: &str, user: &str) -> Result<bool, MetadataError>;
+
+    /// The secret stored as `name` (the token signing key), storing
+    /// `candidate` first if there is none: every replica sharing the
+    /// database gets the same one, whichever asked first.
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, MetadataError>;
 }
 
 /// What Docker Hub adds to a repository: privacy, descriptions, search

@@ -128,6 +128,10 @@ CREATE TABLE blob_objects (
     size BIGINT NOT NULL,
     created BIGINT NOT NULL
 );
+CREATE TABLE secrets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value BYTEA NOT NULL
+);
 "#];
 
 /// The schema this code reads and writes.
@@ -788,6 +792,17 @@ impl Accounts for PostgresMetadata {
             .execute("DELETE FROM org_members WHERE org = $1 AND member = $2", &[&org, &user])
             .await?
             > 0)
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, MetadataError> {
+        self.execute(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &candidate],
+        )
+        .await?;
+        let row = self.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name]).await?;
+        row.map(|r| r.get(0))
+            .ok_or_else(|| MetadataError::Database(format!("secret {name} vanished")))
     }
 }
 

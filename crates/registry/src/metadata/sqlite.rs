@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 "#;
 
-/// Version 2: the upload ledger of object storage (see `storage::ObjectLedger`).
+/// Version 2: object storage's ledger (see `storage::ObjectLedger`) and
+/// shared secrets.
 const LEDGER: &str = r#"
 CREATE TABLE upload_ledger (
     id TEXT PRIMARY KEY,
@@ -117,6 +118,10 @@ CREATE TABLE blob_objects (
     key TEXT NOT NULL,
     size INTEGER NOT NULL,
     created INTEGER NOT NULL
+);
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 );
 "#;
 
@@ -840,6 +845,20 @@ impl Accounts for SqliteMetadata {
         self.call(move |c| {
             c.execute("DELETE FROM org_members WHERE org = ?1 AND user = ?2", params![org, user])
                 .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, MetadataError> {
+        let (name, candidate) = (name.to_owned(), candidate.to_vec());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, candidate],
+            )
+            .map_err(db)?;
+            c.query_row("SELECT value FROM secrets WHERE name = ?1", [&name], |r| r.get(0))
                 .map_err(db)
         })
         .await

@@ -59,6 +59,7 @@ pub async fn uploads(store: &dyn Uploads) {
 /// [`Accounts`]: users and organisations in one namespace.
 pub async fn accounts(store: &dyn Accounts) {
     users_and_orgs(store).await;
+    shared_secrets(store).await;
 }
 
 /// [`super::HubSettings`]: privacy, descriptions, search and stars.
@@ -314,4 +315,12 @@ async fn gc_view_links(store: &dyn MetadataStore) {
     assert!(!store.blob_in_use(&d("loose")).await.unwrap());
     assert!(store.blob_in_use(&d("uses")).await.unwrap());
     assert!(store.blob_in_use(&d("layer")).await.unwrap());
+}
+
+async fn shared_secrets(store: &dyn Accounts) {
+    let first = store.shared_secret("token-key", b"first").await.unwrap();
+    assert_eq!(first, b"first");
+    // Whoever asks later gets the stored one, not its own candidate.
+    assert_eq!(store.shared_secret("token-key", b"second").await.unwrap(), b"first");
+    assert_eq!(store.shared_secret("other", b"x").await.unwrap(), b"x");
 }
