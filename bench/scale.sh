@@ -75,8 +75,12 @@ EOF
 }
 
 # ------------------------------------------------------------------ the data
-oci="$T/oci"
-python3 - "$oci" "$PUSH_MIB" <<'PY'
+# make_image DIR: an OCI layout of PUSH_MIB MiB in four incompressible
+# layers, new bytes every time (skopeo remembers where it pushed a blob and
+# would mount it from there instead of pushing it again).
+make_image() {
+    rm -rf "$1"
+    python3 - "$1" "$PUSH_MIB" <<'PY'
 import hashlib, json, os, sys
 root, total = sys.argv[1], int(sys.argv[2])
 os.makedirs(f"{root}/blobs/sha256", exist_ok=True)
@@ -99,10 +103,11 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
     **m, "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}, open(f"{root}/index.json", "w"))
 json.dump({"imageLayoutVersion": "1.0.0"}, open(f"{root}/oci-layout", "w"))
 PY
+}
+oci="$T/oci"
 
 # ---------------------------------------------------------- push and pull
-# A new repository per repetition (skopeo would otherwise find the blobs
-# there and skip them); the order alternates between repetitions.
+# New image bytes per repetition, pushed to both (the order alternates).
 b_push=() d_push=() b_pull=() d_pull=() b_push_req=() d_push_req=() b_pull_req=() d_pull_req=()
 start_berth
 start_dist
@@ -123,6 +128,7 @@ measure() {
     rm -rf "$T/pulled"
 }
 for i in $(seq 1 "$REPS"); do
+    make_image "$oci"
     if ((i % 2)); then
         measure d "$DP" dist "bench/img$i"
         measure b "$BP" berth "bench/img$i"

@@ -2,8 +2,8 @@
 # berth's registry on real shared back ends: SeaweedFS (S3) and PostgreSQL 15,
 # each started once, with two replicas of `berth registry serve --config`
 # on them (separate roots, nothing shared on disk). docker and skopeo push
-# through one replica and pull through the other; a chunked upload's PATCHes
-# go to both; a tag moved on one is seen on the other at once; blob GETs
+# through one replica and pull through the other, and through haproxy
+# (round robin, no stickiness); a chunked upload's PATCHes go to both; a tag moved on one is seen on the other at once; blob GETs
 # redirect to presigned URLs when configured (HEAD never does); the admin
 # commands and gc act on the same registry through BERTH_REGISTRY_CONFIG.
 source "$(dirname "$0")/lib.sh"
@@ -98,6 +98,22 @@ check_eq "$(curl -s "http://$B/v2/team/chunked/blobs/$digest" | sha256sum | cut 
 check_eq "$(curl -s -H 'Range: bytes=100-199' "http://$B/v2/team/chunked/blobs/$digest" | wc -c)" \
     100 "ranged GET"
 check_eq "$(s3_count uploads/)" 0 "nothing of the upload is left in the bucket"
+
+say "== through haproxy, round robin over both replicas"
+start_haproxy "$PORT_a" "$PORT_b"
+LB="127.0.0.1:$LB_PORT"
+build_app_image lb:1
+docker tag lb:1 "$LB/team/lb:1"
+lb_id="$(docker inspect -f '{{.Id}}' lb:1)"
+check_ok "docker push through haproxy" docker push "$LB/team/lb:1"
+for r in a b; do
+    check_ok "replica $r took part of the push" grep -q 'method=PATCH path=/v2/team/lb/' "$T/log-$r"
+done
+docker rmi "$LB/team/lb:1" lb:1 >/dev/null
+check_ok "docker pull through haproxy" docker pull "$LB/team/lb:1"
+check_eq "$(docker inspect -f '{{.Id}}' "$LB/team/lb:1")" "$lb_id" "pulled through haproxy: same image ID"
+check_ok "skopeo copy through haproxy" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$LB/team/lb:1" "docker://$LB/team/lb-copy:1"
 
 say "== replicas keep nothing on disk"
 check_eq "$(find "$T/root-a" "$T/root-b" -type f | wc -l)" 0 "no files under either root"

@@ -137,3 +137,33 @@ redirect = ${2:-false}
 url = "$PG_URL"
 EOF
 }
+
+# start_haproxy BACKEND_PORT...: haproxy round robin (no stickiness, every
+# request balanced on its own) over replicas on loopback; sets LB_PORT.
+start_haproxy() {
+    local cfg="$T/haproxy.cfg" i=0 p
+    LB_PORT="$(free_port)"
+    {
+        echo "global"
+        echo "    maxconn 512"
+        echo "defaults"
+        echo "    mode http"
+        echo "    option http-server-close"
+        echo "    timeout connect 5s"
+        echo "    timeout client 600s"
+        echo "    timeout server 600s"
+        echo "frontend registry"
+        echo "    bind 127.0.0.1:$LB_PORT"
+        echo "    default_backend replicas"
+        echo "backend replicas"
+        echo "    balance roundrobin"
+        for p in "$@"; do
+            i=$((i + 1))
+            echo "    server r$i 127.0.0.1:$p"
+        done
+    } >"$cfg"
+    spawn haproxy -f "$cfg" -db >"$T/haproxy.log" 2>&1
+    wait_until 30 _http_answers "http://127.0.0.1:$LB_PORT/v2/" ||
+        { cat "$T/haproxy.log" >&2; fail "haproxy did not start"; }
+    say "haproxy on 127.0.0.1:$LB_PORT over $*"
+}

@@ -21,6 +21,7 @@
 //! and no request lists or HEADs the bucket.
 
 mod fs;
+pub mod resumable;
 mod s3;
 pub mod testing;
 

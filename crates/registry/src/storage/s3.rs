@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Which object holds which blob is recorded in the [`ObjectLedger`] (the
-//! metadata database), beside every upload's multipart ID, part IDs, size
-//! and tail: any replica can take the next PATCH, a completed upload becomes
+//! metadata database), beside every upload's multipart ID, part IDs, size,
+//! tail and SHA-256 state ([`super::resumable`]): any replica can take the
+//! next PATCH and commit without reading the upload back, a completed upload becomes
 //! a blob without being copied, and no request path lists or HEADs the
 //! bucket (the registry takes sizes from its metadata:
 //! [`BlobStore::stat_is_cheap`] is false). Parts are [`PART_SIZE`] bytes;
@@ -28,9 +29,8 @@
 //! commit: the first upload of a digest to be recorded wins, a later one's
 //! object is deleted.
 
-use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -47,6 +47,7 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::resumable::Sha256State;
 use super::{
     BlobInfo, BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, ObjectEntry, ObjectLedger,
     StorageError, UploadId,
@@ -128,6 +129,11 @@ struct UploadState {
     tail: u64,
     /// Unix seconds until which a PATCH owns the upload.
     lease_until: i64,
+    /// SHA-256 of the bytes in `parts` (not the tail), so that any replica
+    /// can commit without reading the upload back; `None` only for state
+    /// written without it.
+    #[serde(default)]
+    sha256: Option<Sha256State>,
 }
 
 impl UploadState {
@@ -140,20 +146,11 @@ impl UploadState {
     }
 }
 
-/// A running sha256 of an upload, valid while it covers every byte received.
-/// Kept by the process that received the bytes; another replica (or a
-/// restart) hashes the completed object instead.
-struct RunningHash {
-    hasher: Option<Hasher>,
-    covers: u64,
-}
-
 pub struct S3BlobStore {
     store: AmazonS3,
     /// Signs redirect URLs for the public endpoint, when redirects are on.
     signer: Option<AmazonS3>,
     ledger: Arc<dyn ObjectLedger>,
-    local: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<RunningHash>>>>,
 }
 
 fn os_err(e: object_store::Error) -> StorageError {
@@ -193,20 +190,7 @@ impl S3BlobStore {
         } else {
             None
         };
-        Ok(S3BlobStore { store, signer, ledger, local: Mutex::new(HashMap::new()) })
-    }
-
-    fn running(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<RunningHash>> {
-        let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(id.clone())
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(RunningHash { hasher: None, covers: u64::MAX }))
-            })
-            .clone()
-    }
-
-    fn forget(&self, id: &UploadId) {
-        self.local.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        Ok(S3BlobStore { store, signer, ledger })
     }
 
     async fn state(&self, id: &UploadId) -> Result<(i64, UploadState), StorageError> {
@@ -286,7 +270,6 @@ impl S3BlobStore {
             (None, None) => {}
         }
         let _ = self.ledger.ledger_remove(id).await;
-        self.forget(id);
     }
 
     async fn open_range(
@@ -334,6 +317,8 @@ struct PartSender<'a> {
     id: &'a UploadId,
     multipart: Option<String>,
     next_index: usize,
+    /// Advanced by every part sent.
+    sha256: Option<Sha256State>,
     in_flight: FuturesOrdered<PartFuture>,
     done: Vec<String>,
 }
@@ -351,6 +336,9 @@ impl PartSender<'_> {
         };
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.collect_one().await?;
+        }
+        if let Some(h) = self.sha256.as_mut() {
+            h.update_blocks(&part);
         }
         let store = self.store.store.clone();
         let index = self.next_index;
@@ -502,12 +490,10 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError> {
-        if !self.ledger.ledger_insert(id, &UploadState::default().encode()).await? {
+        let state = UploadState { sha256: Some(Sha256State::default()), ..UploadState::default() };
+        if !self.ledger.ledger_insert(id, &state.encode()).await? {
             return Err(StorageError::Ledger(format!("upload {id} exists")));
         }
-        let running = self.running(id);
-        *running.lock().await =
-            RunningHash { hasher: Some(Hasher::new(Algorithm::Sha256)), covers: 0 };
         Ok(())
     }
 
@@ -518,8 +504,6 @@ impl BlobStore for S3BlobStore {
         mut body: ByteStream,
         length: ChunkLength,
     ) -> Result<u64, StorageError> {
-        let running = self.running(id);
-        let mut running = running.lock().await;
         let (version, state) = self.state(id).await?;
         if state.size != offset {
             return Err(StorageError::OffsetMismatch { expected: state.size, given: offset });
@@ -530,9 +514,6 @@ impl BlobStore for S3BlobStore {
         let mut leased = state.clone();
         leased.lease_until = now_secs() + LEASE.as_secs() as i64;
         let mut version = self.swap(id, version, &leased).await?;
-        if running.covers != offset {
-            running.hasher = None;
-        }
 
         let mut buf = BytesMut::new();
         if state.tail > 0 {
@@ -543,20 +524,17 @@ impl BlobStore for S3BlobStore {
             id,
             multipart: state.multipart.clone(),
             next_index: state.parts.len(),
+            sha256: state.sha256.clone(),
             in_flight: FuturesOrdered::new(),
             done: Vec::new(),
         };
         let mut received = 0u64;
-        let mut hasher = running.hasher.take();
         let streamed = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 received += chunk.len() as u64;
                 if received > length.max() {
                     return Err(StorageError::TooLarge { limit: length.max() });
-                }
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
                 }
                 buf.extend_from_slice(&chunk);
                 while buf.len() >= PART_SIZE {
@@ -581,6 +559,7 @@ impl BlobStore for S3BlobStore {
                 size: offset + received,
                 tail: buf.len() as u64,
                 lease_until: 0,
+                sha256: sender.sha256.clone(),
             };
             if next.tail > 0 {
                 let key = tail_key(id, next.size - next.tail);
@@ -600,9 +579,6 @@ impl BlobStore for S3BlobStore {
                 {
                     let _ = self.store.delete(&tail_key(id, offset - state.tail)).await;
                 }
-                if let Some(h) = hasher {
-                    *running = RunningHash { hasher: Some(h), covers: next.size };
-                }
                 Ok(next.size)
             }
             Err(e) => {
@@ -613,7 +589,6 @@ impl BlobStore for S3BlobStore {
                 // Keep a multipart upload this chunk began, for the next one.
                 back.multipart = sender.multipart.clone();
                 let _ = self.swap(id, version, &back).await;
-                running.covers = u64::MAX;
                 Err(e)
             }
         }
@@ -624,8 +599,6 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StorageError> {
-        let running = self.running(id);
-        let mut running = running.lock().await;
         let (version, state) = self.state(id).await?;
         if state.lease_until > now_secs() {
             return Err(StorageError::UploadBusy);
@@ -634,16 +607,16 @@ impl BlobStore for S3BlobStore {
         let mut claimed = state.clone();
         claimed.lease_until = i64::MAX;
         self.swap(id, version, &claimed).await?;
-        let known = match running.hasher.take() {
-            Some(h) if running.covers == state.size && digest.algorithm() == Algorithm::Sha256 => {
-                Some(h.finish())
-            }
-            _ => None,
-        };
         let tail = if state.tail > 0 {
             self.read_object(&tail_key(id, state.size - state.tail)).await?
         } else {
             Bytes::new()
+        };
+        // The saved state plus the tail: the digest, whichever replica
+        // received the bytes (sha512 uploads are hashed from the object).
+        let known = match &state.sha256 {
+            Some(h) if digest.algorithm() == Algorithm::Sha256 => Some(h.clone().finish(&tail)),
+            _ => None,
         };
         let Some(multipart) = state.multipart.clone() else {
             // Everything is in the tail: one conditional create.
@@ -703,8 +676,6 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_abort(&self, id: &UploadId) -> Result<(), StorageError> {
-        let running = self.running(id);
-        let _guard = running.lock().await;
         let (_, state) = self.state(id).await?;
         self.clean_up(id, &state, None).await;
         Ok(())
