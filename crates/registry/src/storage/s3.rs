@@ -5,8 +5,8 @@
 //!   blobs/<algorithm>/<hex>              a blob put whole (or an upload of one tail)
 //!   objects/<upload uuid>                a blob that arrived as a multipart upload,
 //!                                        completed where it was written
-//!   uploads/<uuid>/tail-<offset>         the bytes of an upload from <offset> on that
-//!                                        do not yet fill a part
+//!   uploads/<uuid>/tail-<from>-<to>      the bytes of an upload from <from> to <to>
+//!                                        that do not yet fill a part
 //! ```
 //!
 //! Which object holds which blob is recorded in the [`ObjectLedger`] (the
@@ -53,11 +53,13 @@ use super::{
     StorageError, UploadId,
 };
 
-/// Bytes per multipart part: above S3's 5 MiB minimum, and 10,000 parts
-/// (S3's maximum) reach 80 GiB, beyond the default blob limit.
-pub const PART_SIZE: usize = 8 << 20;
-/// Parts of one request sent at the same time.
-const PARTS_IN_FLIGHT: usize = 4;
+/// Bytes per multipart part: above S3's 5 MiB minimum, few requests per
+/// blob (a 1 GiB layer is 64 parts), and 10,000 parts (S3's maximum) reach
+/// 160 GiB, beyond the default blob limit.
+pub const PART_SIZE: usize = 16 << 20;
+/// Parts of one request sent at the same time (what an upload holds in
+/// memory is about this many parts plus the one filling).
+const PARTS_IN_FLIGHT: usize = 3;
 /// How long a PATCH's claim on an upload lasts without renewal; a replica
 /// that dies mid-PATCH blocks its upload for at most this long.
 const LEASE: Duration = Duration::from_secs(30);
@@ -125,7 +127,7 @@ struct UploadState {
     parts: Vec<String>,
     /// Bytes received.
     size: u64,
-    /// Bytes at the end not yet in a part, kept in `tail-<size - tail>`.
+    /// Bytes at the end not yet in a part, kept in `tail-<size - tail>-<size>`.
     tail: u64,
     /// Unix seconds until which a PATCH owns the upload.
     lease_until: i64,
@@ -172,8 +174,10 @@ fn data_key(id: &UploadId) -> Key {
     Key::from(format!("objects/{id}"))
 }
 
-fn tail_key(id: &UploadId, offset: u64) -> Key {
-    Key::from(format!("uploads/{id}/tail-{offset}"))
+/// The tail of an upload in `state`: named by where it starts and ends, so
+/// a chunk never overwrites the tail of a state it has not yet replaced.
+fn tail_key(id: &UploadId, state: &UploadState) -> Key {
+    Key::from(format!("uploads/{id}/tail-{}-{}", state.size - state.tail, state.size))
 }
 
 impl S3BlobStore {
@@ -257,7 +261,7 @@ impl S3BlobStore {
     /// to go (`Some(true)`) or stays as a blob (`Some(false)`).
     async fn clean_up(&self, id: &UploadId, state: &UploadState, completed: Option<bool>) {
         if state.tail > 0 {
-            let _ = self.store.delete(&tail_key(id, state.size - state.tail)).await;
+            let _ = self.store.delete(&tail_key(id, state)).await;
         }
         match (completed, &state.multipart) {
             (Some(true), _) => {
@@ -517,7 +521,7 @@ impl BlobStore for S3BlobStore {
 
         let mut buf = BytesMut::new();
         if state.tail > 0 {
-            buf.extend_from_slice(&self.read_object(&tail_key(id, offset - state.tail)).await?);
+            buf.extend_from_slice(&self.read_object(&tail_key(id, &state)).await?);
         }
         let mut sender = PartSender {
             store: self,
@@ -562,7 +566,7 @@ impl BlobStore for S3BlobStore {
                 sha256: sender.sha256.clone(),
             };
             if next.tail > 0 {
-                let key = tail_key(id, next.size - next.tail);
+                let key = tail_key(id, &next);
                 self.store
                     .put(&key, PutPayload::from(buf.split().freeze()))
                     .await
@@ -574,10 +578,9 @@ impl BlobStore for S3BlobStore {
         .await;
         match streamed {
             Ok(next) => {
-                if state.tail > 0
-                    && (next.tail == 0 || next.size - next.tail != offset - state.tail)
+                if state.tail > 0 && (next.tail == 0 || tail_key(id, &next) != tail_key(id, &state))
                 {
-                    let _ = self.store.delete(&tail_key(id, offset - state.tail)).await;
+                    let _ = self.store.delete(&tail_key(id, &state)).await;
                 }
                 Ok(next.size)
             }
@@ -608,7 +611,7 @@ impl BlobStore for S3BlobStore {
         claimed.lease_until = i64::MAX;
         self.swap(id, version, &claimed).await?;
         let tail = if state.tail > 0 {
-            self.read_object(&tail_key(id, state.size - state.tail)).await?
+            self.read_object(&tail_key(id, &state)).await?
         } else {
             Bytes::new()
         };
