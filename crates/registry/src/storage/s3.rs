@@ -59,7 +59,7 @@ use super::{
 pub const PART_SIZE: usize = 16 << 20;
 /// Parts of one request sent at the same time (what an upload holds in
 /// memory is about this many parts plus the one filling).
-const PARTS_IN_FLIGHT: usize = 3;
+const PARTS_IN_FLIGHT: usize = 4;
 /// How long a PATCH's claim on an upload lasts without renewal; a replica
 /// that dies mid-PATCH blocks its upload for at most this long.
 const LEASE: Duration = Duration::from_secs(30);
