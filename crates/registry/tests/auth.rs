@@ -42,7 +42,7 @@ async fn start_upload(reg: &TestRegistry, repo: &str, bearer: &str) -> reqwest::
 
 #[tokio::test]
 async fn base_endpoint_challenges_anonymous_callers() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         let res = reg.client.get(reg.url("/v2/")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -63,7 +63,7 @@ async fn base_endpoint_challenges_anonymous_callers() {
 
 #[tokio::test]
 async fn token_grants_the_intersection_of_asked_and_allowed() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         let (_, c) = token(&reg, Some("alice"), "repository:alice/app:pull,push").await;
         assert_eq!(c["sub"], "alice");
@@ -101,7 +101,7 @@ async fn token_grants_the_intersection_of_asked_and_allowed() {
 
 #[tokio::test]
 async fn the_workshop_push_is_denied_until_namespaced() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         // `docker push mynanoserver:dev`, anonymous then logged in: denied.
         for user in [None, Some("alice")] {
@@ -154,7 +154,7 @@ async fn the_workshop_push_is_denied_until_namespaced() {
 
 #[tokio::test]
 async fn basic_auth_on_requests() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         let post = |repo: &str, user: &str, pw: &str| {
             reg.client
@@ -183,7 +183,7 @@ async fn basic_auth_on_requests() {
 
 #[tokio::test]
 async fn private_repositories_are_invisible_to_others() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         // alice pushes with Basic auth, then makes the repository private.
         let push = |repo: &'static str| {
@@ -232,7 +232,7 @@ async fn private_repositories_are_invisible_to_others() {
 
 #[tokio::test]
 async fn forged_expired_and_foreign_tokens_are_refused() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -273,7 +273,7 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
 
 #[tokio::test]
 async fn wrong_passwords_are_throttled() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         let attempt =
             |pw: &'static str| reg.client.get(reg.url("/v2/")).basic_auth("bob", Some(pw)).send();
@@ -294,7 +294,7 @@ async fn wrong_passwords_are_throttled() {
 
 #[tokio::test]
 async fn oauth2_password_grant() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         let form = |pw: &str| {
             format!(
@@ -364,7 +364,7 @@ async fn refresh(reg: &TestRegistry, refresh_token: &str, scope: &str) -> reqwes
 
 #[tokio::test]
 async fn refresh_tokens_stand_in_for_the_password() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         // What `docker login` asks: Basic credentials and offline_token=true.
         let login = |user: &'static str, offline: bool| {
@@ -432,7 +432,7 @@ async fn refresh_tokens_stand_in_for_the_password() {
 
 #[tokio::test]
 async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         use berth_registry::auth::RefreshClaims;
         use berth_registry::metadata::prelude::*;
         let reg = start_auth(b).await;
@@ -534,7 +534,7 @@ async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
 
 #[tokio::test]
 async fn mount_without_from_only_from_repositories_the_caller_may_pull() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         use berth_registry::metadata::prelude::*;
         let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))

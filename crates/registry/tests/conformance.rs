@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 
 #[tokio::test]
 async fn base_endpoint_answers_with_api_version() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.get(reg.url("/v2/")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
@@ -21,7 +21,7 @@ async fn base_endpoint_answers_with_api_version() {
 
 #[tokio::test]
 async fn monolithic_post_then_head_and_get() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let data = b"monolithic blob content";
         let digest = Digest::sha256_of(data);
@@ -56,7 +56,7 @@ async fn monolithic_post_then_head_and_get() {
 
 #[tokio::test]
 async fn post_then_put_with_the_whole_body() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.post(reg.url("/v2/repo/blobs/uploads/")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::ACCEPTED);
@@ -85,7 +85,7 @@ async fn post_then_put_with_the_whole_body() {
 
 #[tokio::test]
 async fn chunked_upload_with_content_range_and_progress() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.post(reg.url("/v2/chunky/blobs/uploads/")).send().await.unwrap();
         let loc = reg.location(&res);
@@ -134,7 +134,7 @@ async fn chunked_upload_with_content_range_and_progress() {
 
 #[tokio::test]
 async fn streamed_patch_then_empty_put() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.post(reg.url("/v2/stream/blobs/uploads/")).send().await.unwrap();
         let loc = reg.location(&res);
@@ -160,7 +160,7 @@ async fn streamed_patch_then_empty_put() {
 
 #[tokio::test]
 async fn wrong_digest_is_refused_and_nothing_stored() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let claimed = Digest::sha256_of(b"what the client claims");
         let res = reg
@@ -205,7 +205,7 @@ async fn wrong_digest_is_refused_and_nothing_stored() {
 
 #[tokio::test]
 async fn upload_cancel_and_unknown_uploads() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.post(reg.url("/v2/mine/blobs/uploads/")).send().await.unwrap();
         let loc = reg.location(&res);
@@ -229,7 +229,7 @@ async fn upload_cancel_and_unknown_uploads() {
 
 #[tokio::test]
 async fn blob_range_requests() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let digest = reg.push_blob("ranged", b"0123456789").await;
         let url = reg.url(&format!("/v2/ranged/blobs/{digest}"));
@@ -247,7 +247,7 @@ async fn blob_range_requests() {
 
 #[tokio::test]
 async fn cross_repository_mount() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let digest = reg.push_blob("source/repo", b"shared layer").await;
         let res = reg
@@ -297,7 +297,7 @@ async fn cross_repository_mount() {
 
 #[tokio::test]
 async fn mount_without_from_can_be_disabled() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let limits = berth_registry::Limits { mount_without_from: false, ..Default::default() };
         let reg = start_with(b, limits).await;
         let digest = reg.push_blob("src", b"private-ish").await;
@@ -313,7 +313,7 @@ async fn mount_without_from_can_be_disabled() {
 
 #[tokio::test]
 async fn manifests_by_tag_and_digest() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let (bytes, digest) = reg.push_image("my/app", "v1", "one").await;
         for reference in ["v1", digest.as_str()] {
@@ -343,7 +343,7 @@ async fn manifests_by_tag_and_digest() {
 
 #[tokio::test]
 async fn retagging_moves_the_tag() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let (_, first) = reg.push_image("re/tag", "latest", "first").await;
         let (_, second) = reg.push_image("re/tag", "latest", "second").await;
@@ -357,7 +357,7 @@ async fn retagging_moves_the_tag() {
 
 #[tokio::test]
 async fn docker_schema2_and_manifest_list() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
         let c = reg.push_blob("d/img", config).await;
@@ -380,7 +380,7 @@ async fn docker_schema2_and_manifest_list() {
 
 #[tokio::test]
 async fn oci_index_needs_its_children() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let (child, cd) = reg.push_image("multi", "child", "c").await;
         let missing = Digest::sha256_of(b"no such manifest");
@@ -400,7 +400,7 @@ async fn oci_index_needs_its_children() {
 
 #[tokio::test]
 async fn manifest_with_unknown_blob_is_refused() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
         let c = reg.push_blob("strict", config).await;
@@ -428,7 +428,7 @@ async fn manifest_with_unknown_blob_is_refused() {
 
 #[tokio::test]
 async fn malformed_and_oversized_manifests() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.put_manifest("bad", "v1", OCI_MANIFEST, b"{not json").await;
         assert_error(res, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
@@ -470,7 +470,7 @@ async fn malformed_and_oversized_manifests() {
 
 #[tokio::test]
 async fn subject_header_and_referrers() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let (subject_bytes, subject) = reg.push_image("ref/app", "v1", "s").await;
         let empty = reg.push_blob("ref/app", b"{}").await;
@@ -532,7 +532,7 @@ async fn subject_header_and_referrers() {
 
 #[tokio::test]
 async fn manifest_with_missing_subject_is_accepted() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let empty = reg.push_blob("orphan", b"{}").await;
         let ghost = Digest::sha256_of(b"subject not pushed yet");
@@ -551,7 +551,7 @@ async fn manifest_with_missing_subject_is_accepted() {
 
 #[tokio::test]
 async fn tag_list_pagination() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let (bytes, _) = reg.push_image("paged", "a", "p").await;
         for tag in ["d", "b", "c", "e"] {
@@ -586,7 +586,7 @@ async fn tag_list_pagination() {
 
 #[tokio::test]
 async fn catalog_pagination() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         for repo in ["zeta", "alpha/one", "beta"] {
             reg.push_blob(repo, repo.as_bytes()).await;
@@ -604,7 +604,7 @@ async fn catalog_pagination() {
 
 #[tokio::test]
 async fn deletes() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let (bytes, digest) = reg.push_image("del/me", "v1", "d").await;
         let res = reg.put_manifest("del/me", "v2", OCI_MANIFEST, &bytes).await;
@@ -635,7 +635,7 @@ async fn deletes() {
 
 #[tokio::test]
 async fn sha512_blobs_and_manifests() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let config = br#"{"architecture":"arm64","os":"linux"}"#;
         let c = reg.push_blob_with("s512", config, Algorithm::Sha512).await;
@@ -664,7 +664,7 @@ async fn sha512_blobs_and_manifests() {
 
 #[tokio::test]
 async fn invalid_repository_names() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.get(reg.url("/v2/Upper/Case/tags/list")).send().await.unwrap();
         assert_error(res, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
@@ -685,7 +685,7 @@ async fn invalid_repository_names() {
 
 #[tokio::test]
 async fn concurrent_pushes_of_the_same_content() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = std::sync::Arc::new(start(b).await);
         let mut tasks = Vec::new();
         // 50 clients at once, as the reliability requirement says.

@@ -54,7 +54,7 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn search_in_docker_hub_format() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         let res = reg.client.get(reg.url("/v1/_ping")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
@@ -94,7 +94,7 @@ async fn search_in_docker_hub_format() {
 
 #[tokio::test]
 async fn private_repositories_only_to_those_who_may_pull() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         push_described(&reg, "alice/public-tool", "tool for all", Some("alice")).await;
         push_described(&reg, "alice/private-tool", "tool for alice", Some("alice")).await;
@@ -115,7 +115,7 @@ async fn private_repositories_only_to_those_who_may_pull() {
 
 #[tokio::test]
 async fn stars_and_repository_deletion() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         push_described(&reg, "alice/app", "starred app", Some("alice")).await;
         push_described(&reg, "alice/zapp", "starred app too", Some("alice")).await;
@@ -205,7 +205,7 @@ async fn describe(
 
 #[tokio::test]
 async fn owners_set_descriptions_that_win_over_the_label() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start_auth(b).await;
         push_described(&reg, "alice/app", "from the label", Some("alice")).await;
         push_described(&reg, "acme/tool", "acme label", Some("bob")).await;
@@ -279,7 +279,7 @@ async fn owners_set_descriptions_that_win_over_the_label() {
 
 #[tokio::test]
 async fn a_repository_named_repositories_still_works() {
-    for &b in BACKENDS {
+    for b in all_backends() {
         let reg = start(b).await;
         // Distribution routes of `repositories/x` are not taken for settings.
         reg.push_image("repositories/x", "v1", "named like the settings path").await;

@@ -11,13 +11,59 @@ use berth_registry::{Limits, Registry, server};
 use reqwest::{Client, Response, StatusCode};
 use tokio::net::TcpListener;
 
+#[path = "../engines/mod.rs"]
+pub mod engines;
+
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
     /// Filesystem blobs, SQLite metadata: the embedded default.
     FsSqlite,
+    /// Blobs in S3 on a real SeaweedFS, metadata in a real PostgreSQL 15
+    /// (a fresh database per registry), as replicas run.
+    S3Postgres,
 }
 
+/// The embedded default only (for tests that look at files under the root).
 pub const BACKENDS: &[Backend] = &[Backend::FsSqlite];
+
+/// Every backend whose engines are installed. SeaweedFS and PostgreSQL are
+/// started once per test binary, on first use, and stopped when it exits.
+pub fn all_backends() -> Vec<Backend> {
+    let mut out = vec![Backend::FsSqlite];
+    if shared_engines().lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        out.push(Backend::S3Postgres);
+    }
+    out
+}
+
+type Engines = (engines::SeaweedFs, engines::Postgres);
+
+fn shared_engines() -> &'static std::sync::Mutex<Option<Engines>> {
+    static ENGINES: std::sync::OnceLock<std::sync::Mutex<Option<Engines>>> =
+        std::sync::OnceLock::new();
+    ENGINES.get_or_init(|| {
+        // Started on a plain thread: the engines' own start-up runs a runtime.
+        let started = std::thread::spawn(|| {
+            let s3 = engines::SeaweedFs::start()?;
+            let pg = engines::Postgres::start()?;
+            Some((s3, pg))
+        })
+        .join()
+        .expect("start engines");
+        if started.is_some() {
+            // SAFETY: registers a plain function with no arguments.
+            unsafe { libc::atexit(stop_engines) };
+        }
+        std::sync::Mutex::new(started)
+    })
+}
+
+extern "C" fn stop_engines() {
+    let engines = shared_engines().lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(engines);
+}
+
+static NEXT_DATABASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 pub struct TestRegistry {
     pub base: String,
@@ -35,9 +81,23 @@ impl Drop for TestRegistry {
     }
 }
 
-fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Registry {
+async fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Registry {
     match backend {
         Backend::FsSqlite => berth_registry::open_local(dir, limits).expect("open registry"),
+        Backend::S3Postgres => {
+            let (settings, url) = {
+                let guard = shared_engines().lock().unwrap_or_else(|e| e.into_inner());
+                let (s3, pg) = guard.as_ref().expect("S3Postgres is listed only when running");
+                let n = NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (s3.settings(), pg.database(&format!("conformance{n}")))
+            };
+            let meta = Arc::new(
+                berth_registry::metadata::PostgresMetadata::connect(&url).await.expect("connect"),
+            );
+            let blobs = berth_registry::storage::S3BlobStore::new(&settings, meta.clone())
+                .expect("S3 store");
+            Registry::new(Arc::new(blobs), meta, limits).without_manifest_cache()
+        }
     }
 }
 
@@ -59,7 +119,7 @@ pub async fn start_auth(backend: Backend) -> TestRegistry {
 
 async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestRegistry {
     let dir = tempfile::tempdir().expect("tempdir");
-    let registry = open(backend, dir.path(), limits);
+    let registry = open(backend, dir.path(), limits).await;
     let auth = match auth {
         None => None,
         Some(()) => {
