@@ -66,6 +66,8 @@ enum Command {
     /// Run and administer an image registry
     #[command(subcommand)]
     Registry(registry::Command),
+    /// Build an image from a Dockerfile
+    Build(Box<build::Args>),
     /// Create and run a new container from an image
     Run(container::RunArgs),
     /// List containers
@@ -161,6 +163,8 @@ enum ImageCommand {
     Pull(pull::Args),
     /// Upload an image to a registry
     Push(push::Args),
+    /// Build an image from a Dockerfile
+    Build(Box<build::Args>),
     /// Copy an image between registries, the store and archives
     Copy(copy::Args),
 }
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
         Command::Image(ImageCommand::Copy(a)) => copy::run(&ctx, a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::run(&ctx, *a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Logout(a) => login::logout(&ctx, a),
         Command::Search(a) => search::run(&ctx, a),

@@ -1,0 +1,1139 @@
+//! Each instruction's effect on the stage's image, and its cache key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use berth_dockerfile::{Args, Ignore, Instruction, Keyword, Stage, Stages, expand, split_words};
+use berth_oci::{ContainerConfig, Descriptor, History, ImageConfig, Layer, media_type};
+use berth_reference::Digest;
+use berth_store::StoreError;
+
+use crate::cache::{Cache, Entry, KeyBuilder};
+use crate::copy::{self, CopyRequest, LowerView, SourceRoot, WriteOptions};
+use crate::lower::StackView;
+use crate::run::{RunOutcome, RunStep};
+use crate::{Build, BuildError};
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A stage's image so far.
+#[derive(Clone)]
+pub(crate) struct State {
+    pub config: ImageConfig,
+    pub layers: Vec<Layer>,
+    /// Names everything this state came from: the base image and each
+    /// step's inputs and result.
+    pub key: Digest,
+    /// The stage's declared ARGs and their values.
+    args: Vec<(String, Option<String>)>,
+    cmd_set: bool,
+    created: Option<String>,
+}
+
+impl State {
+    fn scratch() -> State {
+        let config = ImageConfig {
+            architecture: host_arch(),
+            os: "linux".to_owned(),
+            config: Some(ContainerConfig {
+                env: Some(vec![DEFAULT_PATH.to_owned()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        State {
+            config,
+            layers: Vec::new(),
+            key: KeyBuilder::new(&Digest::sha256_of(b""), "FROM").part("scratch").finish(),
+            args: Vec::new(),
+            cmd_set: false,
+            created: None,
+        }
+    }
+
+    /// The finished image: its config (created = the last step's time)
+    /// and layers.
+    pub fn finish(mut self) -> berth_oci::Image {
+        if let Some(created) = self.created.take() {
+            self.config.created = Some(created);
+        }
+        let bytes = serde_json::to_vec(&self.config).expect("a config serialises");
+        berth_oci::Image { manifest: None, config: bytes, layers: self.layers, tags: Vec::new() }
+    }
+
+    fn container(&mut self) -> &mut ContainerConfig {
+        self.config.config.get_or_insert_with(Default::default)
+    }
+
+    fn env_value(&self, key: &str) -> Option<String> {
+        let env = self.config.config.as_ref()?.env.as_ref()?;
+        env.iter().rev().find_map(|e| {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            (k == key).then(|| v.to_owned())
+        })
+    }
+
+    fn arg_value(&self, key: &str) -> Option<String> {
+        self.args.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.clone())
+    }
+
+    /// What `$key` means in the instructions that expand: ENV wins over ARG.
+    fn lookup(&self, key: &str) -> Option<String> {
+        self.env_value(key).or_else(|| self.arg_value(key))
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) {
+        let env = self.container().env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.shell.clone())
+            .unwrap_or_else(|| vec!["/bin/sh".to_owned(), "-c".to_owned()])
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone())
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
+pub(crate) struct Executor<'b, 'a> {
+    pub build: &'b Build<'a>,
+    pub stages: &'b Stages,
+    pub escape: char,
+    pub cache: &'b Cache,
+    pub scratch: &'b Path,
+    pub done: HashMap<usize, State>,
+}
+
+/// Where an instruction stands in its stage, for progress and errors.
+struct At<'s> {
+    stage: &'s Stage,
+    line: usize,
+    n: usize,
+    total: usize,
+    label: String,
+}
+
+impl Executor<'_, '_> {
+    fn err(&self, line: usize, message: impl Into<String>) -> BuildError {
+        BuildError::Step { file: self.build.file_name.to_owned(), line, message: message.into() }
+    }
+
+    fn now(&self) -> String {
+        let secs = self.build.options.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        berth_oci::time::rfc3339_nano(secs * 1_000_000_000)
+    }
+
+    fn use_cache(&self, stage: &Stage) -> bool {
+        !self.build.options.no_cache
+            && !stage.name.as_ref().is_some_and(|n| {
+                self.build.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(n))
+            })
+    }
+
+    pub fn stage(&mut self, index: usize) -> Result<State, BuildError> {
+        let stage = &self.stages.stages[index];
+        let multi = self.stages.stages.len() > 1;
+        let label = match (&stage.name, multi) {
+            (Some(n), _) => format!("{n} "),
+            (None, true) => format!("stage-{index} "),
+            (None, false) => String::new(),
+        };
+        let total = stage.instructions.len() + 1;
+        if let Some(p) = &stage.platform {
+            let host = format!("linux/{}", host_arch());
+            if p != &host {
+                return Err(self.err(
+                    stage.line,
+                    format!("berth builds for the host's platform only ({host}): --platform={p} is not supported"),
+                ));
+            }
+        }
+        let step = self.build.progress.step(&format!("[{label}1/{total}] FROM {}", stage.base));
+        let mut state = match stage.base_stage {
+            Some(s) => self.done.get(&s).cloned().expect("stages are built in order"),
+            None if stage.base.eq_ignore_ascii_case("scratch") => State::scratch(),
+            None => self.base_image(&stage.base, stage.line)?,
+        };
+        step.done();
+        state.args.clear();
+        state.cmd_set = false;
+        // The base's ONBUILD triggers run first, then are gone.
+        let triggers =
+            state.config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
+        let mut at = At { stage, line: stage.line, n: 1, total, label };
+        for trigger in triggers {
+            let parsed = berth_dockerfile::parse(&trigger, self.build.file_name).map_err(|e| {
+                self.err(stage.line, format!("ONBUILD trigger {trigger:?}: {}", e.message))
+            })?;
+            for ins in &parsed.instructions {
+                self.instruction(&mut state, ins, &at)?;
+            }
+        }
+        for (i, ins) in stage.instructions.iter().enumerate() {
+            at.n = i + 2;
+            at.line = ins.line;
+            self.instruction(&mut state, ins, &at)?;
+        }
+        Ok(state)
+    }
+
+    fn base_image(&self, name: &str, line: usize) -> Result<State, BuildError> {
+        let store = self.build.store;
+        let id = match store.resolve(name) {
+            Ok(id) if !self.build.options.pull => id,
+            Ok(_) | Err(StoreError::NoSuchImage(_)) => {
+                self.build.hooks.pull(name).map_err(|e| {
+                    self.err(line, format!("failed to resolve source image {name}: {e}"))
+                })?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let record = store.image(&id)?;
+        let mut config = ImageConfig::parse(&record.config_bytes).map_err(|e| {
+            self.err(line, format!("the image {name} has an unreadable config: {e}"))
+        })?;
+        // A build's image says what made it, not what made its base.
+        for legacy in ["container", "container_config", "docker_version", "comment"] {
+            config.extra.remove(legacy);
+        }
+        config.author = None;
+        Ok(State {
+            config,
+            layers: record.to_image(Vec::new()).layers,
+            key: KeyBuilder::new(&Digest::sha256_of(b""), "FROM").part(id.as_str()).finish(),
+            args: Vec::new(),
+            cmd_set: false,
+            created: None,
+        })
+    }
+
+    fn expand(&self, state: &State, word: &str, line: usize) -> Result<String, BuildError> {
+        expand(word, &|k| state.lookup(k), self.escape).map_err(|e| self.err(line, e.to_string()))
+    }
+
+    /// The instruction's words, each expanded (exec form: the array).
+    fn words(&self, state: &State, ins: &Instruction) -> Result<Vec<String>, BuildError> {
+        match &ins.args {
+            Args::Exec(v) => v.iter().map(|w| self.expand(state, w, ins.line)).collect(),
+            Args::Shell(text) => split_words(text, self.escape)
+                .iter()
+                .map(|w| self.expand(state, w, ins.line))
+                .collect(),
+        }
+    }
+
+    fn flag<'i>(&self, ins: &'i Instruction, name: &str) -> Option<&'i str> {
+        ins.flags.iter().rev().find(|f| f.name == name).map(|f| f.value.as_deref().unwrap_or(""))
+    }
+
+    fn check_flags(&self, ins: &Instruction, allowed: &[&str]) -> Result<(), BuildError> {
+        for f in &ins.flags {
+            if !allowed.contains(&f.name.as_str()) {
+                return Err(self.err(ins.line, format!("unknown flag: --{}", f.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn instruction(
+        &self,
+        state: &mut State,
+        ins: &Instruction,
+        at: &At<'_>,
+    ) -> Result<(), BuildError> {
+        let line = ins.line;
+        match ins.keyword {
+            Keyword::Run => return self.run(state, ins, at),
+            Keyword::Copy | Keyword::Add => return self.copy(state, ins, at),
+            Keyword::Workdir => return self.workdir(state, ins, at),
+            Keyword::From => unreachable!("stages split at FROM"),
+            _ => {}
+        }
+        let shell_text = match &ins.args {
+            Args::Shell(t) => t.trim().to_owned(),
+            Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+        };
+        let created_by = match ins.keyword {
+            Keyword::Env => {
+                let pairs = self.pairs(state, ins, true)?;
+                for (k, v) in &pairs {
+                    state.set_env(k, v);
+                }
+                format!("ENV {}", join_pairs(&pairs))
+            }
+            Keyword::Label => {
+                let pairs = self.pairs(state, ins, false)?;
+                let labels = state.container().labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in &pairs {
+                    labels.insert(k.clone(), v.clone());
+                }
+                format!("LABEL {}", join_pairs(&pairs))
+            }
+            Keyword::Arg => {
+                let mut shown = Vec::new();
+                for word in split_words(&shell_text, self.escape) {
+                    let (name, default) = match word.split_once('=') {
+                        Some((n, v)) => (n.to_owned(), Some(self.expand(state, v, line)?)),
+                        None => (word.clone(), None),
+                    };
+                    let meta = self.stages.meta_args.iter().rev().find(|(n, _)| *n == name);
+                    let value = self
+                        .build
+                        .options
+                        .build_args
+                        .get(&name)
+                        .cloned()
+                        .or(default)
+                        .or_else(|| meta.and_then(|(_, v)| v.clone()));
+                    shown.push(match &value {
+                        Some(v) => format!("{name}={v}"),
+                        None => name.clone(),
+                    });
+                    state.args.push((name, value));
+                }
+                format!("ARG {}", shown.join(" "))
+            }
+            Keyword::Cmd => {
+                let cmd = self.command(state, ins);
+                state.container().cmd = Some(cmd.clone());
+                state.cmd_set = true;
+                format!("CMD {}", go_quoted(&cmd))
+            }
+            Keyword::Entrypoint => {
+                let ep = self.command(state, ins);
+                let cmd_set = state.cmd_set;
+                let c = state.container();
+                c.entrypoint = Some(ep.clone());
+                if !cmd_set {
+                    c.cmd = None;
+                }
+                format!("ENTRYPOINT {}", go_quoted(&ep))
+            }
+            Keyword::Expose => {
+                let mut ports = Vec::new();
+                for word in self.words(state, ins)? {
+                    let port = exposed_port(&word)
+                        .ok_or_else(|| self.err(line, format!("invalid containerPort: {word}")))?;
+                    ports.push(port);
+                }
+                let exposed = state.container().exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in &ports {
+                    exposed.insert(p.clone(), serde_json::json!({}));
+                }
+                let shown: Vec<String> = ports.iter().map(|p| format!("{p}:{{}}")).collect();
+                format!("EXPOSE map[{}]", shown.join(" "))
+            }
+            Keyword::Volume => {
+                let volumes = self.words(state, ins)?;
+                if volumes.iter().any(String::is_empty) || volumes.is_empty() {
+                    return Err(self.err(line, "VOLUME specified can not be an empty string"));
+                }
+                let v = state.container().volumes.get_or_insert_with(BTreeMap::new);
+                for vol in &volumes {
+                    v.insert(vol.clone(), serde_json::json!({}));
+                }
+                format!("VOLUME [{}]", volumes.join(" "))
+            }
+            Keyword::User => {
+                let user = self.expand(state, &shell_text, line)?;
+                state.container().user = Some(user.clone());
+                format!("USER {user}")
+            }
+            Keyword::Stopsignal => {
+                let signal = self.expand(state, &shell_text, line)?;
+                state.container().stop_signal = Some(signal.clone());
+                format!("STOPSIGNAL {signal}")
+            }
+            Keyword::Shell => {
+                let Args::Exec(shell) = &ins.args else {
+                    return Err(self.err(line, "SHELL requires the arguments to be in JSON form"));
+                };
+                state.container().shell = Some(shell.clone());
+                format!("SHELL {}", go_quoted(shell))
+            }
+            Keyword::Maintainer => {
+                state.config.author = Some(shell_text.clone());
+                format!("MAINTAINER {shell_text}")
+            }
+            Keyword::Onbuild => {
+                let first = shell_text.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                match first.as_str() {
+                    "ONBUILD" => {
+                        return Err(
+                            self.err(line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+                        );
+                    }
+                    "FROM" | "MAINTAINER" => {
+                        return Err(
+                            self.err(line, format!("{first} isn't allowed as an ONBUILD trigger"))
+                        );
+                    }
+                    _ => {}
+                }
+                state.container().on_build.get_or_insert_with(Vec::new).push(shell_text.clone());
+                format!("ONBUILD {shell_text}")
+            }
+            Keyword::Healthcheck => {
+                let check = self.healthcheck(ins)?;
+                let shown = check.to_string();
+                state.container().healthcheck = Some(check);
+                format!("HEALTHCHECK {shown}")
+            }
+            _ => unreachable!(),
+        };
+        // A config step has a key too, so a rebuild keeps its `created`.
+        let key = KeyBuilder::new(&state.key, "config").part(&created_by).finish();
+        self.commit_step(state, key, created_by, at.stage)
+    }
+
+    /// Records a step's result: its history entry, its layer, the next key.
+    fn commit_step(
+        &self,
+        state: &mut State,
+        key: Digest,
+        created_by: String,
+        stage: &Stage,
+    ) -> Result<(), BuildError> {
+        let entry = match self.cache.get(&key, |_| true) {
+            Some(e) if self.use_cache(stage) && e.layer.is_none() => e,
+            _ => {
+                let e = Entry { created: self.now(), layer: None };
+                self.cache.put(&key, &e)?;
+                e
+            }
+        };
+        self.apply(state, key, created_by, &entry);
+        Ok(())
+    }
+
+    fn apply(&self, state: &mut State, key: Digest, created_by: String, entry: &Entry) {
+        let empty_layer = entry.layer.is_none();
+        if let Some((diff_id, size)) = &entry.layer {
+            state.config.rootfs.diff_ids.push(diff_id.clone());
+            state.layers.push(Layer {
+                diff_id: diff_id.clone(),
+                blobs: vec![Descriptor::new(media_type::OCI_LAYER, diff_id.clone(), *size)],
+                uncompressed_size: Some(*size),
+            });
+        }
+        let shown = if empty_layer { created_by } else { format!("{created_by} # buildkit") };
+        state.config.history.push(History {
+            created: Some(entry.created.clone()),
+            created_by: Some(shown),
+            author: None,
+            comment: Some("buildkit.dockerfile.v0".to_owned()),
+            empty_layer,
+        });
+        state.created = Some(entry.created.clone());
+        let result = entry.layer.as_ref().map_or("none".to_owned(), |(d, _)| d.to_string());
+        state.key = KeyBuilder::new(&key, "result").part(&result).finish();
+    }
+
+    /// A step that makes a layer: reuse the cache's entry for `key`, or
+    /// run `make` and record what it made.
+    fn layer_step(
+        &self,
+        state: &mut State,
+        key: Digest,
+        created_by: String,
+        at: &At<'_>,
+        title: &str,
+        make: impl FnOnce(&crate::progress::Step<'_>) -> Result<Option<(Digest, u64)>, BuildError>,
+    ) -> Result<(), BuildError> {
+        let step =
+            self.build.progress.step(&format!("[{}{}/{}] {title}", at.label, at.n, at.total));
+        let hit = self
+            .use_cache(at.stage)
+            .then(|| self.cache.get(&key, |d| self.build.store.has_blob(d)));
+        if let Some(Some(entry)) = hit {
+            {
+                step.cached();
+                self.apply(state, key, created_by, &entry);
+                return Ok(());
+            }
+        }
+        match make(&step) {
+            Ok(layer) => {
+                step.done();
+                let entry = Entry { created: self.now(), layer };
+                self.cache.put(&key, &entry)?;
+                self.apply(state, key, created_by, &entry);
+                Ok(())
+            }
+            Err(e) => {
+                step.failed(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn pairs(
+        &self,
+        state: &State,
+        ins: &Instruction,
+        legacy: bool,
+    ) -> Result<Vec<(String, String)>, BuildError> {
+        let name = if legacy { "ENV" } else { "LABEL" };
+        let Args::Shell(text) = &ins.args else {
+            return Err(self.err(ins.line, format!("{name} takes key=value pairs")));
+        };
+        let words = split_words(text, self.escape);
+        if words.is_empty() {
+            return Err(self.err(ins.line, format!("{name} requires at least one argument")));
+        }
+        if legacy && !words[0].contains('=') {
+            // `ENV key value with spaces`
+            let (key, value) =
+                text.trim().split_once(char::is_whitespace).unwrap_or((text.trim(), ""));
+            if value.trim().is_empty() {
+                return Err(self.err(ins.line, "ENV must have two arguments"));
+            }
+            return Ok(vec![(key.to_owned(), self.expand(state, value.trim(), ins.line)?)]);
+        }
+        let mut out = Vec::new();
+        for word in words {
+            let Some((k, v)) = word.split_once('=') else {
+                return Err(self.err(
+                    ins.line,
+                    format!("{name} must have two arguments: {word:?} has no \"=\""),
+                ));
+            };
+            let k = self.expand(state, k, ins.line)?;
+            if k.is_empty() {
+                return Err(self.err(ins.line, format!("{name} names can not be blank")));
+            }
+            out.push((k, self.expand(state, v, ins.line)?));
+        }
+        Ok(out)
+    }
+
+    /// CMD/ENTRYPOINT: the exec form as written, the shell form wrapped in
+    /// the current SHELL (neither is expanded: the shell does that).
+    fn command(&self, state: &State, ins: &Instruction) -> Vec<String> {
+        match &ins.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(t) => {
+                let mut c = state.shell();
+                c.push(t.trim().to_owned());
+                c
+            }
+        }
+    }
+
+    fn healthcheck(&self, ins: &Instruction) -> Result<serde_json::Value, BuildError> {
+        self.check_flags(
+            ins,
+            &["interval", "timeout", "start-period", "start-interval", "retries"],
+        )?;
+        let text = match &ins.args {
+            Args::Shell(t) => t.trim().to_owned(),
+            Args::Exec(_) => String::new(),
+        };
+        if text.eq_ignore_ascii_case("NONE") {
+            if !ins.flags.is_empty() {
+                return Err(self.err(ins.line, "HEALTHCHECK NONE takes no flags"));
+            }
+            return Ok(serde_json::json!({"Test": ["NONE"]}));
+        }
+        let test: Vec<String> = match &ins.args {
+            Args::Exec(v) => match v.first().map(|s| s.to_ascii_uppercase()).as_deref() {
+                Some("CMD") => {
+                    let mut t = vec!["CMD".to_owned()];
+                    t.extend(v[1..].iter().cloned());
+                    t
+                }
+                _ => return Err(self.err(ins.line, "HEALTHCHECK requires CMD or NONE")),
+            },
+            Args::Shell(t) => {
+                let t = t.trim();
+                let (word, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+                if !word.eq_ignore_ascii_case("CMD") {
+                    return Err(self
+                        .err(ins.line, format!("Unknown type {word:?} in HEALTHCHECK (try CMD)")));
+                }
+                let rest = rest.trim();
+                if rest.starts_with('[') {
+                    let v: Vec<String> = serde_json::from_str(rest)
+                        .map_err(|_| self.err(ins.line, "HEALTHCHECK CMD: invalid JSON array"))?;
+                    std::iter::once("CMD".to_owned()).chain(v).collect()
+                } else {
+                    vec!["CMD-SHELL".to_owned(), rest.to_owned()]
+                }
+            }
+        };
+        let mut check = serde_json::json!({"Test": test});
+        for (flag, field) in [
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ] {
+            if let Some(v) = self.flag(ins, flag) {
+                let ns = parse_duration(v).ok_or_else(|| {
+                    self.err(ins.line, format!("time: invalid duration {v:?} for --{flag}"))
+                })?;
+                check[field] = serde_json::json!(ns);
+            }
+        }
+        if let Some(r) = self.flag(ins, "retries") {
+            let n: u32 = r
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| self.err(ins.line, "--retries must be at least 1"))?;
+            check["Retries"] = serde_json::json!(n);
+        }
+        Ok(check)
+    }
+
+    fn run(&self, state: &mut State, ins: &Instruction, at: &At<'_>) -> Result<(), BuildError> {
+        self.check_flags(ins, &["network", "mount", "security"])?;
+        if self.flag(ins, "mount").is_some() {
+            return Err(self.err(ins.line, "RUN --mount is not supported by berth yet"));
+        }
+        if self.flag(ins, "security").is_some_and(|s| s != "sandbox") {
+            return Err(self.err(ins.line, "RUN --security=insecure is not supported"));
+        }
+        let network = match self.flag(ins, "network") {
+            None | Some("default") => {
+                self.build.options.network.unwrap_or(berth_container::Network::Host)
+            }
+            Some("none") => berth_container::Network::Private,
+            Some("host") => berth_container::Network::Host,
+            Some(other) => {
+                return Err(self.err(ins.line, format!("unsupported network mode: {other}")));
+            }
+        };
+        let mut stdin = None;
+        let args = match &ins.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(text) => {
+                let mut c = state.shell();
+                let t = text.trim();
+                match ins.heredocs.first() {
+                    // `RUN <<EOF` alone: the heredoc is the script.
+                    Some(h) if t.starts_with("<<") && t.split_whitespace().count() == 1 => {
+                        c.push(h.content.clone());
+                    }
+                    Some(h) => {
+                        stdin = Some(h.content.clone());
+                        c.push(t.to_owned());
+                    }
+                    None => c.push(t.to_owned()),
+                }
+                c
+            }
+        };
+        if args.is_empty() {
+            return Err(self.err(ins.line, "RUN requires at least one argument"));
+        }
+        // The build args the command sees (not kept in the image).
+        let arg_env: Vec<String> = state
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .filter(|kv| state.env_value(kv.split_once('=').map_or("", |(k, _)| k)).is_none())
+            .collect();
+        let shown_args = if arg_env.is_empty() {
+            String::new()
+        } else {
+            format!("|{} {} ", arg_env.len(), arg_env.join(" "))
+        };
+        let created_by = format!("RUN {shown_args}{}", args.join(" "));
+        let config = state.config.config.clone().unwrap_or_default();
+        let key = KeyBuilder::new(&state.key, "RUN")
+            .part(&serde_json::to_string(&args).unwrap_or_default())
+            .part(&arg_env.join("\n"))
+            .part(&serde_json::to_string(&config.env).unwrap_or_default())
+            .part(config.user.as_deref().unwrap_or(""))
+            .part(config.working_dir.as_deref().unwrap_or(""))
+            .part(&format!("{network:?}"))
+            .part(stdin.as_deref().unwrap_or(""))
+            .finish();
+        let title = format!(
+            "RUN {}",
+            match &ins.args {
+                Args::Shell(t) => t.trim().to_owned(),
+                Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+            }
+        );
+        let layers = state.layers.clone();
+        let command_text = args.join(" ");
+        self.layer_step(state, key, created_by, at, &title, |step| {
+            let runtime = berth_container::find_runtime(
+                self.build.options.runtime.as_deref().unwrap_or("runc"),
+            )
+            .map_err(|e| self.err(ins.line, e.to_string()))?;
+            let dir = crate::step_dir(self.scratch)?;
+            let run = RunStep {
+                args: args.clone(),
+                extra_env: arg_env.clone(),
+                config: &config,
+                layers: &layers,
+                network,
+                runtime: &runtime,
+                stdin: stdin.clone(),
+            };
+            match crate::run::run(self.build.store, &dir, &run, step) {
+                Ok(RunOutcome::Changed(layer)) => Ok(layer),
+                Ok(RunOutcome::Failed { code }) => Err(BuildError::RunFailed {
+                    file: self.build.file_name.to_owned(),
+                    line: ins.line,
+                    command: command_text.clone(),
+                    code,
+                }),
+                Err(e) => Err(self.err(ins.line, e.to_string())),
+            }
+        })
+    }
+
+    fn workdir(&self, state: &mut State, ins: &Instruction, at: &At<'_>) -> Result<(), BuildError> {
+        let Args::Shell(text) = &ins.args else {
+            return Err(self.err(ins.line, "WORKDIR takes a path"));
+        };
+        let dir = self.expand(state, text.trim(), ins.line)?;
+        if dir.is_empty() {
+            return Err(self.err(ins.line, "WORKDIR requires exactly one argument"));
+        }
+        let path = if dir.starts_with('/') {
+            dir
+        } else {
+            format!("{}/{dir}", state.workdir().trim_end_matches('/'))
+        };
+        let path = normalise(&path);
+        state.container().working_dir = Some(path.clone());
+        let created_by = format!("WORKDIR {path}");
+        let exists = {
+            let view = StackView::new(self.build.store, &state.layers);
+            let kind = view.kind(&path);
+            if let Some(e) = view.error() {
+                return Err(e.into());
+            }
+            kind == Some(true)
+        };
+        if exists {
+            let key = KeyBuilder::new(&state.key, "config").part(&created_by).finish();
+            return self.commit_step(state, key, created_by, at.stage);
+        }
+        // A directory the image lacks is made, as `mkdir -p` would.
+        let key = KeyBuilder::new(&state.key, "WORKDIR").part(&path).finish();
+        let epoch = self.build.options.source_date_epoch;
+        let store = self.build.store;
+        let layers = state.layers.clone();
+        self.layer_step(state, key, created_by, at, &format!("WORKDIR {path}"), |_| {
+            let view = StackView::new(store, &layers);
+            let mut items = Vec::new();
+            let mut so_far = String::new();
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                so_far =
+                    if so_far.is_empty() { part.to_owned() } else { format!("{so_far}/{part}") };
+                if view.kind(&so_far).is_none() {
+                    items.push(copy::Item {
+                        dest: so_far.clone(),
+                        source: copy::ItemSource::NewDir,
+                    });
+                }
+            }
+            let opts =
+                WriteOptions { owner: None, chmod: None, new_dir_mtime: new_dir_time(epoch) };
+            let mut blob = store.create_blob()?;
+            copy::write_layer(&items, &opts, &mut blob)
+                .map_err(|e| self.err(ins.line, e.to_string()))?;
+            Ok(Some(blob.commit()?))
+        })
+    }
+
+    fn copy(&self, state: &mut State, ins: &Instruction, at: &At<'_>) -> Result<(), BuildError> {
+        let add = ins.keyword == Keyword::Add;
+        let allowed: &[&str] = if add {
+            &["chown", "chmod", "link", "exclude", "checksum", "keep-git-dir"]
+        } else {
+            &["from", "chown", "chmod", "link", "exclude", "parents"]
+        };
+        self.check_flags(ins, allowed)?;
+        if self.flag(ins, "parents").is_some() {
+            return Err(self.err(ins.line, "COPY --parents is not supported by berth yet"));
+        }
+        let name = if add { "ADD" } else { "COPY" };
+        let mut words = self.words(state, ins)?;
+        if words.len() < 2 {
+            return Err(self.err(ins.line, format!("{name} requires at least two arguments, but only one was provided. Destination could not be determined")));
+        }
+        let dest_word = words.pop().expect("two words");
+        let dest = if dest_word.starts_with('/') {
+            dest_word.clone()
+        } else {
+            let wd = state.workdir();
+            format!("{}/{dest_word}", wd.trim_end_matches('/'))
+        };
+        if add
+            && words.iter().any(|w| {
+                w.starts_with("http://") || w.starts_with("https://") || w.starts_with("git@")
+            })
+        {
+            return Err(self.err(ins.line, "ADD from a URL or a git repository is not supported by berth yet: fetch it in a RUN step or into the context"));
+        }
+        let owner = match self.flag(ins, "chown") {
+            Some(spec) => {
+                let spec = self.expand(state, spec, ins.line)?;
+                Some(self.owner(state, &spec, ins.line)?)
+            }
+            None => None,
+        };
+        let chmod = match self.flag(ins, "chmod") {
+            Some(m) => {
+                Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                    self.err(
+                        ins.line,
+                        format!(
+                            "invalid chmod parameter: {m} (berth takes octal modes, such as 755)"
+                        ),
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let exclude = ins
+            .flags
+            .iter()
+            .filter(|f| f.name == "exclude")
+            .filter_map(|f| f.value.clone())
+            .collect::<Vec<_>>();
+        let exclude = if exclude.is_empty() {
+            None
+        } else {
+            Some(
+                Ignore::parse(&exclude.join("\n"))
+                    .map_err(|e| self.err(ins.line, e.to_string()))?,
+            )
+        };
+        let from = self.flag(ins, "from").map(str::to_owned);
+        let mut shown = vec![name.to_owned()];
+        if let Some(f) = &from {
+            shown.push(format!("--from={f}"));
+        }
+        shown.extend(words.iter().cloned());
+        shown.push(dest_word.clone());
+        let created_by = shown.join(" ");
+        // Heredoc sources (`COPY <<EOF /dest`) become files of their own.
+        let heredoc_dir;
+        let empty_ignore = Ignore::parse("").expect("empty");
+        let mut mounted: Option<std::path::PathBuf> = None;
+        let source_root = if !ins.heredocs.is_empty() && words.iter().all(|w| w.starts_with("<<")) {
+            heredoc_dir = crate::step_dir(self.scratch)?;
+            let mut names = Vec::new();
+            for h in &ins.heredocs {
+                let content = if h.expand {
+                    self.expand(state, &h.content, ins.line)?
+                } else {
+                    h.content.clone()
+                };
+                std::fs::write(heredoc_dir.join(&h.name), content)?;
+                names.push(h.name.clone());
+            }
+            words = names;
+            SourceRoot::Context { root: &heredoc_dir, ignore: &empty_ignore }
+        } else if let Some(f) = &from {
+            let layers = self.layers_of_source(f, ins.line)?;
+            let dir = crate::step_dir(self.scratch)?;
+            mounted = Some(dir.clone());
+            let root = self.mount_readonly(&dir, &layers, ins.line)?;
+            heredoc_dir = root;
+            SourceRoot::Rootfs(&heredoc_dir)
+        } else {
+            heredoc_dir = std::path::PathBuf::new();
+            SourceRoot::Context { root: self.build.context.root, ignore: self.build.context.ignore }
+        };
+        let result = self.copy_from(
+            state,
+            ins,
+            at,
+            &source_root,
+            &words,
+            &dest,
+            owner,
+            chmod,
+            exclude.as_ref(),
+            add,
+            created_by,
+            name,
+        );
+        if let Some(dir) = mounted {
+            berth_container::unmount(&dir.join("rootfs"));
+            let _ = std::fs::remove_dir_all(&dir);
+        } else if !heredoc_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&heredoc_dir);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_from(
+        &self,
+        state: &mut State,
+        ins: &Instruction,
+        at: &At<'_>,
+        source_root: &SourceRoot<'_>,
+        words: &[String],
+        dest: &str,
+        owner: Option<(u32, u32)>,
+        chmod: Option<u32>,
+        exclude: Option<&Ignore>,
+        add: bool,
+        created_by: String,
+        name: &str,
+    ) -> Result<(), BuildError> {
+        let req =
+            CopyRequest { sources: words, dest, owner, chmod, extract_archives: add, exclude };
+        let items = {
+            let view = StackView::new(self.build.store, &state.layers);
+            let items = copy::select(&req, source_root, &view)
+                .map_err(|e| self.err(ins.line, format!("{name} failed: {e}")))?;
+            if let Some(e) = view.error() {
+                return Err(e.into());
+            }
+            items
+        };
+        let opts = WriteOptions {
+            owner,
+            chmod,
+            new_dir_mtime: new_dir_time(self.build.options.source_date_epoch),
+        };
+        // The layer is written while its files are hashed (one read of
+        // each); the key follows from those hashes.
+        let step =
+            self.build.progress.step(&format!("[{}{}/{}] {created_by}", at.label, at.n, at.total));
+        let mut blob = self.build.store.create_blob()?;
+        let digests = copy::write_layer(&items, &opts, &mut blob)
+            .map_err(|e| self.err(ins.line, format!("{name} failed: {e}")))?;
+        let mut key = KeyBuilder::new(&state.key, name);
+        key.part(dest).part(&format!("{owner:?} {chmod:?}"));
+        for (item, digest) in items.iter().zip(&digests) {
+            key.part(&copy::describe(item, &opts, digest.as_ref()));
+        }
+        let key = key.finish();
+        let hit = self
+            .use_cache(at.stage)
+            .then(|| self.cache.get(&key, |d| self.build.store.has_blob(d)));
+        if let Some(Some(entry)) = hit {
+            {
+                drop(blob);
+                step.cached();
+                self.apply(state, key, created_by, &entry);
+                return Ok(());
+            }
+        }
+        let layer = blob.commit()?;
+        step.done();
+        let entry = Entry { created: self.now(), layer: Some(layer) };
+        self.cache.put(&key, &entry)?;
+        self.apply(state, key, created_by, &entry);
+        Ok(())
+    }
+
+    /// The layers `--from` names: a stage built before, or an image.
+    fn layers_of_source(&self, from: &str, line: usize) -> Result<Vec<Layer>, BuildError> {
+        let by_name = self
+            .stages
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(&from.to_ascii_lowercase()));
+        let index = by_name.map(|s| s.index).or_else(|| from.parse::<usize>().ok());
+        if let Some(i) = index {
+            if let Some(state) = self.done.get(&i) {
+                return Ok(state.layers.clone());
+            }
+            return Err(self.err(line, format!("stage {from} is not built before this one")));
+        }
+        Ok(self.base_image(from, line)?.layers)
+    }
+
+    /// The image of `layers`, read-only, under `dir/rootfs`.
+    fn mount_readonly(
+        &self,
+        dir: &Path,
+        layers: &[Layer],
+        line: usize,
+    ) -> Result<std::path::PathBuf, BuildError> {
+        let store = self.build.store;
+        let snapshots =
+            berth_container::snapshots_of(store).map_err(|e| self.err(line, e.to_string()))?;
+        let lowers = berth_container::layer_dirs(store, &snapshots, layers, &Default::default())
+            .map_err(|e| self.err(line, e.to_string()))?;
+        match lowers.len() {
+            0 => {
+                let empty = dir.join("empty");
+                std::fs::create_dir_all(&empty)?;
+                Ok(empty)
+            }
+            1 => Ok(lowers[0].clone()),
+            _ => {
+                let rootfs = dir.join("rootfs");
+                std::fs::create_dir_all(&rootfs)?;
+                berth_container::mount_lowers(&rootfs, &lowers).map_err(|e| {
+                    self.err(line, format!("mounting the --from image (overlay): {e} (needs root)"))
+                })?;
+                Ok(rootfs)
+            }
+        }
+    }
+
+    /// `--chown=user[:group]`, names looked up in the image's own
+    /// `/etc/passwd` and `/etc/group`.
+    fn owner(&self, state: &State, spec: &str, line: usize) -> Result<(u32, u32), BuildError> {
+        let (user, group) = spec.split_once(':').map_or((spec, None), |(u, g)| (u, Some(g)));
+        let read = |path: &str| -> Result<String, BuildError> {
+            Ok(crate::lower::read_file(self.build.store, &state.layers, path)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default())
+        };
+        let lookup = |table: &str, name: &str, what: &str| -> Result<u32, BuildError> {
+            if let Ok(n) = name.parse::<u32>() {
+                return Ok(n);
+            }
+            let text = read(table)?;
+            text.lines()
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() > 2 && f[0] == name).then(|| f[2].parse().ok()).flatten()
+                })
+                .ok_or_else(|| {
+                    self.err(
+                        line,
+                        format!("unable to find {what} {name}: no matching entries in {what} file"),
+                    )
+                })
+        };
+        let uid = lookup("/etc/passwd", user, "user")?;
+        let gid = match group {
+            Some(g) => lookup("/etc/group", g, "group")?,
+            None if user.parse::<u32>().is_ok() => uid,
+            None => {
+                let text = read("/etc/passwd")?;
+                text.lines()
+                    .find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() > 3 && f[0] == user).then(|| f[3].parse().ok()).flatten()
+                    })
+                    .unwrap_or(uid)
+            }
+        };
+        Ok((uid, gid))
+    }
+}
+
+fn new_dir_time(epoch: Option<i64>) -> u64 {
+    epoch.map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        },
+        |e| e.max(0) as u64,
+    )
+}
+
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn join_pairs(pairs: &[(String, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// A string list as Go's `%q` prints one: `["/bin/sh" "-c" "x"]`.
+fn go_quoted(items: &[String]) -> String {
+    let q: Vec<String> =
+        items.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
+    format!("[{}]", q.join(" "))
+}
+
+/// `80`, `53/udp`, `8000-8001/tcp` as docker's `port/proto` keys.
+fn exposed_port(word: &str) -> Option<String> {
+    let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    let valid = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    let ok = match ports.split_once('-') {
+        Some((a, b)) => valid(a) && valid(b),
+        None => valid(ports),
+    };
+    (ok && matches!(proto.as_str(), "tcp" | "udp" | "sctp")).then(|| format!("{ports}/{proto}"))
+}
+
+/// Go's durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`), in ns.
+fn parse_duration(s: &str) -> Option<i64> {
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().ok()?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    Some(total as i64)
+}
+
+/// The host's architecture in OCI's names (`amd64`, `arm64`).
+pub(crate) fn host_arch() -> String {
+    berth_oci::Platform::host().architecture
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_ports_read_as_docker_reads_them() {
+        assert_eq!(parse_duration("30s"), Some(30_000_000_000));
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Some(500_000_000));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(exposed_port("80"), Some("80/tcp".into()));
+        assert_eq!(exposed_port("53/UDP"), Some("53/udp".into()));
+        assert_eq!(exposed_port("http"), None);
+        assert_eq!(go_quoted(&["sh".into(), "-c".into()]), r#"["sh" "-c"]"#);
+        assert_eq!(normalise("/a/./b/../c/"), "/a/c");
+    }
+}

@@ -1,0 +1,243 @@
+//! `berth build` / `berth image build`: docker's flags over `berth_build`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use berth_build::{Build, BuildOptions, ContextFiles, Hooks, Progress};
+use berth_reference::{Digest, Reference};
+use berth_transfer::Place;
+
+use crate::context::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Name and optionally a tag in the "name:tag" format
+    #[arg(short, long = "tag")]
+    tag: Vec<String>,
+    /// Name of the Dockerfile (default: "PATH/Dockerfile")
+    #[arg(short, long)]
+    file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Set metadata for an image
+    #[arg(long)]
+    label: Vec<String>,
+    /// Set platform if server is multi-platform capable (the host's only)
+    #[arg(long)]
+    platform: Option<String>,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Set the networking mode for the RUN instructions during build (default: host; none)
+    #[arg(long)]
+    network: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    no_cache: bool,
+    /// Do not cache specified stages
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pull: bool,
+    /// Type of progress output (auto, plain, quiet)
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Output destination (type=oci|docker,dest=FILE)
+    #[arg(short, long)]
+    output: Option<String>,
+    /// Push the image to its registry once built
+    #[arg(long)]
+    push: bool,
+    /// Secret to expose to the build (id=mysecret,src=/local/secret)
+    #[arg(long)]
+    secret: Vec<String>,
+    /// The OCI runtime RUN uses
+    #[arg(long, default_value = "runc")]
+    runtime: String,
+    /// The build context: a directory
+    #[arg(value_name = "PATH")]
+    context: String,
+}
+
+struct CliHooks<'c> {
+    ctx: &'c Context,
+}
+
+impl Hooks for CliHooks<'_> {
+    fn pull(&self, reference: &str) -> Result<Digest, String> {
+        crate::remote::pull_into_store(self.ctx, reference).map_err(|e| format!("{e:#}"))
+    }
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if let Some(p) = &args.platform {
+        let host = format!("linux/{}", berth_oci::Platform::host().architecture);
+        if p != &host {
+            bail!(
+                "berth builds for the host's platform only ({host}): --platform={p} is not supported"
+            );
+        }
+    }
+    if !args.secret.is_empty() {
+        bail!("--secret is not supported by berth yet");
+    }
+    let quiet = args.quiet || args.progress == "quiet";
+    if !matches!(args.progress.as_str(), "auto" | "plain" | "quiet" | "tty") {
+        bail!("invalid progress mode {:?}: use auto, plain or quiet", args.progress);
+    }
+    let network = match args.network.as_deref() {
+        None | Some("default") => None,
+        Some("host") => Some(berth_container::Network::Host),
+        Some("none") => Some(berth_container::Network::Private),
+        Some(other) => bail!("network mode {other:?} not supported: use host or none"),
+    };
+    let output = args.output.as_deref().map(parse_output).transpose()?;
+    let mut tags = Vec::new();
+    for t in &args.tag {
+        let r = Reference::parse(t).with_context(|| format!("invalid tag {t:?}"))?;
+        if r.digest().is_some() {
+            bail!("invalid tag {t:?}: a tag cannot name a digest");
+        }
+        tags.push(r.with_default_tag());
+    }
+    if args.push && tags.is_empty() {
+        bail!("--push needs a name to push to: give one with -t");
+    }
+    let mut build_args = HashMap::new();
+    for a in &args.build_arg {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_owned(), v.to_owned()),
+            // A bare NAME takes the caller's value, or stays unset.
+            None => match std::env::var(a) {
+                Ok(v) => build_args.insert(a.clone(), v),
+                Err(_) => continue,
+            },
+        };
+    }
+    let mut labels = BTreeMap::new();
+    for l in &args.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => {
+            Some(v.parse::<i64>().with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?)
+        }
+        _ => None,
+    };
+    let options = BuildOptions {
+        tags: tags.clone(),
+        build_args,
+        target: args.target.clone(),
+        labels,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        pull: args.pull,
+        network,
+        runtime: Some(args.runtime.clone()),
+        source_date_epoch,
+    };
+    let context = open_context(&args)?;
+    let store = ctx.store()?;
+    let progress = Progress::new(Box::new(std::io::stderr()), quiet);
+    let hooks = CliHooks { ctx };
+    let build = Build {
+        store: &store,
+        dockerfile: &context.dockerfile,
+        file_name: &context.dockerfile_name,
+        context: ContextFiles { root: &context.root, ignore: &context.ignore },
+        options: &options,
+        hooks: &hooks,
+        progress: &progress,
+    };
+    let built = build.run()?;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, built.id.as_str())
+            .with_context(|| format!("writing the image ID to {}", path.display()))?;
+    }
+    if let Some(place) = output {
+        let transfer = crate::remote::transfer(ctx)?;
+        let src = Place::Store(Some(built.id.to_string()));
+        crate::remote::runtime()?.block_on(transfer.copy(
+            &src,
+            &place,
+            &Default::default(),
+            &crate::remote::Bars::new(true),
+        ))?;
+    }
+    if args.push {
+        let transfer = crate::remote::transfer(ctx)?;
+        for t in &built.tags {
+            let src = Place::Store(Some(t.to_string()));
+            crate::remote::runtime()?.block_on(transfer.copy(
+                &src,
+                &Place::Registry(t.clone()),
+                &Default::default(),
+                &crate::remote::Bars::new(quiet),
+            ))?;
+        }
+    }
+    if quiet {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", built.id)?;
+    }
+    Ok(())
+}
+
+/// `type=oci,dest=FILE` or `type=docker,dest=FILE` (a bare path: docker).
+fn parse_output(spec: &str) -> anyhow::Result<Place> {
+    let mut kind = None;
+    let mut dest = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_owned()),
+            Some(("dest", v)) => dest = Some(v.to_owned()),
+            Some((k, _)) => bail!("unsupported --output key {k:?}: berth takes type and dest"),
+            None if dest.is_none() && kind.is_none() => dest = Some(part.to_owned()),
+            None => bail!("invalid --output {spec:?}"),
+        }
+    }
+    let dest = dest.ok_or_else(|| anyhow::anyhow!("--output needs dest=FILE"))?;
+    let place = match kind.as_deref().unwrap_or("docker") {
+        "oci" => format!("oci-archive:{dest}"),
+        "docker" | "tar" => format!("docker-archive:{dest}"),
+        other => bail!("unsupported --output type {other:?}: use oci or docker"),
+    };
+    Ok(Place::parse(&place)?)
+}
+
+/// The build context. (Local directories for now: `PATH`, `-f FILE`.)
+struct LocalContext {
+    root: PathBuf,
+    dockerfile: String,
+    dockerfile_name: String,
+    ignore: berth_dockerfile::Ignore,
+}
+
+fn open_context(args: &Args) -> anyhow::Result<LocalContext> {
+    let root = PathBuf::from(&args.context);
+    if !root.is_dir() {
+        bail!("unable to prepare context: path {:?} not found", args.context);
+    }
+    let file = match &args.file {
+        Some(f) => PathBuf::from(f),
+        None => root.join("Dockerfile"),
+    };
+    let dockerfile = std::fs::read_to_string(&file)
+        .map_err(|e| anyhow::anyhow!("failed to read dockerfile: open {}: {e}", file.display()))?;
+    let ignore_text = std::fs::read_to_string(root.join(".dockerignore")).unwrap_or_default();
+    let ignore = berth_dockerfile::Ignore::parse(&ignore_text)?;
+    let dockerfile_name =
+        file.file_name().map_or("Dockerfile".to_owned(), |n| n.to_string_lossy().into_owned());
+    Ok(LocalContext { root, dockerfile, dockerfile_name, ignore })
+}
