@@ -207,7 +207,15 @@ fn locate(from: &SourceRoot<'_>, rel: &str) -> Option<PathBuf> {
     match from {
         SourceRoot::Context { root, .. } => {
             let path = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
-            fs::symlink_metadata(&path).ok().map(|_| path)
+            let meta = fs::symlink_metadata(&path).ok()?;
+            // A source that is itself a link is followed, as docker does,
+            // but only inside the context: one pointing out stays a link.
+            if meta.file_type().is_symlink() {
+                if let Some(target) = berth_container::resolve_in_root(root, rel) {
+                    return Some(target);
+                }
+            }
+            Some(path)
         }
         SourceRoot::Rootfs(root) => berth_container::resolve_in_root(root, rel),
     }
@@ -273,7 +281,7 @@ fn glob(
     Ok(level
         .into_iter()
         .filter(|r| pattern.matches(r))
-        .map(|r| (r.clone(), root.join(r)))
+        .filter_map(|r| locate(from, &r).map(|path| (r, path)))
         .collect())
 }
 

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# berth build against the real Docker engine's (legacy) builder, on the
+# same Dockerfiles and contexts: the images' config fields equal, their file
+# trees equal (path, type, mode, owner, content, link target; times left
+# out), the same number of history entries with the same empty_layer flags.
+# Then what docker does not share: berth's cache and every context kind.
+source "$(dirname "$0")/lib.sh"
+
+start_dockerd
+build_busybox_image busybox:musl
+docker save busybox:musl -o "$T/bb.tar"
+berth load -q -i "$T/bb.tar" >/dev/null || fail "berth load"
+O="$(new_tmpdir)"
+TREE="$REPO_ROOT/tests/interop/tools/image-tree.py"
+
+config_of() { jq -S -c '.[0].Config | {Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, OnBuild, Shell}'; }
+history_flags() { tar -xOf "$1" "$(tar -xOf "$1" manifest.json | jq -r '.[0].Config')" | jq -c '[.history[] | .empty_layer // false]'; }
+
+# compare NAME CONTEXT [BUILD ARGS...]: build CONTEXT with both, compare.
+compare() {
+    local name="$1" ctx="$2"
+    shift 2
+    DOCKER_BUILDKIT=0 docker build -q --network none "$@" -t "$name:docker" "$ctx" >"$O/$name.docker.log" 2>&1 ||
+        { cat "$O/$name.docker.log"; fail "docker build $name"; }
+    berth build -q "$@" -t "$name:berth" "$ctx" >"$O/$name.berth.log" 2>&1 ||
+        { cat "$O/$name.berth.log"; fail "berth build $name"; }
+    check_eq "$(berth inspect "$name:berth" | config_of)" "$(docker inspect "$name:docker" | config_of)" "$name: config fields as docker's"
+    docker save "$name:docker" -o "$O/$name.docker.tar"
+    berth save -o "$O/$name.berth.tar" "$name:berth"
+    python3 "$TREE" "$O/$name.docker.tar" >"$O/$name.docker.tree"
+    python3 "$TREE" "$O/$name.berth.tar" >"$O/$name.berth.tree"
+    if diff -u "$O/$name.docker.tree" "$O/$name.berth.tree" >"$O/$name.tree.diff"; then
+        ok "$name: the same file tree ($(wc -l <"$O/$name.berth.tree") paths)"
+    else
+        _soft_fail "$name: file trees differ"
+        head -30 "$O/$name.tree.diff" | sed 's/^/       | /' >&2
+    fi
+    check_eq "$(history_flags "$O/$name.berth.tar")" "$(history_flags "$O/$name.docker.tar")" "$name: history entries and empty_layer flags as docker's"
+}
+
+say "== a multi-stage build with what docker 20.10's builder supports"
+C="$(new_tmpdir)"
+mkdir -p "$C/src/lib" "$C/conf"
+echo 'print hello' >"$C/src/main.txt"
+echo 'util' >"$C/src/lib/util.txt"
+echo 'secret' >"$C/src/lib/secret.key"
+echo 'noise' >"$C/src/debug.log"
+printf 'a=1\n' >"$C/conf/app.conf"
+ln -s main.txt "$C/src/current"
+printf '%s\n' '**/*.log' '*.key' '!src/lib/secret.key' 'conf/ignored*' >"$C/.dockerignore"
+(cd "$C" && mkdir -p pkg/inner && echo packed >pkg/inner/file && tar -czf pkg.tar.gz pkg && rm -r pkg)
+cat >"$C/Dockerfile" <<'EOF'
+ARG BASE=busybox:musl
+FROM ${BASE} AS builder
+ARG FLAVOUR=plain
+ENV BUILD_DIR=/build
+WORKDIR $BUILD_DIR
+COPY src/ ./src/
+RUN mkdir -p out && cat src/main.txt src/lib/util.txt > out/result && echo "$FLAVOUR" > out/flavour
+RUN true
+
+FROM busybox:musl
+LABEL org.example.name="demo app" org.example.tier=web
+RUN printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n' >> /etc/passwd && printf 'root:x:0:\napp:x:1000:\n' >> /etc/group && mkdir -p /home/app && chown app:app /home/app
+ENV APP_HOME=/srv/app PATH=/srv/app/bin:$PATH
+WORKDIR $APP_HOME
+COPY --from=builder /build/out/ ./data/
+COPY --chown=app:app conf/*.conf src/current ./conf/
+ADD pkg.tar.gz /opt/
+EXPOSE 8080 53/udp
+VOLUME ["/var/lib/app"]
+USER app
+HEALTHCHECK --interval=30s --timeout=3s --retries=2 CMD ["/bin/true"]
+STOPSIGNAL SIGTERM
+ONBUILD RUN echo child > /home/app/child
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /srv/app/data/result"]
+EOF
+compare multi "$C" --build-arg FLAVOUR=spicy
+check_eq "$(berth run --rm multi:berth)" "$(docker run --rm --network none multi:docker)" "multi: the image runs the same"
+
+say "== a child image: the parent's ONBUILD trigger runs first"
+K="$(new_tmpdir)"
+printf 'FROM multi:%s\nUSER root\nRUN cat /home/app/child\n' docker >"$K/Dockerfile.docker"
+printf 'FROM multi:%s\nUSER root\nRUN cat /home/app/child\n' berth >"$K/Dockerfile.berth"
+DOCKER_BUILDKIT=0 docker build -q --network none -f "$K/Dockerfile.docker" -t child:docker "$K" >/dev/null || fail "docker build child"
+berth build -q -f "$K/Dockerfile.berth" -t child:berth "$K" >/dev/null || fail "berth build child"
+check_eq "$(berth inspect child:berth | config_of)" "$(docker inspect child:docker | config_of)" "child: config fields as docker's (OnBuild consumed)"
+docker save child:docker -o "$O/child.docker.tar"
+berth save -o "$O/child.berth.tar" child:berth
+check_eq "$(history_flags "$O/child.berth.tar")" "$(history_flags "$O/child.docker.tar")" "child: history as docker's"
+check_eq "$(python3 "$TREE" "$O/child.berth.tar" | grep '^home/app/child ')" "$(python3 "$TREE" "$O/child.docker.tar" | grep '^home/app/child ')" "child: the trigger's file"
+
+say "== from scratch, with SHELL and shell-form ENTRYPOINT"
+S="$(new_tmpdir)"
+cp /bin/busybox "$S/busybox"
+cat >"$S/Dockerfile" <<'EOF'
+FROM scratch
+COPY busybox /bin/
+SHELL ["/bin/busybox", "sh", "-c"]
+RUN /bin/busybox mkdir -p /usr/bin && /bin/busybox --install -s /usr/bin
+MAINTAINER someone@example.com
+ENTRYPOINT exec echo from-shell-form
+EOF
+compare scratch "$S"
+check_eq "$(berth inspect scratch:berth | jq -r '.[0].Author')" "$(docker inspect scratch:docker | jq -r '.[0].Author')" "scratch: MAINTAINER as Author"
+
+say "== the cache"
+out="$(berth build -t multi:berth --build-arg FLAVOUR=spicy "$C" 2>&1)"
+check_eq "$(grep -c CACHED <<<"$out")" "9" "a rebuild with nothing changed is all CACHED"
+check_eq "$(berth inspect -f '{{.Id}}' multi:berth)" "$(grep -o 'writing image sha256:[0-9a-f]*' <<<"$out" | cut -d' ' -f3)" "and gives the same image"
+echo 'print changed' >"$C/src/main.txt"
+out="$(berth build -t multi:berth --build-arg FLAVOUR=spicy "$C" 2>&1)"
+check_eq "$(grep -c CACHED <<<"$out")" "3" "a changed source rebuilds from its COPY on (the WORKDIRs and the RUN before the COPY --from stay cached)"
+
+n="$(soft_failures)"
+[[ "$n" == 0 ]] || fail "$n check(s) failed"
+say "60-build: all checks passed"
