@@ -99,11 +99,15 @@ fn clone(spec: &GitSpec, dir: &Path) -> Result<(), ContextError> {
     }
     let checkout = ["-c", "advice.detachedHead=false", "checkout", "--quiet", "FETCH_HEAD"];
     git(dir, checkout, &format!("error checking out {reference}"))?;
-    git(
-        dir,
-        ["submodule", "update", "--quiet", "--init", "--recursive", "--depth", "1"],
-        "error initializing submodules",
-    )?;
+    let submodules = ["submodule", "update", "--quiet", "--init", "--recursive"];
+    let step = "error initializing submodules";
+    if let Err(e) = git(dir, submodules.iter().chain(&["--depth", "1"]), step) {
+        let dumb = matches!(&e, ContextError::Git { output, .. } if output.contains("shallow"));
+        if !dumb {
+            return Err(e);
+        }
+        git(dir, submodules, step)?;
+    }
     remove_git_dirs(dir).map_err(|e| ContextError::Git {
         step: "removing .git from the checkout".into(),
         output: crate::error::go_error(&e),

@@ -44,7 +44,7 @@ use berth_dockerfile::Ignore;
 
 pub use error::ContextError;
 pub use stat_cache::{Stamp, StatCache};
-pub use walk::{Entry, ScopeError, resolve_in_scope, walk};
+pub use walk::{Entry, ScopeError, entry, resolve_in_scope, walk};
 
 /// The largest Dockerfile berth reads: far beyond any real one (heredoc
 /// scripts included), small enough that a wrong file given as `-f` or a
@@ -87,6 +87,12 @@ impl BuildContext {
     /// [`walk`] lists them with this context's ignore file.
     pub fn walk(&self, dir: &Path) -> Result<Vec<Entry>, ContextError> {
         walk(&self.root, dir, &self.ignore)
+    }
+
+    /// The context's entry at `path`, if present and not ignored (see
+    /// [`entry`]).
+    pub fn entry(&self, path: &Path) -> Result<Option<Entry>, ContextError> {
+        entry(&self.root, path, &self.ignore)
     }
 
     /// Whether [`BuildContext::root`] is a temporary directory, which

@@ -34,10 +34,16 @@ pub struct Entry {
 /// not). Symlinks are never followed, `dir` included: it must be a real
 /// directory inside the context (see [`resolve_in_scope`]).
 pub fn walk(root: &Path, dir: &Path, ignore: &Ignore) -> Result<Vec<Entry>, ContextError> {
-    let dir = clean_relative(dir).ok_or_else(|| ContextError::Walk {
+    let refuse = |why: &str| ContextError::Walk {
         path: root.join(dir),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path leaves the context"),
-    })?;
+        source: io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+    };
+    let dir = clean_relative(dir).ok_or_else(|| refuse("the path leaves the context"))?;
+    // read_dir would follow a symlink: the caller resolves it first.
+    match resolve_in_scope(root, &dir) {
+        Ok(resolved) if resolved == dir => {}
+        _ => return Err(refuse("the path goes through a symlink")),
+    }
     let mut out = Vec::new();
     walk_dir(root, &dir, ignore, &mut out)?;
     Ok(out)
@@ -54,8 +60,13 @@ fn walk_dir(
     let mut children: Vec<(OsString, fs::Metadata)> = Vec::new();
     for child in fs::read_dir(&abs).map_err(walk_err(abs.clone()))? {
         let child = child.map_err(walk_err(abs.clone()))?;
-        // DirEntry::metadata does not follow symlinks.
-        let metadata = child.metadata().map_err(walk_err(child.path()))?;
+        // DirEntry::metadata does not follow symlinks. A file removed
+        // since the listing is simply not there.
+        let metadata = match child.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(walk_err(child.path())(e)),
+        };
         children.push((child.file_name(), metadata));
     }
     children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -81,6 +92,49 @@ fn walk_dir(
         }
     }
     Ok(())
+}
+
+/// The entry at `path` (relative to `root`) if it exists and `ignore`
+/// leaves it in: its parent directories resolved inside the context
+/// ([`resolve_in_scope`]), the entry itself not followed. The returned
+/// [`Entry::path`] is the resolved one.
+pub fn entry(root: &Path, path: &Path, ignore: &Ignore) -> Result<Option<Entry>, ContextError> {
+    let scope_err = |e: ScopeError| {
+        let source = match e {
+            ScopeError::Io { source, .. } => source,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+        };
+        ContextError::Walk { path: root.join(path), source }
+    };
+    let cleaned = clean_relative(path)
+        .ok_or_else(|| scope_err(ScopeError::Outside { path: path.to_path_buf() }))?;
+    let Some(name) = cleaned.file_name().map(|n| n.to_os_string()) else {
+        return Ok(None); // the root itself is no entry
+    };
+    let parent = cleaned.parent().unwrap_or(Path::new(""));
+    let rel = resolve_in_scope(root, parent).map_err(scope_err)?.join(name);
+    let abs = root.join(&rel);
+    let metadata = match fs::symlink_metadata(&abs) {
+        Ok(m) => m,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(None);
+        }
+        Err(source) => return Err(ContextError::Walk { path: abs, source }),
+    };
+    if ignore.is_ignored(&rel.to_string_lossy()) {
+        return Ok(None);
+    }
+    let link_target = if metadata.file_type().is_symlink() {
+        Some(
+            fs::read_link(&abs)
+                .map_err(|source| ContextError::Walk { path: abs.clone(), source })?,
+        )
+    } else {
+        None
+    };
+    Ok(Some(Entry { path: rel, metadata, link_target }))
 }
 
 /// `path` without `.` components, leading `/` or `..` that stays inside;
@@ -211,6 +265,33 @@ mod tests {
         let under = walk(root, Path::new("a"), &ignore).unwrap();
         assert_eq!(names(&under), ["a/deep", "a/deep/f"]);
         assert!(walk(root, Path::new("../x"), &ignore).is_err());
+        symlink("a", root.join("alink")).unwrap();
+        let err = walk(root, Path::new("alink"), &ignore).unwrap_err();
+        assert!(err.to_string().contains("through a symlink"), "{err}");
+    }
+
+    #[test]
+    fn one_entry_is_found_through_parent_links_unless_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/f"), "f").unwrap();
+        fs::write(root.join("a/b/skip.log"), "").unwrap();
+        symlink("a/b", root.join("ab")).unwrap();
+        symlink("/etc", root.join("etc")).unwrap();
+        let ignore = Ignore::parse("**/*.log").unwrap();
+        let e = |p: &str| entry(root, Path::new(p), &ignore);
+        let f = e("ab/f").unwrap().unwrap();
+        assert_eq!(f.path, Path::new("a/b/f"));
+        assert!(f.metadata.is_file());
+        assert!(e("a/b/skip.log").unwrap().is_none());
+        assert!(e("a/b/missing").unwrap().is_none());
+        assert!(e("a/b/f/under-a-file").unwrap().is_none());
+        let link = e("ab").unwrap().unwrap();
+        assert_eq!(link.link_target.as_deref(), Some(Path::new("a/b")));
+        assert!(e("etc/passwd").is_err(), "a parent link out of the context");
+        assert!(e("../x").is_err());
+        assert!(e("").unwrap().is_none());
     }
 
     #[cfg(unix)]

@@ -345,3 +345,28 @@ fn a_tar_context_cannot_reach_outside_its_directory() {
     let err = open("-", None, &mut &tar[..]).unwrap_err();
     assert!(matches!(err, ContextError::DockerfileOutside { .. }), "{err}");
 }
+
+#[test]
+fn a_truncated_or_broken_archive_is_refused() {
+    let tar = context_tar();
+    let gz = compressed("gzip", &tar);
+    let err = open("-", None, &mut &gz[..gz.len() / 2]).unwrap_err();
+    assert!(matches!(err, ContextError::Archive { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("unable to prepare context: unpacking the context archive: ")
+    );
+    let err = open("-", None, &mut &tar[..700]).unwrap_err();
+    assert!(matches!(err, ContextError::Archive { .. }), "{err}");
+
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        }
+    }
+    let err = open("-", None, &mut Failing).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unable to prepare context: reading the context from stdin: input/output error"
+    );
+}

@@ -47,6 +47,14 @@ fn repositories(base: &Path) {
     fs::write(work.join("app/Dockerfile"), "FROM feature-app\n").unwrap();
     git(&work, &["commit", "-qam", "feature"]);
     git(&work, &["push", "-q", "origin", "trunk", "feature", "v1"]);
+    // For dumb HTTP clients.
+    git(&base.join("repo.git"), &["update-server-info"]);
+    git(&base.join("sub.git"), &["update-server-info"]);
+}
+
+/// The commit `rev` names in the fixture.
+fn commit_of(base: &Path, rev: &str) -> String {
+    common::git_output(&base.join("repo.git"), &["rev-parse", &format!("{rev}^{{commit}}")])
 }
 
 fn served() -> Option<(tempfile::TempDir, GitDaemon)> {
@@ -93,13 +101,19 @@ fn an_empty_ref_is_the_remotes_default_branch_with_submodules_and_no_git_dir() {
 
 #[test]
 fn a_branch_a_tag_and_a_subdir_are_checked_out() {
-    let Some((_base, daemon)) = served() else { return };
+    let Some((base, daemon)) = served() else { return };
     let url = daemon.url("repo.git");
     let ctx = open(&format!("{url}#feature"), None, &mut no_stdin()).unwrap();
     assert_eq!(ctx.dockerfile, "FROM feature\n");
     let ctx = open(&format!("{url}#v1"), None, &mut no_stdin()).unwrap();
     assert_eq!(ctx.dockerfile, "FROM v1\n");
     assert!(!listed(&ctx).contains(&".gitmodules".to_string()), "v1 predates the submodule");
+    // A commit, as BuildKit allows.
+    let ctx =
+        open(&format!("{url}#{}", commit_of(base.path(), "v1")), None, &mut no_stdin()).unwrap();
+    assert_eq!(ctx.dockerfile, "FROM v1\n");
+    let ctx = open(&format!("{url}#refs/heads/feature"), None, &mut no_stdin()).unwrap();
+    assert_eq!(ctx.dockerfile, "FROM feature\n");
 
     let ctx = open(&format!("{url}#feature:app"), None, &mut no_stdin()).unwrap();
     assert_eq!(ctx.dockerfile, "FROM feature-app\n");
@@ -188,4 +202,19 @@ fn git_over_smart_http_behind_a_cgi_server() {
     assert_eq!(ctx.dockerfile, "FROM v1\n");
     let err = open(&server.url("/missing.git"), None, &mut no_stdin()).unwrap_err();
     assert!(matches!(err, ContextError::Git { .. }), "{err}");
+}
+
+#[test]
+fn git_over_dumb_http_falls_back_to_a_full_fetch() {
+    if !have_git() {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    repositories(base.path());
+    let server = HttpServer::start(common::static_files(base.path().to_path_buf()));
+    let ctx = open(&server.url("/repo.git#feature:app"), None, &mut no_stdin()).unwrap();
+    assert_eq!(ctx.dockerfile, "FROM feature-app\n");
+    let ctx = open(&server.url("/repo.git"), None, &mut no_stdin()).unwrap();
+    assert_eq!(ctx.dockerfile, "FROM trunk\n");
+    assert!(listed(&ctx).contains(&"vendor/sub/lib.txt".to_string()));
 }

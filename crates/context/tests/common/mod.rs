@@ -268,6 +268,11 @@ impl Drop for GitDaemon {
 
 /// Runs git for a fixture, isolated from the user's configuration.
 pub fn git(dir: &Path, args: &[&str]) {
+    git_output(dir, args);
+}
+
+/// [`git`], returning what it printed.
+pub fn git_output(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -280,4 +285,19 @@ pub fn git(dir: &Path, args: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Files under `root` as a dumb HTTP server serves them.
+pub fn static_files(root: PathBuf) -> impl Fn(Request) -> Response + Send + Sync {
+    move |req: Request| {
+        let rel = req.path.trim_start_matches('/');
+        if rel.split('/').any(|c| c == "..") {
+            return Response::new("403 Forbidden", "");
+        }
+        match std::fs::read(root.join(rel)) {
+            Ok(bytes) => Response::new("200 OK", bytes),
+            Err(_) => Response::new("404 Not Found", "not found"),
+        }
+    }
 }
