@@ -43,6 +43,7 @@ const FILE_NAME: &str = "build-stat-cache";
 const MAGIC: &[u8] = b"berth-stat-cache 1\n";
 /// A root no build has used for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+const USE_PRECISION: Duration = Duration::from_secs(24 * 3600);
 /// How long after a file's last change its stamp is trusted, on a
 /// filesystem with sub-second timestamps: well beyond the kernel's coarse
 /// clock tick (1–10 ms), which is what stamps files.
@@ -132,8 +133,10 @@ impl StatCache {
             return None;
         }
         let digest = Digest::from_bytes(Algorithm::Sha256, &record.sha256);
+        // A day's precision is plenty to forget after 30: a rebuild that
+        // changed nothing then need not rewrite the cache.
         let now = now_secs();
-        if root.last_used != now {
+        if now.saturating_sub(root.last_used) > USE_PRECISION.as_secs() {
             root.last_used = now;
             inner.dirty = true;
         }
@@ -361,6 +364,10 @@ mod tests {
 
         let cache = StatCache::open(store.path()).unwrap();
         assert_eq!(cache.lookup(root, Path::new("f"), &md), Some(digest.clone()));
+        // Hits alone leave the file as it was.
+        fs::remove_file(store.path().join(FILE_NAME)).unwrap();
+        cache.save().unwrap();
+        assert!(!store.path().join(FILE_NAME).exists(), "a cache of hits only was rewritten");
         // A hit never reads the file: a digest recorded for this stamp is
         // what comes back.
         let other = Digest::sha256_of(b"recorded by a copy");
