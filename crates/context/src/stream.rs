@@ -65,9 +65,10 @@ pub(crate) fn open(
     finish(root, Some(temp), ContextKind::Archive, file, stdin)
 }
 
-/// Unpacks a context tar: modes and mtimes kept. The
-/// tar crate skips `..` entries and refuses any write through a symlink
-/// that leaves `dest`.
+/// Unpacks a context tar: modes and mtimes kept. The tar crate skips `..`
+/// entries, refuses any write through a symlink that leaves `dest`, and
+/// writes fifos and devices as empty regular files (so no Dockerfile of a
+/// tar can block a read).
 fn unpack(reader: impl Read, dest: &std::path::Path) -> io::Result<()> {
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);

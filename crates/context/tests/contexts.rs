@@ -370,3 +370,23 @@ fn a_truncated_or_broken_archive_is_refused() {
         "unable to prepare context: reading the context from stdin: input/output error"
     );
 }
+
+#[test]
+fn special_files_in_a_tar_context_are_unpacked_as_empty_regular_files() {
+    // So a fifo named Dockerfile can never make a build wait on it.
+    let mut b = tar::Builder::new(Vec::new());
+    for (kind, name) in [(tar::EntryType::Fifo, "Dockerfile"), (tar::EntryType::Char, "dev")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, &b""[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let ctx = open("-", None, &mut &tar[..]).unwrap();
+    assert_eq!(ctx.dockerfile, "");
+    for name in ["Dockerfile", "dev"] {
+        let m = fs::symlink_metadata(ctx.root.join(name)).unwrap();
+        assert!(m.is_file() && m.len() == 0, "{name}: {:?}", m.file_type());
+    }
+}
