@@ -916,29 +916,71 @@ impl Executor<'_, '_> {
             chmod,
             new_dir_mtime: new_dir_time(self.build.options.source_date_epoch),
         };
-        // The layer is written while its files are hashed (one read of
-        // each); the key follows from those hashes.
         let step =
             self.build.progress.step(&format!("[{}{}/{}] {created_by}", at.label, at.n, at.total));
+        let key_of = |digests: &[Option<Digest>]| {
+            let mut key = KeyBuilder::new(&state.key, name);
+            key.part(dest).part(&format!("{owner:?} {chmod:?}"));
+            for (item, digest) in items.iter().zip(digests) {
+                key.part(&copy::describe(item, &opts, digest.as_ref()));
+            }
+            key.finish()
+        };
+        let use_cache = self.use_cache(at.stage);
+        let cached = |key: &Digest| {
+            if use_cache { self.cache.get(key, |d| self.build.store.has_blob(d)) } else { None }
+        };
+        // Files of the context whose stat shows them unchanged since they
+        // were last hashed need not be read to find the key.
+        let stat = match source_root {
+            SourceRoot::Context { root, .. } if *root == self.build.context.root => {
+                self.build.context.stat_cache.map(|c| (c, *root))
+            }
+            _ => None,
+        };
+        if let Some((stat, root)) = stat {
+            let known: Option<Vec<Option<Digest>>> = items
+                .iter()
+                .map(|item| match &item.source {
+                    copy::ItemSource::Path(p, meta) | copy::ItemSource::Archive(p, meta)
+                        if copy::has_content(item) =>
+                    {
+                        let rel = p.strip_prefix(root).ok()?;
+                        stat.lookup(root, rel, meta).map(Some)
+                    }
+                    _ => Some(None),
+                })
+                .collect();
+            if let Some(digests) = known {
+                let key = key_of(&digests);
+                if let Some(entry) = cached(&key) {
+                    step.cached();
+                    self.apply(state, key, created_by, &entry);
+                    return Ok(());
+                }
+            }
+        }
+        // The layer is written while its files are hashed (one read of
+        // each); the key follows from those hashes.
+        let started = std::time::SystemTime::now();
         let mut blob = self.build.store.create_blob()?;
         let digests = copy::write_layer(&items, &opts, &mut blob)
             .map_err(|e| self.err(ins.line, format!("{name} failed: {e}")))?;
-        let mut key = KeyBuilder::new(&state.key, name);
-        key.part(dest).part(&format!("{owner:?} {chmod:?}"));
-        for (item, digest) in items.iter().zip(&digests) {
-            key.part(&copy::describe(item, &opts, digest.as_ref()));
-        }
-        let key = key.finish();
-        let hit = self
-            .use_cache(at.stage)
-            .then(|| self.cache.get(&key, |d| self.build.store.has_blob(d)));
-        if let Some(Some(entry)) = hit {
-            {
-                drop(blob);
-                step.cached();
-                self.apply(state, key, created_by, &entry);
-                return Ok(());
+        if let Some((stat, root)) = stat {
+            for (item, digest) in items.iter().zip(&digests) {
+                if let (copy::ItemSource::Path(p, meta), Some(d)) = (&item.source, digest) {
+                    if let Ok(rel) = p.strip_prefix(root) {
+                        stat.record(root, rel, meta, d, started);
+                    }
+                }
             }
+        }
+        let key = key_of(&digests);
+        if let Some(entry) = cached(&key) {
+            drop(blob);
+            step.cached();
+            self.apply(state, key, created_by, &entry);
+            return Ok(());
         }
         let layer = blob.commit()?;
         step.done();

@@ -68,6 +68,10 @@ pub trait Hooks: Sync {
 pub struct ContextFiles<'a> {
     pub root: &'a Path,
     pub ignore: &'a Ignore,
+    /// Content hashes of the context's files by their stat, so that an
+    /// unchanged file is not read again to find a step's key (`None` for a
+    /// temporary context, which nothing should remember).
+    pub stat_cache: Option<&'a berth_context::StatCache>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -64,8 +64,8 @@ pub struct Args {
     /// The OCI runtime RUN uses
     #[arg(long, default_value = "runc")]
     runtime: String,
-    /// The build context: a directory
-    #[arg(value_name = "PATH")]
+    /// The build context: a directory, a git repository (URL#ref:dir), a tarball or Dockerfile URL, or - (stdin)
+    #[arg(value_name = "PATH | URL | -")]
     context: String,
 }
 
@@ -147,20 +147,40 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         runtime: Some(args.runtime.clone()),
         source_date_epoch,
     };
-    let context = open_context(&args)?;
+    let context = berth_context::open(
+        &args.context,
+        args.file.as_deref(),
+        &mut std::io::stdin().lock(),
+    )?;
     let store = ctx.store()?;
+    let stat_dir = store.root().join("build-cache");
+    std::fs::create_dir_all(&stat_dir)?;
+    let stat_cache = if context.is_temporary() {
+        None
+    } else {
+        Some(berth_context::StatCache::open(&stat_dir)?)
+    };
     let progress = Progress::new(Box::new(std::io::stderr()), quiet);
     let hooks = CliHooks { ctx };
     let build = Build {
         store: &store,
         dockerfile: &context.dockerfile,
         file_name: &context.dockerfile_name,
-        context: ContextFiles { root: &context.root, ignore: &context.ignore },
+        context: ContextFiles {
+            root: &context.root,
+            ignore: &context.ignore,
+            stat_cache: stat_cache.as_ref(),
+        },
         options: &options,
         hooks: &hooks,
         progress: &progress,
     };
-    let built = build.run()?;
+    let built = build.run();
+    if let Some(cache) = &stat_cache {
+        // What was hashed stays known even if a later step failed.
+        cache.save()?;
+    }
+    let built = built?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, built.id.as_str())
             .with_context(|| format!("writing the image ID to {}", path.display()))?;
@@ -214,30 +234,4 @@ fn parse_output(spec: &str) -> anyhow::Result<Place> {
         other => bail!("unsupported --output type {other:?}: use oci or docker"),
     };
     Ok(Place::parse(&place)?)
-}
-
-/// The build context. (Local directories for now: `PATH`, `-f FILE`.)
-struct LocalContext {
-    root: PathBuf,
-    dockerfile: String,
-    dockerfile_name: String,
-    ignore: berth_dockerfile::Ignore,
-}
-
-fn open_context(args: &Args) -> anyhow::Result<LocalContext> {
-    let root = PathBuf::from(&args.context);
-    if !root.is_dir() {
-        bail!("unable to prepare context: path {:?} not found", args.context);
-    }
-    let file = match &args.file {
-        Some(f) => PathBuf::from(f),
-        None => root.join("Dockerfile"),
-    };
-    let dockerfile = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("failed to read dockerfile: open {}: {e}", file.display()))?;
-    let ignore_text = std::fs::read_to_string(root.join(".dockerignore")).unwrap_or_default();
-    let ignore = berth_dockerfile::Ignore::parse(&ignore_text)?;
-    let dockerfile_name =
-        file.file_name().map_or("Dockerfile".to_owned(), |n| n.to_string_lossy().into_owned());
-    Ok(LocalContext { root, dockerfile, dockerfile_name, ignore })
 }
