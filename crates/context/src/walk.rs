@@ -101,7 +101,9 @@ fn walk_dir(
 /// The entry at `path` (relative to `root`) if it exists and `ignore`
 /// leaves it in: its parent directories resolved inside the context
 /// ([`resolve_in_scope`]), the entry itself not followed. The returned
-/// [`Entry::path`] is the resolved one.
+/// [`Entry::path`] is the resolved one. An ignored directory that an
+/// exception could reach into is returned too: what it re-includes is part
+/// of the context, and [`walk`] lists just that.
 pub fn entry(root: &Path, path: &Path, ignore: &Ignore) -> Result<Option<Entry>, ContextError> {
     let scope_err = |e: ScopeError| {
         let source = match e {
@@ -127,7 +129,8 @@ pub fn entry(root: &Path, path: &Path, ignore: &Ignore) -> Result<Option<Entry>,
         }
         Err(source) => return Err(ContextError::Walk { path: abs, source }),
     };
-    if ignore.is_ignored(&rel.to_string_lossy()) {
+    let key = rel.to_string_lossy();
+    if ignore.is_ignored(&key) && !(metadata.is_dir() && ignore.may_reinclude_under(&key)) {
         return Ok(None);
     }
     let link_target = if metadata.file_type().is_symlink() {
@@ -283,12 +286,17 @@ mod tests {
         fs::write(root.join("a/b/skip.log"), "").unwrap();
         symlink("a/b", root.join("ab")).unwrap();
         symlink("/etc", root.join("etc")).unwrap();
-        let ignore = Ignore::parse("**/*.log").unwrap();
+        let ignore = Ignore::parse("**/*.log\na\n!a/b/f").unwrap();
         let e = |p: &str| entry(root, Path::new(p), &ignore);
         let f = e("ab/f").unwrap().unwrap();
         assert_eq!(f.path, Path::new("a/b/f"));
         assert!(f.metadata.is_file());
         assert!(e("a/b/skip.log").unwrap().is_none());
+        // `a` is ignored, but `!a/b/f` reaches into it.
+        assert!(e("a").unwrap().unwrap().metadata.is_dir());
+        fs::create_dir(root.join("c")).unwrap();
+        let only_c = Ignore::parse("c").unwrap();
+        assert!(entry(root, Path::new("c"), &only_c).unwrap().is_none());
         assert!(e("a/b/missing").unwrap().is_none());
         assert!(e("a/b/f/under-a-file").unwrap().is_none());
         let link = e("ab").unwrap().unwrap();
