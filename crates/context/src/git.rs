@@ -114,7 +114,9 @@ fn clone(spec: &GitSpec, dir: &Path) -> Result<(), ContextError> {
     })
 }
 
-/// Runs git in `dir`, never prompting; its output becomes the error.
+/// Runs git in `dir` with the user's own configuration (credential helpers,
+/// and on a terminal its prompts, as with `git clone`); its output becomes
+/// the error.
 fn git<I, S>(dir: &Path, args: I, step: &str) -> Result<(), ContextError>
 where
     I: IntoIterator<Item = S>,
@@ -123,7 +125,6 @@ where
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| match e.kind() {

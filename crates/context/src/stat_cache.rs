@@ -110,8 +110,9 @@ struct Inner {
 }
 
 impl StatCache {
-    /// The cache kept under `dir` (which must exist), empty if it has no
-    /// readable cache file yet.
+    /// The cache kept under `dir` (created at the first save if need be),
+    /// empty if it has no readable cache file yet. A context in a temporary
+    /// directory gains nothing from it (its files are new every time).
     pub fn open(dir: &Path) -> io::Result<StatCache> {
         let path = dir.join(FILE_NAME);
         let roots = match fs::read(&path) {
@@ -222,6 +223,7 @@ impl StatCache {
         let oldest = now_secs().saturating_sub(FORGET_AFTER.as_secs());
         inner.roots.retain(|root, r| r.last_used >= oldest && root.is_dir());
         let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
         let mut temp = tempfile::Builder::new().prefix(".build-stat-cache-").tempfile_in(dir)?;
         {
             let mut out = BufWriter::new(temp.as_file_mut());

@@ -45,16 +45,20 @@ pub fn walk(root: &Path, dir: &Path, ignore: &Ignore) -> Result<Vec<Entry>, Cont
         _ => return Err(refuse("the path goes through a symlink")),
     }
     let mut out = Vec::new();
-    walk_dir(root, &dir, ignore, &mut out)?;
+    walk_dir(root, &dir, ignore, &mut out, &mut |_| {})?;
     Ok(out)
 }
 
+/// `opened` sees every directory the walk reads, so tests can tell a
+/// pruned directory was never entered.
 fn walk_dir(
     root: &Path,
     rel: &Path,
     ignore: &Ignore,
     out: &mut Vec<Entry>,
+    opened: &mut dyn FnMut(&Path),
 ) -> Result<(), ContextError> {
+    opened(rel);
     let abs = root.join(rel);
     let walk_err = |path: PathBuf| move |source| ContextError::Walk { path, source };
     let mut children: Vec<(OsString, fs::Metadata)> = Vec::new();
@@ -76,7 +80,7 @@ fn walk_dir(
         let is_dir = metadata.is_dir();
         if ignore.is_ignored(&key) {
             if is_dir && ignore.may_reinclude_under(&key) {
-                walk_dir(root, &path, ignore, out)?;
+                walk_dir(root, &path, ignore, out, opened)?;
             }
             continue;
         }
@@ -88,7 +92,7 @@ fn walk_dir(
         };
         out.push(Entry { path: path.clone(), metadata, link_target });
         if is_dir {
-            walk_dir(root, &path, ignore, out)?;
+            walk_dir(root, &path, ignore, out, opened)?;
         }
     }
     Ok(())
@@ -97,7 +101,9 @@ fn walk_dir(
 /// The entry at `path` (relative to `root`) if it exists and `ignore`
 /// leaves it in: its parent directories resolved inside the context
 /// ([`resolve_in_scope`]), the entry itself not followed. The returned
-/// [`Entry::path`] is the resolved one.
+/// [`Entry::path`] is the resolved one. An ignored directory that an
+/// exception could reach into is returned too: what it re-includes is part
+/// of the context, and [`walk`] lists just that.
 pub fn entry(root: &Path, path: &Path, ignore: &Ignore) -> Result<Option<Entry>, ContextError> {
     let scope_err = |e: ScopeError| {
         let source = match e {
@@ -123,7 +129,8 @@ pub fn entry(root: &Path, path: &Path, ignore: &Ignore) -> Result<Option<Entry>,
         }
         Err(source) => return Err(ContextError::Walk { path: abs, source }),
     };
-    if ignore.is_ignored(&rel.to_string_lossy()) {
+    let key = rel.to_string_lossy();
+    if ignore.is_ignored(&key) && !(metadata.is_dir() && ignore.may_reinclude_under(&key)) {
         return Ok(None);
     }
     let link_target = if metadata.file_type().is_symlink() {
@@ -279,12 +286,17 @@ mod tests {
         fs::write(root.join("a/b/skip.log"), "").unwrap();
         symlink("a/b", root.join("ab")).unwrap();
         symlink("/etc", root.join("etc")).unwrap();
-        let ignore = Ignore::parse("**/*.log").unwrap();
+        let ignore = Ignore::parse("**/*.log\na\n!a/b/f").unwrap();
         let e = |p: &str| entry(root, Path::new(p), &ignore);
         let f = e("ab/f").unwrap().unwrap();
         assert_eq!(f.path, Path::new("a/b/f"));
         assert!(f.metadata.is_file());
         assert!(e("a/b/skip.log").unwrap().is_none());
+        // `a` is ignored, but `!a/b/f` reaches into it.
+        assert!(e("a").unwrap().unwrap().metadata.is_dir());
+        fs::create_dir(root.join("c")).unwrap();
+        let only_c = Ignore::parse("c").unwrap();
+        assert!(entry(root, Path::new("c"), &only_c).unwrap().is_none());
         assert!(e("a/b/missing").unwrap().is_none());
         assert!(e("a/b/f/under-a-file").unwrap().is_none());
         let link = e("ab").unwrap().unwrap();
@@ -294,24 +306,46 @@ mod tests {
         assert!(e("").unwrap().is_none());
     }
 
-    #[cfg(unix)]
     #[test]
     fn an_ignored_directory_without_exceptions_is_never_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for d in ["node_modules/a/b", "build/keep", "build/drop/deep", "src"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("build/keep/k"), "").unwrap();
+        let opened_by = |patterns: &str| {
+            let ignore = Ignore::parse(patterns).unwrap();
+            let mut opened = Vec::new();
+            let mut out = Vec::new();
+            walk_dir(root, Path::new(""), &ignore, &mut out, &mut |p| {
+                opened.push(p.to_string_lossy().into_owned())
+            })
+            .unwrap();
+            (opened, names(&out))
+        };
+        let (opened, listed) = opened_by("node_modules\nbuild\n!build/keep\n");
+        assert_eq!(opened, ["", "build", "build/keep", "src"]);
+        assert_eq!(listed, ["build/keep", "build/keep/k", "src"]);
+        let (opened, _) = opened_by("**/node_modules\nbuild\n");
+        assert_eq!(opened, ["", "src"]);
+    }
+
+    #[test]
+    fn an_unreadable_directory_is_an_error_naming_it() {
         use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
-            eprintln!("skipped: root can open an unreadable directory");
+            eprintln!("skipped: root reads an unreadable directory");
             return;
         }
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         fs::create_dir_all(root.join("secret/inner")).unwrap();
-        fs::write(root.join("f"), "").unwrap();
         fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
-        let pruned = walk(root, Path::new(""), &Ignore::parse("secret").unwrap());
-        let entered = walk(root, Path::new(""), &Ignore::parse("secret\n!secret/inner").unwrap());
+        let result = walk(root, Path::new(""), &Ignore::default());
         fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(names(&pruned.unwrap()), ["f"]);
-        let err = entered.unwrap_err().to_string();
+        let err = result.unwrap_err().to_string();
         assert!(err.starts_with("error checking context: can't stat '"), "{err}");
         assert!(err.ends_with("secret': permission denied"), "{err}");
     }

@@ -27,5 +27,13 @@ fn dash_f_is_relative_to_the_current_directory_for_a_directory_context() {
     let ctx = berth_context::open(".", Some("../build/Dockerfile"), &mut std::io::empty()).unwrap();
     assert_eq!(ctx.dockerfile, "FROM beside-cwd\n");
     assert_eq!(ctx.dockerfile_name, "../build/Dockerfile");
+    // As docker: a path that exists is a directory context, even one that
+    // reads like a git URL.
+    fs::create_dir_all(t.path().join("github.com/user/repo")).unwrap();
+    fs::write(t.path().join("github.com/user/repo/Dockerfile"), "FROM local\n").unwrap();
+    std::env::set_current_dir(t.path()).unwrap();
+    let ctx = berth_context::open("github.com/user/repo", None, &mut std::io::empty()).unwrap();
+    assert_eq!(ctx.kind, berth_context::ContextKind::Directory);
+    assert_eq!(ctx.dockerfile, "FROM local\n");
     std::env::set_current_dir("/").unwrap();
 }
