@@ -113,6 +113,32 @@ echo 'print changed' >"$C/src/main.txt"
 out="$(berth build -t multi:berth --build-arg FLAVOUR=spicy "$C" 2>&1)"
 check_eq "$(grep -c CACHED <<<"$out")" "3" "a changed source rebuilds from its COPY on (the WORKDIRs and the RUN before the COPY --from stay cached)"
 
+say "== a git context: a branch and a folder of it, over git daemon"
+G="$(new_tmpdir)"
+git init -q -b main "$G/src"
+mkdir -p "$G/src/app"
+printf 'FROM busybox:musl\nCOPY . /app/\nCMD ["cat", "/app/message"]\n' >"$G/src/app/Dockerfile"
+echo "from main" >"$G/src/app/message"
+git -C "$G/src" add -A && git -C "$G/src" -c user.email=t@e -c user.name=t commit -qm main
+git -C "$G/src" checkout -q -b feature
+echo "from feature" >"$G/src/app/message"
+git -C "$G/src" -c user.email=t@e -c user.name=t commit -qam feature
+git clone -q --bare "$G/src" "$G/repo.git"
+port="$(free_port)"
+spawn git daemon --listen=127.0.0.1 --port="$port" --base-path="$G" --export-all --reuseaddr "$G"
+wait_until 10 bash -c "git ls-remote git://127.0.0.1:$port/repo.git >/dev/null 2>&1" || fail "git daemon"
+url="git://127.0.0.1:$port/repo.git#feature:app"
+DOCKER_BUILDKIT=0 docker build -q --network none -t gitctx:docker "$url" >/dev/null || fail "docker build $url"
+berth build -q -t gitctx:berth "$url" >/dev/null || fail "berth build $url"
+check_eq "$(berth run --rm gitctx:berth)" "from feature" "the branch's folder was the context"
+check_eq "$(berth inspect gitctx:berth | config_of)" "$(docker inspect gitctx:docker | config_of)" "git: config fields as docker's"
+docker save gitctx:docker -o "$O/git.docker.tar"
+berth save -o "$O/git.berth.tar" gitctx:berth
+# docker 20.10 keeps nothing of .git in a folder context either; compare the trees.
+check_eq "$(python3 "$TREE" "$O/git.berth.tar" | grep '^app')" "$(python3 "$TREE" "$O/git.docker.tar" | grep '^app')" "git: the same files as docker's"
+check_fails "a ref that does not exist is refused" berth build -t gitctx:bad "git://127.0.0.1:$port/repo.git#no-such-branch"
+check_fails "a folder that climbs out is refused" berth build -t gitctx:bad "git://127.0.0.1:$port/repo.git#feature:../.."
+
 n="$(soft_failures)"
 [[ "$n" == 0 ]] || fail "$n check(s) failed"
 say "60-build: all checks passed"
