@@ -210,10 +210,10 @@ fn locate(from: &SourceRoot<'_>, rel: &str) -> Option<PathBuf> {
             let meta = fs::symlink_metadata(&path).ok()?;
             // A source that is itself a link is followed, as docker does,
             // but only inside the context: one pointing out stays a link.
-            if meta.file_type().is_symlink() {
-                if let Some(target) = berth_container::resolve_in_root(root, rel) {
-                    return Some(target);
-                }
+            if meta.file_type().is_symlink()
+                && let Some(target) = berth_container::resolve_in_root(root, rel)
+            {
+                return Some(target);
             }
             Some(path)
         }

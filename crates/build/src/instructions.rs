@@ -114,7 +114,8 @@ pub(crate) struct Executor<'b, 'a> {
     pub escape: char,
     pub cache: &'b Cache,
     pub scratch: &'b Path,
-    pub done: HashMap<usize, State>,
+    /// The stages built so far (stages of one level build at once).
+    pub done: std::sync::Mutex<HashMap<usize, State>>,
 }
 
 /// Where an instruction stands in its stage, for progress and errors.
@@ -147,7 +148,11 @@ impl Executor<'_, '_> {
             })
     }
 
-    pub fn stage(&mut self, index: usize) -> Result<State, BuildError> {
+    fn built(&self, index: usize) -> Option<State> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).get(&index).cloned()
+    }
+
+    pub fn stage(&self, index: usize) -> Result<State, BuildError> {
         let stage = &self.stages.stages[index];
         let multi = self.stages.stages.len() > 1;
         let label = match (&stage.name, multi) {
@@ -167,7 +172,7 @@ impl Executor<'_, '_> {
         }
         let step = self.build.progress.step(&format!("[{label}1/{total}] FROM {}", stage.base));
         let mut state = match stage.base_stage {
-            Some(s) => self.done.get(&s).cloned().expect("stages are built in order"),
+            Some(s) => self.built(s).expect("stages are built in order"),
             None if stage.base.eq_ignore_ascii_case("scratch") => State::scratch(),
             None => self.base_image(&stage.base, stage.line)?,
         };
@@ -968,10 +973,10 @@ impl Executor<'_, '_> {
             .map_err(|e| self.err(ins.line, format!("{name} failed: {e}")))?;
         if let Some((stat, root)) = stat {
             for (item, digest) in items.iter().zip(&digests) {
-                if let (copy::ItemSource::Path(p, meta), Some(d)) = (&item.source, digest) {
-                    if let Ok(rel) = p.strip_prefix(root) {
-                        stat.record(root, rel, meta, d, started);
-                    }
+                if let (copy::ItemSource::Path(p, meta), Some(d)) = (&item.source, digest)
+                    && let Ok(rel) = p.strip_prefix(root)
+                {
+                    stat.record(root, rel, meta, d, started);
                 }
             }
         }
@@ -999,8 +1004,8 @@ impl Executor<'_, '_> {
             .find(|s| s.name.as_deref() == Some(&from.to_ascii_lowercase()));
         let index = by_name.map(|s| s.index).or_else(|| from.parse::<usize>().ok());
         if let Some(i) = index {
-            if let Some(state) = self.done.get(&i) {
-                return Ok(state.layers.clone());
+            if let Some(state) = self.built(i) {
+                return Ok(state.layers);
             }
             return Err(self.err(line, format!("stage {from} is not built before this one")));
         }

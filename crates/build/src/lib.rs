@@ -125,20 +125,62 @@ impl Build<'_> {
         let scratch = self.store.root().join("build");
         std::fs::create_dir_all(&scratch)?;
         let cache = cache::Cache::open(self.store.root())?;
-        let mut exec = instructions::Executor {
+        let exec = instructions::Executor {
             build: self,
             stages: &stages,
             escape: df.directives.escape,
             cache: &cache,
             scratch: &scratch,
-            done: HashMap::new(),
+            done: std::sync::Mutex::new(HashMap::new()),
         };
-        for &index in &order {
-            let state = exec.stage(index)?;
-            exec.done.insert(index, state);
+        // Stages that do not use each other build at once: a stage's level
+        // is one more than the highest of the stages it uses.
+        let mut level: HashMap<usize, usize> = HashMap::new();
+        for &i in &order {
+            let l = stages.stages[i]
+                .uses
+                .iter()
+                .filter_map(|u| level.get(u))
+                .max()
+                .map_or(0, |m| m + 1);
+            level.insert(i, l);
+        }
+        let levels = level.values().max().map_or(0, |m| m + 1);
+        for l in 0..levels {
+            let group: Vec<usize> = order.iter().copied().filter(|i| level[i] == l).collect();
+            let results: Vec<(usize, Result<instructions::State, BuildError>)> = if group.len() == 1
+            {
+                vec![(group[0], exec.stage(group[0]))]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = group
+                        .iter()
+                        .map(|&i| {
+                            (
+                                i,
+                                scope.spawn({
+                                    let exec = &exec;
+                                    move || exec.stage(i)
+                                }),
+                            )
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(i, h)| {
+                            (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                        })
+                        .collect()
+                })
+            };
+            for (i, result) in results {
+                let state = result?;
+                exec.done.lock().unwrap_or_else(|p| p.into_inner()).insert(i, state);
+            }
         }
         let last = *order.last().expect("a target stage");
-        let mut state = exec.done.remove(&last).expect("built");
+        let mut state =
+            exec.done.lock().unwrap_or_else(|p| p.into_inner()).remove(&last).expect("built");
         if !self.options.labels.is_empty() {
             let config = state.config.config.get_or_insert_with(Default::default);
             let labels = config.labels.get_or_insert_with(BTreeMap::new);

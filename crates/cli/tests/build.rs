@@ -323,3 +323,35 @@ fn run_steps_stages_and_copy_from() {
         std::fs::read_dir(env.dir.path().join("store/build")).unwrap().collect();
     assert!(leftovers.is_empty(), "every step's container is cleaned up: {leftovers:?}");
 }
+
+#[test]
+fn independent_stages_build_at_once() {
+    if !can_run_containers() {
+        eprintln!("skipped: RUN needs root, runc and /bin/busybox");
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.dir.path().join("ctx")).unwrap();
+    std::fs::copy("/bin/busybox", env.dir.path().join("ctx/busybox")).unwrap();
+    env.write(
+        "ctx/Dockerfile",
+        "FROM scratch AS base\n\
+         COPY busybox /bin/busybox\n\
+         FROM base AS one\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep 1.5; echo 1 > /one\"]\n\
+         FROM base AS two\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep 1.5; echo 2 > /two\"]\n\
+         FROM base\n\
+         COPY --from=one /one /\n\
+         COPY --from=two /two /\n",
+    );
+    let started = std::time::Instant::now();
+    env.ok(&["build", "--no-cache", "-t", "par:1", "ctx"]);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(2900),
+        "the two 1.5 s stages overlapped: {took:?}"
+    );
+    let files = env.files("par:1");
+    assert_eq!((files["one"].3.as_slice(), files["two"].3.as_slice()), (&b"1\n"[..], &b"2\n"[..]));
+}

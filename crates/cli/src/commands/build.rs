@@ -147,11 +147,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         runtime: Some(args.runtime.clone()),
         source_date_epoch,
     };
-    let context = berth_context::open(
-        &args.context,
-        args.file.as_deref(),
-        &mut std::io::stdin().lock(),
-    )?;
+    let context =
+        berth_context::open(&args.context, args.file.as_deref(), &mut std::io::stdin().lock())?;
     let store = ctx.store()?;
     let stat_dir = store.root().join("build-cache");
     std::fs::create_dir_all(&stat_dir)?;
