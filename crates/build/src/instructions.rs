@@ -11,6 +11,7 @@ use berth_store::StoreError;
 use crate::cache::{Cache, Entry, KeyBuilder};
 use crate::copy::{self, CopyRequest, LowerView, SourceRoot, WriteOptions};
 use crate::lower::StackView;
+use crate::mounts::{self, MountSpec};
 use crate::run::{RunOutcome, RunStep};
 use crate::{Build, BuildError};
 
@@ -610,8 +611,13 @@ impl Executor<'_, '_> {
 
     fn run(&self, state: &mut State, ins: &Instruction, at: &At<'_>) -> Result<(), BuildError> {
         self.check_flags(ins, &["network", "mount", "security"])?;
-        if self.flag(ins, "mount").is_some() {
-            return Err(self.err(ins.line, "RUN --mount is not supported by berth yet"));
+        let mut specs = Vec::new();
+        for f in ins.flags.iter().filter(|f| f.name == "mount") {
+            let value = self.expand(state, f.value.as_deref().unwrap_or(""), ins.line)?;
+            specs.push(
+                MountSpec::parse(&value)
+                    .map_err(|e| self.err(ins.line, format!("--mount={value}: {e}")))?,
+            );
         }
         if self.flag(ins, "security").is_some_and(|s| s != "sandbox") {
             return Err(self.err(ins.line, "RUN --security=insecure is not supported"));
@@ -671,6 +677,7 @@ impl Executor<'_, '_> {
             .part(config.working_dir.as_deref().unwrap_or(""))
             .part(&format!("{network:?}"))
             .part(stdin.as_deref().unwrap_or(""))
+            .part(&self.mounts_key(&specs, ins.line)?)
             .finish();
         let title = format!(
             "RUN {}",
@@ -687,6 +694,16 @@ impl Executor<'_, '_> {
             )
             .map_err(|e| self.err(ins.line, e.to_string()))?;
             let dir = crate::step_dir(self.scratch)?;
+            let mut guards = Vec::new();
+            let prepared = self.prepare_mounts(&specs, &layers, &dir, &mut guards, ins.line);
+            let (mounts, prune) = match prepared {
+                Ok(m) => m,
+                Err(e) => {
+                    release(&guards);
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
             let run = RunStep {
                 args: args.clone(),
                 extra_env: arg_env.clone(),
@@ -695,8 +712,12 @@ impl Executor<'_, '_> {
                 network,
                 runtime: &runtime,
                 stdin: stdin.clone(),
+                mounts,
+                prune,
             };
-            match crate::run::run(self.build.store, &dir, &run, step) {
+            let outcome = crate::run::run(self.build.store, &dir, &run, step);
+            release(&guards);
+            match outcome {
                 Ok(RunOutcome::Changed(layer)) => Ok(layer),
                 Ok(RunOutcome::Failed { code }) => Err(BuildError::RunFailed {
                     file: self.build.file_name.to_owned(),
@@ -707,6 +728,164 @@ impl Executor<'_, '_> {
                 Err(e) => Err(self.err(ins.line, e.to_string())),
             }
         })
+    }
+
+    /// What the RUN's mounts add to its key: what a bind shows (the
+    /// context files' content, another stage's layers), and for cache,
+    /// tmpfs and secret mounts only their spec (their content is not the
+    /// step's input, as BuildKit has it).
+    fn mounts_key(&self, specs: &[MountSpec], line: usize) -> Result<String, BuildError> {
+        let mut key = String::new();
+        for spec in specs {
+            key.push_str(&format!("{spec:?}\n"));
+            if let MountSpec::Bind { source, from, .. } = spec {
+                match from {
+                    Some(f) => {
+                        for l in self.layers_of_source(f, line)? {
+                            key.push_str(&format!("{}\n", l.diff_id));
+                        }
+                    }
+                    None => key.push_str(&self.context_digest(source, line)?.to_string()),
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// A digest of what `source` in the context holds (paths, modes and
+    /// contents; unchanged files' hashes from the stat cache).
+    fn context_digest(&self, source: &str, line: usize) -> Result<Digest, BuildError> {
+        let ctx = &self.build.context;
+        let rel = Path::new(source.trim_start_matches('/'));
+        let resolved = berth_context::resolve_in_scope(ctx.root, rel)
+            .map_err(|e| self.err(line, format!("--mount source: {e}")))?;
+        let path = ctx.root.join(&resolved);
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| self.err(line, format!("--mount source {source}: {e}")))?;
+        let hash = |rel: &Path, meta: &std::fs::Metadata| -> Result<String, BuildError> {
+            let digest = match ctx.stat_cache {
+                Some(c) => c.hash(ctx.root, rel, meta)?,
+                None => {
+                    let mut f = std::fs::File::open(ctx.root.join(rel))?;
+                    let mut h = berth_reference::Hasher::new(berth_reference::Algorithm::Sha256);
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        let n = std::io::Read::read(&mut f, &mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                    }
+                    h.finish()
+                }
+            };
+            Ok(digest.to_string())
+        };
+        use std::os::unix::fs::MetadataExt;
+        let mut lines = Vec::new();
+        if meta.is_file() {
+            lines.push(hash(&resolved, &meta)?);
+        } else {
+            let entries = berth_context::walk(ctx.root, &resolved, ctx.ignore)
+                .map_err(|e| self.err(line, e.to_string()))?;
+            for e in entries {
+                let content =
+                    if e.metadata.is_file() { hash(&e.path, &e.metadata)? } else { String::new() };
+                lines.push(format!(
+                    "{} {:o} {:?} {content}",
+                    e.path.display(),
+                    e.metadata.mode(),
+                    e.link_target
+                ));
+            }
+        }
+        Ok(Digest::sha256_of(lines.join("\n").as_bytes()))
+    }
+
+    /// The runtime mounts for `specs`, and the mount points the RUN's layer
+    /// must not keep (those the image lacks, deepest first). Read-only
+    /// mounts of other stages are left in `guards` for the caller to undo.
+    fn prepare_mounts(
+        &self,
+        specs: &[MountSpec],
+        layers: &[Layer],
+        dir: &Path,
+        guards: &mut Vec<std::path::PathBuf>,
+        line: usize,
+    ) -> Result<(Vec<serde_json::Value>, Vec<String>), BuildError> {
+        let mut mounts = Vec::new();
+        let mut prune = Vec::new();
+        let view = StackView::new(self.build.store, layers);
+        for (n, spec) in specs.iter().enumerate() {
+            let target = normalise(spec.target());
+            match spec {
+                MountSpec::Bind { source, from, rw, .. } => {
+                    let root = match from {
+                        Some(f) => {
+                            let src_layers = self.layers_of_source(f, line)?;
+                            let mount_dir = dir.join(format!("from-{n}"));
+                            std::fs::create_dir_all(&mount_dir)?;
+                            let root = self.mount_readonly(&mount_dir, &src_layers, line)?;
+                            guards.push(mount_dir);
+                            berth_container::resolve_in_root(&root, source).ok_or_else(|| {
+                                self.err(
+                                    line,
+                                    format!("--mount source {source:?} not found in {f}"),
+                                )
+                            })?
+                        }
+                        None => {
+                            let rel = Path::new(source.trim_start_matches('/'));
+                            let resolved =
+                                berth_context::resolve_in_scope(self.build.context.root, rel)
+                                    .map_err(|e| self.err(line, format!("--mount source: {e}")))?;
+                            self.build.context.root.join(resolved)
+                        }
+                    };
+                    mounts.push(mounts::bind(&root, &target, *rw));
+                }
+                MountSpec::Cache { id, mode, uid, gid, .. } => {
+                    let cache = mounts::cache_dir(self.build.store.root(), id, *mode, *uid, *gid)?;
+                    mounts.push(mounts::bind(&cache, &target, true));
+                }
+                MountSpec::Tmpfs { size, .. } => mounts.push(mounts::tmpfs(&target, *size)),
+                MountSpec::Secret { id, required, mode, uid, gid, .. } => {
+                    let Some(source) = self.build.options.secrets.get(id) else {
+                        if *required {
+                            return Err(self.err(
+                                line,
+                                format!(
+                                    "secret {id} not found: give it with --secret id={id},src=FILE"
+                                ),
+                            ));
+                        }
+                        continue;
+                    };
+                    // A private copy carries the mode and owner asked for.
+                    let copy = dir.join(format!("secret-{n}"));
+                    std::fs::copy(source, &copy).map_err(|e| {
+                        self.err(line, format!("secret {id}: {}: {e}", source.display()))
+                    })?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(*mode))?;
+                    std::os::unix::fs::chown(&copy, Some(*uid), Some(*gid))?;
+                    mounts.push(mounts::bind(&copy, &target, false));
+                }
+            }
+            // The mount point and the parents the runtime makes for it.
+            let mut path = target.trim_start_matches('/').to_owned();
+            while !path.is_empty() && view.kind(&path).is_none() {
+                if !prune.contains(&path) {
+                    prune.push(path.clone());
+                }
+                path = path.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_owned());
+            }
+        }
+        if let Some(e) = view.error() {
+            return Err(e.into());
+        }
+        prune.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        Ok((mounts, prune))
     }
 
     fn workdir(&self, state: &mut State, ins: &Instruction, at: &At<'_>) -> Result<(), BuildError> {
@@ -1083,6 +1262,13 @@ impl Executor<'_, '_> {
             }
         };
         Ok((uid, gid))
+    }
+}
+
+/// Undoes the read-only mounts a step made.
+fn release(guards: &[std::path::PathBuf]) {
+    for g in guards {
+        berth_container::unmount(&g.join("rootfs"));
     }
 }
 

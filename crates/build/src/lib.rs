@@ -18,6 +18,7 @@ pub mod cache;
 pub mod copy;
 mod instructions;
 mod lower;
+pub mod mounts;
 pub mod progress;
 pub mod run;
 
@@ -52,6 +53,8 @@ pub struct BuildOptions {
     pub network: Option<berth_container::Network>,
     /// The OCI runtime RUN uses (`runc` if unset).
     pub runtime: Option<String>,
+    /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret,id=ID` shows.
+    pub secrets: HashMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: every `created` time, so that the same
     /// Dockerfile and context build the same image ID.
     pub source_date_epoch: Option<i64>,

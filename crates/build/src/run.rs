@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::Stdio;
 
-use berth_container::{Network, Overlay, RunOptions, User};
+use berth_container::{Network, Overlay, RunOptions};
 use berth_oci::{ContainerConfig, Layer};
 use berth_snapshot::{Lowers, UnpackOptions};
 use berth_store::Store;
@@ -27,6 +27,11 @@ pub struct RunStep<'a> {
     pub runtime: &'a Path,
     /// A heredoc fed to the command's standard input.
     pub stdin: Option<String>,
+    /// `--mount`s, as runtime-spec mount entries.
+    pub mounts: Vec<serde_json::Value>,
+    /// Mount points (relative, deepest first) the image lacks: the runtime
+    /// makes them, the layer must not keep them.
+    pub prune: Vec<String>,
 }
 
 /// How a RUN ended.
@@ -122,6 +127,9 @@ fn run_in(
     }
     let mut config = berth_container::bundle_config(step.config, &opts, &user, &rootfs)?;
     config["linux"]["cgroupsPath"] = serde_json::json!(format!("/berth-build/{id}"));
+    if let Some(list) = config["mounts"].as_array_mut() {
+        list.extend(step.mounts.iter().cloned());
+    }
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_vec(&config).map_err(std::io::Error::other)?,
@@ -154,6 +162,19 @@ fn run_in(
         .stderr(Stdio::null())
         .status();
     berth_container::unmount(&rootfs);
+    for path in &step.prune {
+        // Only what the runtime made: an empty directory or file.
+        let p = upper.join(path);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(&p);
+            }
+            _ => {}
+        }
+    }
     if !status.success() {
         use std::os::unix::process::ExitStatusExt;
         let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
@@ -189,9 +210,4 @@ fn open_files_limit() -> u64 {
     } else {
         1024
     }
-}
-
-/// The root user, for what needs a `User` before the image's passwd is read.
-pub fn root_user() -> User {
-    User { uid: 0, gid: 0, additional_gids: Vec::new(), home: None }
 }

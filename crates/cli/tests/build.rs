@@ -355,3 +355,56 @@ fn independent_stages_build_at_once() {
     let files = env.files("par:1");
     assert_eq!((files["one"].3.as_slice(), files["two"].3.as_slice()), (&b"1\n"[..], &b"2\n"[..]));
 }
+
+#[test]
+fn run_mounts_are_seen_and_left_out_of_the_layer() {
+    if !can_run_containers() {
+        eprintln!("skipped: RUN needs root, runc and /bin/busybox");
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.dir.path().join("ctx")).unwrap();
+    std::fs::copy("/bin/busybox", env.dir.path().join("ctx/busybox")).unwrap();
+    env.write("ctx/src/input.txt", "from the context\n");
+    env.write("token", "s3cret\n");
+    env.write(
+        "ctx/Dockerfile",
+        "FROM scratch\n\
+         COPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN --mount=type=cache,target=/var/cache/app \\\n\
+             --mount=type=bind,source=src,target=/mnt/src \\\n\
+             --mount=type=tmpfs,target=/scratch \\\n\
+             --mount=type=secret,id=token \\\n\
+             cat /mnt/src/input.txt > /seen && cat /run/secrets/token >> /seen \\\n\
+             && echo run >> /var/cache/app/runs && cat /var/cache/app/runs | wc -l >> /seen \\\n\
+             && echo temp > /scratch/x && ! touch /mnt/src/written 2>/dev/null\n",
+    );
+    let secret = format!("id=token,src={}", env.dir.path().join("token").display());
+    env.ok(&["build", "--secret", &secret, "-t", "mounts:1", "ctx"]);
+    let files = env.files("mounts:1");
+    assert_eq!(files["seen"].3, b"from the context\ns3cret\n1\n");
+    for gone in ["mnt", "mnt/src", "run/secrets/token", "scratch", "var/cache/app"] {
+        assert!(
+            !files.contains_key(gone),
+            "{gone} is a mount point, not part of the layer: {:?}",
+            files.keys()
+        );
+    }
+    // The cache mount outlives the build; a changed bind source reruns the step.
+    env.write("ctx/src/input.txt", "changed\n");
+    env.ok(&["build", "--secret", &secret, "-t", "mounts:2", "ctx"]);
+    assert_eq!(env.files("mounts:2")["seen"].3, b"changed\ns3cret\n2\n");
+    env.write(
+        "ctx/Dockerfile",
+        "FROM mounts:1\nRUN --mount=type=secret,id=token test ! -e /run/secrets/token\n",
+    );
+    let missing = env.berth(&["build", "-t", "mounts:3", "ctx"]);
+    assert!(missing.status.success(), "a secret not given is left out unless required");
+    env.write(
+        "ctx/Dockerfile",
+        "FROM mounts:1\nRUN --mount=type=secret,id=token,required cat /run/secrets/token\n",
+    );
+    let required = env.berth(&["build", "-t", "mounts:4", "ctx"]);
+    assert!(String::from_utf8_lossy(&required.stderr).contains("secret token not found"));
+}

@@ -88,8 +88,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    if !args.secret.is_empty() {
-        bail!("--secret is not supported by berth yet");
+    // Secrets given by environment variable are written to a private file
+    // that lives as long as the build.
+    let secret_dir = tempfile::tempdir()?;
+    let mut secrets = HashMap::new();
+    for spec in &args.secret {
+        let (id, path) = parse_secret(spec, secret_dir.path())?;
+        secrets.insert(id, path);
     }
     let quiet = args.quiet || args.progress == "quiet";
     if !matches!(args.progress.as_str(), "auto" | "plain" | "quiet" | "tty") {
@@ -145,6 +150,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         pull: args.pull,
         network,
         runtime: Some(args.runtime.clone()),
+        secrets,
         source_date_epoch,
     };
     let context =
@@ -209,6 +215,36 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         writeln!(out, "{}", built.id)?;
     }
     Ok(())
+}
+
+/// `id=ID,src=FILE` or `id=ID,env=VAR` (docker's `--secret`; a bare `id`
+/// with neither reads the variable of that name).
+fn parse_secret(spec: &str, dir: &std::path::Path) -> anyhow::Result<(String, PathBuf)> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_owned()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("env", v)) => env = Some(v.to_owned()),
+            Some(("type", "file" | "env")) => {}
+            _ => bail!("invalid secret {spec:?}: use id=ID,src=FILE or id=ID,env=VAR"),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow::anyhow!("invalid secret {spec:?}: it needs an id"))?;
+    if let Some(src) = src {
+        if !src.is_file() {
+            bail!("failed to stat {}: no such file or directory", src.display());
+        }
+        return Ok((id, src));
+    }
+    let var = env.unwrap_or_else(|| id.clone());
+    let value = std::env::var(&var)
+        .map_err(|_| anyhow::anyhow!("secret {id}: the environment variable {var} is not set"))?;
+    let path = dir.join(format!("secret-{}", id.replace('/', "_")));
+    std::fs::write(&path, value)?;
+    Ok((id, path))
 }
 
 /// `type=oci,dest=FILE` or `type=docker,dest=FILE` (a bare path: docker).
