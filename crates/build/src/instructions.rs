@@ -967,12 +967,22 @@ impl Executor<'_, '_> {
             let wd = state.workdir();
             format!("{}/{dest_word}", wd.trim_end_matches('/'))
         };
+        let is_url = |w: &String| w.starts_with("http://") || w.starts_with("https://");
+        let urls = add && words.iter().any(is_url);
         if add
-            && words.iter().any(|w| {
-                w.starts_with("http://") || w.starts_with("https://") || w.starts_with("git@")
-            })
+            && words
+                .iter()
+                .any(|w| w.starts_with("git@") || w.starts_with("git://") || w.ends_with(".git"))
         {
-            return Err(self.err(ins.line, "ADD from a URL or a git repository is not supported by berth yet: fetch it in a RUN step or into the context"));
+            return Err(self.err(ins.line, "ADD of a git repository is not supported by berth yet: clone it in a RUN step or into the context"));
+        }
+        if urls && !words.iter().all(is_url) {
+            return Err(self
+                .err(ins.line, "ADD takes either URLs or files of the context, not both at once"));
+        }
+        let checksum = self.flag(ins, "checksum").map(str::to_owned);
+        if checksum.is_some() && !(urls && words.len() == 1) {
+            return Err(self.err(ins.line, "ADD --checksum takes exactly one URL source"));
         }
         let owner = match self.flag(ins, "chown") {
             Some(spec) => {
@@ -981,7 +991,7 @@ impl Executor<'_, '_> {
             }
             None => None,
         };
-        let chmod = match self.flag(ins, "chmod") {
+        let chmod_flag = match self.flag(ins, "chmod") {
             Some(m) => {
                 Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
                     self.err(
@@ -994,6 +1004,8 @@ impl Executor<'_, '_> {
             }
             None => None,
         };
+        // A downloaded file is 0600 unless --chmod says otherwise (docker's rule).
+        let chmod = if urls { chmod_flag.or(Some(0o600)) } else { chmod_flag };
         let exclude = ins
             .flags
             .iter()
@@ -1031,6 +1043,20 @@ impl Executor<'_, '_> {
                 };
                 std::fs::write(heredoc_dir.join(&h.name), content)?;
                 names.push(h.name.clone());
+            }
+            words = names;
+            SourceRoot::Context { root: &heredoc_dir, ignore: &empty_ignore }
+        } else if urls {
+            heredoc_dir = crate::step_dir(self.scratch)?;
+            let mut names = Vec::new();
+            for url in &words {
+                names.push(
+                    self.download(url, &heredoc_dir, checksum.as_deref(), ins.line).inspect_err(
+                        |_| {
+                            let _ = std::fs::remove_dir_all(&heredoc_dir);
+                        },
+                    )?,
+                );
             }
             words = names;
             SourceRoot::Context { root: &heredoc_dir, ignore: &empty_ignore }
@@ -1172,6 +1198,55 @@ impl Executor<'_, '_> {
         self.cache.put(&key, &entry)?;
         self.apply(state, key, created_by, &entry);
         Ok(())
+    }
+
+    /// `ADD URL`: the file fetched into `dir`, named as the URL's last path
+    /// component, its mtime the server's `Last-Modified`, checked against
+    /// `--checksum`. Returns the file's name.
+    fn download(
+        &self,
+        url: &str,
+        dir: &Path,
+        checksum: Option<&str>,
+        line: usize,
+    ) -> Result<String, BuildError> {
+        let fetched = berth_context::fetch_url(url).map_err(|e| self.err(line, e.to_string()))?;
+        let path_part = url.split(['?', '#']).next().unwrap_or(url);
+        let name = path_part
+            .split_once("://")
+            .map_or(path_part, |(_, rest)| rest)
+            .split_once('/')
+            .map_or("", |(_, p)| p)
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+            .unwrap_or("__unnamed__")
+            .to_owned();
+        let target = dir.join(&name);
+        let mut out = std::fs::File::create(&target)?;
+        let mut body = fetched.file;
+        let mut hashing =
+            berth_reference::HashingReader::new(&mut body, berth_reference::Algorithm::Sha256);
+        std::io::copy(&mut hashing, &mut out)?;
+        let (digest, _) = hashing.finish();
+        if let Some(want) = checksum {
+            let want = Digest::parse(want)
+                .map_err(|e| self.err(line, format!("invalid checksum {want:?}: {e}")))?;
+            if want != digest {
+                return Err(self.err(line, format!("digest mismatch {digest}: expected {want}")));
+            }
+        }
+        if let Some(secs) = fetched.last_modified {
+            let times = [
+                libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 },
+                libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 },
+            ];
+            let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+                .map_err(std::io::Error::other)?;
+            // SAFETY: a valid path and two timespecs for the call's duration.
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+        }
+        Ok(name)
     }
 
     /// The layers `--from` names: a stage built before, or an image.

@@ -408,3 +408,64 @@ fn run_mounts_are_seen_and_left_out_of_the_layer() {
     let required = env.berth(&["build", "-t", "mounts:4", "ctx"]);
     assert!(String::from_utf8_lossy(&required.stderr).contains("secret token not found"));
 }
+
+/// Serves `body` to every request on a loopback port, with a Last-Modified.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_fetches_a_url_and_checks_its_checksum() {
+    let env = Env::new();
+    let port = serve(b"downloaded\n");
+    let sum = format!("sha256:{}", sha256_hex(b"downloaded\n"));
+    env.write(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM scratch\nADD --checksum={sum} http://127.0.0.1:{port}/files/tool.txt /opt/\n"
+        ),
+    );
+    env.ok(&["build", "-t", "fetched:1", "ctx"]);
+    let files = env.files("fetched:1");
+    let tool = &files["opt/tool.txt"];
+    assert_eq!(
+        (tool.0, tool.3.as_slice()),
+        (0o600, &b"downloaded\n"[..]),
+        "docker's mode for a download"
+    );
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    env.write(
+        "ctx/Dockerfile",
+        &format!("FROM scratch\nADD --checksum={wrong} http://127.0.0.1:{port}/x /x\n"),
+    );
+    let out = env.berth(&["build", "-t", "fetched:2", "ctx"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("digest mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child =
+        Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}
