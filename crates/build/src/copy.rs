@@ -24,7 +24,6 @@ pub struct CopyRequest<'a> {
     /// Absolute in the image (relative ones already joined to WORKDIR).
     pub dest: &'a str,
     pub owner: Option<(u32, u32)>,
-    pub chmod: Option<u32>,
     /// ADD: a local tar archive is extracted at the destination.
     pub extract_archives: bool,
     /// `--exclude` patterns, matched like `.dockerignore` lines.
@@ -370,11 +369,92 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// `--chmod`: an octal mode (`755`) or chmod(1)'s symbolic clauses
+/// (`u+x,go-w`, `a=rX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chmod {
+    Octal(u32),
+    Symbolic(Vec<Clause>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clause {
+    /// The permission bits the clause may touch (u, g, o or all).
+    who: u32,
+    op: char,
+    perms: String,
+}
+
+impl Chmod {
+    pub fn parse(text: &str) -> Result<Chmod, String> {
+        let bad = || format!("invalid chmod parameter: {text:?}");
+        if !text.is_empty() && text.chars().all(|c| c.is_digit(8)) {
+            let mode = u32::from_str_radix(text, 8).map_err(|_| bad())?;
+            return if mode <= 0o7777 { Ok(Chmod::Octal(mode)) } else { Err(bad()) };
+        }
+        let mut clauses = Vec::new();
+        for clause in text.split(',') {
+            let at = clause.find(['+', '-', '=']).ok_or_else(bad)?;
+            let (who_text, rest) = clause.split_at(at);
+            let mut who = 0;
+            for c in who_text.chars() {
+                who |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    'a' => 0o7777,
+                    _ => return Err(bad()),
+                };
+            }
+            let who = if who == 0 { 0o7777 } else { who };
+            let op = rest.chars().next().ok_or_else(bad)?;
+            let perms = rest[1..].to_owned();
+            if !perms.chars().all(|c| "rwxXst".contains(c)) {
+                return Err(bad());
+            }
+            clauses.push(Clause { who, op, perms });
+        }
+        Ok(Chmod::Symbolic(clauses))
+    }
+
+    /// The mode an entry of `mode` gets (`X`: execute for directories and
+    /// for files some execute bit is already set on).
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        match self {
+            Chmod::Octal(m) => *m,
+            Chmod::Symbolic(clauses) => clauses.iter().fold(mode, |mode, c| {
+                let mut bits = 0;
+                for p in c.perms.chars() {
+                    bits |= match p {
+                        'r' => 0o444,
+                        'w' => 0o222,
+                        'x' => 0o111,
+                        'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                        's' => 0o6000,
+                        't' => 0o1000,
+                        _ => 0,
+                    };
+                }
+                let bits = bits & c.who;
+                match c.op {
+                    '+' => mode | bits,
+                    '-' => mode & !bits,
+                    _ => (mode & !(c.who & 0o7777)) | bits,
+                }
+            }),
+        }
+    }
+}
+
+fn mode_of(opts: &WriteOptions, mode: u32, is_dir: bool) -> u32 {
+    opts.chmod.as_ref().map_or(mode, |c| c.apply(mode, is_dir))
+}
+
 /// How the written entries look: owner, mode, and the time given to the
 /// directories the copy creates.
 pub struct WriteOptions {
     pub owner: Option<(u32, u32)>,
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     pub new_dir_mtime: u64,
 }
 
@@ -388,7 +468,7 @@ pub fn describe(item: &Item, opts: &WriteOptions, digest: Option<&Digest>) -> St
         ItemSource::NewDir => format!("new-dir {} {:?}", item.dest, opts.owner),
         ItemSource::Archive(_, meta) => format!("archive {} {} {digest}", item.dest, meta.len()),
         ItemSource::Path(path, meta) => {
-            let mode = opts.chmod.unwrap_or(meta.mode() & 0o7777);
+            let mode = mode_of(opts, meta.mode() & 0o7777, meta.is_dir());
             let ft = meta.file_type();
             if ft.is_dir() {
                 format!("dir {} {mode:o} {uid}:{gid}", item.dest)
@@ -491,7 +571,7 @@ fn write_path(
     meta: &Metadata,
     opts: &WriteOptions,
 ) -> Result<Option<Digest>, CopyError> {
-    let mode = opts.chmod.unwrap_or(meta.mode() & 0o7777);
+    let mode = mode_of(opts, meta.mode() & 0o7777, meta.is_dir());
     let mtime = meta.mtime().max(0) as u64;
     let ft = meta.file_type();
     let (uid, gid) = opts.owner.unwrap_or((0, 0));
@@ -586,8 +666,9 @@ fn extract_into(
                 h.set_uid(uid.into());
                 h.set_gid(gid.into());
             }
-            if let Some(mode) = opts.chmod {
-                h.set_mode(mode);
+            if opts.chmod.is_some() {
+                let mode = h.mode().map_err(io_at(path))?;
+                h.set_mode(mode_of(opts, mode, h.entry_type().is_dir()));
             }
             if let (tar::EntryType::Link, Ok(Some(link))) = (h.entry_type(), entry.link_name()) {
                 let link = join(dest, link.to_string_lossy().trim_start_matches('/'));
@@ -629,14 +710,7 @@ mod tests {
     }
 
     fn req<'a>(sources: &'a [String], dest: &'a str) -> CopyRequest<'a> {
-        CopyRequest {
-            sources,
-            dest,
-            owner: None,
-            chmod: None,
-            extract_archives: false,
-            exclude: None,
-        }
+        CopyRequest { sources, dest, owner: None, extract_archives: false, exclude: None }
     }
 
     #[test]
@@ -689,7 +763,11 @@ mod tests {
         let from = SourceRoot::Context { root: dir.path(), ignore: &ignore };
         let s = vec!["src".to_owned()];
         let items = select(&req(&s, "/app"), &from, &Empty).unwrap();
-        let opts = WriteOptions { owner: Some((1000, 1000)), chmod: Some(0o600), new_dir_mtime: 0 };
+        let opts = WriteOptions {
+            owner: Some((1000, 1000)),
+            chmod: Some(Chmod::Octal(0o600)),
+            new_dir_mtime: 0,
+        };
         let (mut one, mut two) = (Vec::new(), Vec::new());
         let digests = write_layer(&items, &opts, &mut one).unwrap();
         write_layer(&items, &opts, &mut two).unwrap();
@@ -711,6 +789,21 @@ mod tests {
         }
         assert_eq!(seen[0], ("app/".to_owned(), 1000, 0o755));
         assert!(seen.contains(&("app/sub/b.txt".to_owned(), 1000, 0o600)));
+    }
+
+    #[test]
+    fn chmod_takes_octal_and_symbolic_modes() {
+        let m = |s: &str, mode: u32, dir: bool| Chmod::parse(s).unwrap().apply(mode, dir);
+        assert_eq!(m("755", 0o600, false), 0o755);
+        assert_eq!(m("u+x", 0o644, false), 0o744);
+        assert_eq!(m("go-w,u+x", 0o666, false), 0o744);
+        assert_eq!(m("a=rX", 0o640, true), 0o555);
+        assert_eq!(m("a=rX", 0o640, false), 0o444);
+        assert_eq!(m("=r", 0o777, false), 0o444);
+        assert_eq!(m("+t", 0o777, true), 0o1777);
+        assert!(Chmod::parse("u+q").is_err());
+        assert!(Chmod::parse("99999").is_err());
+        assert!(Chmod::parse("").is_err());
     }
 
     #[test]

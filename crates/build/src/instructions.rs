@@ -992,20 +992,11 @@ impl Executor<'_, '_> {
             None => None,
         };
         let chmod_flag = match self.flag(ins, "chmod") {
-            Some(m) => {
-                Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                    self.err(
-                        ins.line,
-                        format!(
-                            "invalid chmod parameter: {m} (berth takes octal modes, such as 755)"
-                        ),
-                    )
-                })?)
-            }
+            Some(m) => Some(copy::Chmod::parse(m).map_err(|e| self.err(ins.line, e))?),
             None => None,
         };
         // A downloaded file is 0600 unless --chmod says otherwise (docker's rule).
-        let chmod = if urls { chmod_flag.or(Some(0o600)) } else { chmod_flag };
+        let chmod = if urls { chmod_flag.or(Some(copy::Chmod::Octal(0o600))) } else { chmod_flag };
         let exclude = ins
             .flags
             .iter()
@@ -1104,14 +1095,13 @@ impl Executor<'_, '_> {
         words: &[String],
         dest: &str,
         owner: Option<(u32, u32)>,
-        chmod: Option<u32>,
+        chmod: Option<copy::Chmod>,
         exclude: Option<&Ignore>,
         add: bool,
         created_by: String,
         name: &str,
     ) -> Result<(), BuildError> {
-        let req =
-            CopyRequest { sources: words, dest, owner, chmod, extract_archives: add, exclude };
+        let req = CopyRequest { sources: words, dest, owner, extract_archives: add, exclude };
         let items = {
             let view = StackView::new(self.build.store, &state.layers);
             let items = copy::select(&req, source_root, &view)
@@ -1130,7 +1120,7 @@ impl Executor<'_, '_> {
             self.build.progress.step(&format!("[{}{}/{}] {created_by}", at.label, at.n, at.total));
         let key_of = |digests: &[Option<Digest>]| {
             let mut key = KeyBuilder::new(&state.key, name);
-            key.part(dest).part(&format!("{owner:?} {chmod:?}"));
+            key.part(dest).part(&format!("{owner:?} {:?}", opts.chmod));
             for (item, digest) in items.iter().zip(digests) {
                 key.part(&copy::describe(item, &opts, digest.as_ref()));
             }
