@@ -3,7 +3,9 @@
 # same Dockerfiles and contexts: the images' config fields equal, their file
 # trees equal (path, type, mode, owner, content, link target; times left
 # out), the same number of history entries with the same empty_layer flags.
-# Then what docker does not share: berth's cache and every context kind.
+# Then what docker does not share: berth's cache; a git context; the
+# tutorial's flow (a base image pushed to berth's registry, --push); and
+# --output to an archive docker loads.
 source "$(dirname "$0")/lib.sh"
 
 start_dockerd
@@ -138,6 +140,26 @@ berth save -o "$O/git.berth.tar" gitctx:berth
 check_eq "$(python3 "$TREE" "$O/git.berth.tar" | grep '^app')" "$(python3 "$TREE" "$O/git.docker.tar" | grep '^app')" "git: the same files as docker's"
 check_fails "a ref that does not exist is refused" berth build -t gitctx:bad "git://127.0.0.1:$port/repo.git#no-such-branch"
 check_fails "a folder that climbs out is refused" berth build -t gitctx:bad "git://127.0.0.1:$port/repo.git#feature:../.."
+
+say "== the tutorial's flow: a base image that is the user's own, on berth's registry; --push"
+RP="$(free_port)"
+R="127.0.0.1:$RP"
+BERTH_REGISTRY_ROOT="$T/registry" spawn "$BERTH" registry serve --addr "$R" --log-level error
+wait_until 30 _http_answers "http://$R/v2/" || fail "berth registry did not start on $R"
+berth tag busybox:musl "$R/someone/mynanoserver:1.0"
+berth push -q "$R/someone/mynanoserver:1.0" >/dev/null || fail "berth push the base"
+N="$(new_tmpdir)"
+printf 'FROM %s/someone/mynanoserver:1.0\nCMD ["echo", "Hello from the built image"]\n' "$R" >"$N/Dockerfile"
+fresh="$T/fresh-store"
+check_ok "a build in a fresh store pulls the base from berth's registry and pushes the result" \
+    env BERTH_ROOT="$fresh" "$BERTH" build --push -t "$R/someone/mynanoserver:dev" "$N"
+check_eq "$(curl -s "http://$R/v2/someone/mynanoserver/tags/list" | jq -c '.tags | sort')" '["1.0","dev"]' "the :dev tag is on the registry"
+docker pull -q "$R/someone/mynanoserver:dev" >/dev/null || fail "docker pull"
+check_eq "$(docker run --rm --network none "$R/someone/mynanoserver:dev")" "Hello from the built image" "docker pulls and runs what berth built"
+
+say "== --output straight to an archive docker loads"
+berth build -q --output "type=docker,dest=$O/out.tar" -t built:out "$N" >/dev/null || fail "berth build --output"
+check_ok "docker load takes it" docker load -i "$O/out.tar"
 
 n="$(soft_failures)"
 [[ "$n" == 0 ]] || fail "$n check(s) failed"
