@@ -301,7 +301,8 @@ fn walk(
         let name = entry.file_name().to_string_lossy().into_owned();
         let child_rel = join(rel, &name);
         let child_path = entry.path();
-        let meta = fs::symlink_metadata(&child_path).map_err(io_at(&child_path))?;
+        // Relative to the open directory: no path walk from the root per file.
+        let meta = entry.metadata().map_err(io_at(&child_path))?;
         let child_dest = join(dest, &name);
         let left_out = excluded(from, exclude, &child_rel, meta.is_dir());
         if meta.is_dir() {
@@ -495,15 +496,24 @@ pub fn has_content(item: &Item) -> bool {
 
 /// Writes `items` as a layer tar to `out` (PAX headers, entries in path
 /// order, source mtimes kept, no atime or ctime) and returns, per item,
-/// the content digest of a file or archive, hashed as it is written.
+/// the content digest of a file or archive: `known[i]` where the caller
+/// has it (from the stat cache), else hashed as it is written.
 pub fn write_layer(
     items: &[Item],
+    known: &[Option<Digest>],
     opts: &WriteOptions,
     out: &mut dyn Write,
 ) -> Result<Vec<Option<Digest>>, CopyError> {
     let mut tar = tar::Builder::new(out);
     let mut digests = Vec::with_capacity(items.len());
-    for item in items {
+    for (i, item) in items.iter().enumerate() {
+        if let (ItemSource::Path(path, meta), Some(Some(digest))) = (&item.source, known.get(i))
+            && meta.is_file()
+        {
+            write_known_file(&mut tar, &item.dest, path, meta, opts)?;
+            digests.push(Some(digest.clone()));
+            continue;
+        }
         digests.push(match &item.source {
             ItemSource::NewDir => {
                 let mut h = header(tar::EntryType::Directory, 0o755, opts.new_dir_mtime);
@@ -524,6 +534,48 @@ pub fn write_layer(
         .and_then(|w| w.flush())
         .map_err(|e| CopyError::Io { path: "layer".into(), source: e })?;
     Ok(digests)
+}
+
+/// A regular file whose digest is already known: copied, not hashed.
+fn write_known_file(
+    tar: &mut tar::Builder<&mut dyn Write>,
+    dest: &str,
+    path: &Path,
+    meta: &Metadata,
+    opts: &WriteOptions,
+) -> Result<(), CopyError> {
+    let (uid, gid) = opts.owner.unwrap_or((0, 0));
+    let mut h = header(
+        tar::EntryType::Regular,
+        mode_of(opts, meta.mode() & 0o7777, false),
+        meta.mtime().max(0) as u64,
+    );
+    h.set_uid(uid.into());
+    h.set_gid(gid.into());
+    h.set_size(meta.len());
+    let file = File::open(path).map_err(io_at(path))?;
+    let mut counted = CountingReader { inner: file, n: 0 };
+    append(tar, &mut h, dest, &mut counted)?;
+    if counted.n != meta.len() {
+        return Err(CopyError::Io {
+            path: path.display().to_string(),
+            source: io::Error::other("the file changed while it was copied"),
+        });
+    }
+    Ok(())
+}
+
+struct CountingReader<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
 }
 
 fn header(kind: tar::EntryType, mode: u32, mtime: u64) -> tar::Header {
@@ -769,8 +821,8 @@ mod tests {
             new_dir_mtime: 0,
         };
         let (mut one, mut two) = (Vec::new(), Vec::new());
-        let digests = write_layer(&items, &opts, &mut one).unwrap();
-        write_layer(&items, &opts, &mut two).unwrap();
+        let digests = write_layer(&items, &[], &opts, &mut one).unwrap();
+        write_layer(&items, &[], &opts, &mut two).unwrap();
         assert_eq!(one, two);
         let i = items.iter().position(|i| i.dest == "app/a.txt").unwrap();
         assert_eq!(digests[i], Some(Digest::sha256_of(b"a")));
@@ -824,7 +876,7 @@ mod tests {
         let items = select(&r, &from, &Empty).unwrap();
         let mut out = Vec::new();
         let opts = WriteOptions { owner: None, chmod: None, new_dir_mtime: 0 };
-        write_layer(&items, &opts, &mut out).unwrap();
+        write_layer(&items, &[], &opts, &mut out).unwrap();
         let mut archive = tar::Archive::new(&out[..]);
         let names: Vec<String> = archive
             .entries()
@@ -842,7 +894,7 @@ mod tests {
         bytes.extend_from_slice(&[0u8; 1024]);
         fs::write(dir.path().join("a.tar"), bytes).unwrap();
         let items = select(&r, &from, &Empty).unwrap();
-        let e = write_layer(&items, &opts, &mut Vec::new()).unwrap_err().to_string();
+        let e = write_layer(&items, &[], &opts, &mut Vec::new()).unwrap_err().to_string();
         assert!(e.contains("climbs out"), "{e}");
     }
 }

@@ -938,7 +938,7 @@ impl Executor<'_, '_> {
             let opts =
                 WriteOptions { owner: None, chmod: None, new_dir_mtime: new_dir_time(epoch) };
             let mut blob = store.create_blob()?;
-            copy::write_layer(&items, &opts, &mut blob)
+            copy::write_layer(&items, &[], &opts, &mut blob)
                 .map_err(|e| self.err(ins.line, e.to_string()))?;
             Ok(Some(blob.commit()?))
         })
@@ -1138,8 +1138,9 @@ impl Executor<'_, '_> {
             }
             _ => None,
         };
+        let mut known_digests: Vec<Option<Digest>> = Vec::new();
         if let Some((stat, root)) = stat {
-            let known: Option<Vec<Option<Digest>>> = items
+            let known: Vec<Option<Option<Digest>>> = items
                 .iter()
                 .map(|item| match &item.source {
                     copy::ItemSource::Path(p, meta) | copy::ItemSource::Archive(p, meta)
@@ -1151,7 +1152,9 @@ impl Executor<'_, '_> {
                     _ => Some(None),
                 })
                 .collect();
-            if let Some(digests) = known {
+            if known.iter().all(Option::is_some) {
+                let digests: Vec<Option<Digest>> =
+                    known.iter().cloned().map(Option::flatten).collect();
                 let key = key_of(&digests);
                 if let Some(entry) = cached(&key) {
                     step.cached();
@@ -1159,12 +1162,14 @@ impl Executor<'_, '_> {
                     return Ok(());
                 }
             }
+            // What is known need not be hashed again while it is written.
+            known_digests = known.into_iter().map(Option::flatten).collect();
         }
         // The layer is written while its files are hashed (one read of
         // each); the key follows from those hashes.
         let started = std::time::SystemTime::now();
         let mut blob = self.build.store.create_blob()?;
-        let digests = copy::write_layer(&items, &opts, &mut blob)
+        let digests = copy::write_layer(&items, &known_digests, &opts, &mut blob)
             .map_err(|e| self.err(ins.line, format!("{name} failed: {e}")))?;
         if let Some((stat, root)) = stat {
             for (item, digest) in items.iter().zip(&digests) {
