@@ -140,6 +140,12 @@ berth save -o "$O/git.berth.tar" gitctx:berth
 check_eq "$(python3 "$TREE" "$O/git.berth.tar" | grep '^app')" "$(python3 "$TREE" "$O/git.docker.tar" | grep '^app')" "git: the same files as docker's"
 check_fails "a ref that does not exist is refused" berth build -t gitctx:bad "git://127.0.0.1:$port/repo.git#no-such-branch"
 check_fails "a folder that climbs out is refused" berth build -t gitctx:bad "git://127.0.0.1:$port/repo.git#feature:../.."
+A="$(new_tmpdir)"
+printf 'FROM busybox:musl\nADD git://127.0.0.1:%s/repo.git#feature:app /src/\nCOPY --parents nested/dir/file /kept/\n' "$port" >"$A/Dockerfile"
+mkdir -p "$A/nested/dir" && echo deep >"$A/nested/dir/file"
+berth build -q -t addgit:1 "$A" >/dev/null || fail "berth build with ADD <git URL>"
+check_eq "$(berth run --rm addgit:1 cat /src/message /kept/nested/dir/file)" "from feature
+deep" "ADD of a git URL copies the checkout's folder; COPY --parents keeps the source's path"
 
 say "== the tutorial's flow: a base image that is the user's own, on berth's registry; --push"
 RP="$(free_port)"

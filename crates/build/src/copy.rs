@@ -28,6 +28,8 @@ pub struct CopyRequest<'a> {
     pub extract_archives: bool,
     /// `--exclude` patterns, matched like `.dockerignore` lines.
     pub exclude: Option<&'a Ignore>,
+    /// `--parents`: each source keeps its path below the root under `dest`.
+    pub parents: bool,
 }
 
 /// What went wrong selecting the files (messages as docker words them).
@@ -122,8 +124,22 @@ pub fn select(
         return Err(CopyError::DestinationNotDirectory);
     }
     let mut items: BTreeMap<String, ItemSource> = BTreeMap::new();
+    if req.parents && !dest_is_dir {
+        return Err(CopyError::DestinationNotDirectory);
+    }
     for (rel, path) in found {
         let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
+        if req.parents {
+            let target = join(&dest_clean, &rel);
+            if meta.is_dir() {
+                add_parents(&mut items, &target, lower, true);
+                walk(from, req.exclude, &rel, &path, &target, &mut items)?;
+            } else {
+                add_parents(&mut items, parent_of(&target), lower, true);
+                items.insert(target, ItemSource::Path(path, meta));
+            }
+            continue;
+        }
         if meta.is_dir() {
             add_parents(&mut items, &dest_clean, lower, true);
             walk(from, req.exclude, &rel, &path, &dest_clean, &mut items)?;
@@ -762,7 +778,14 @@ mod tests {
     }
 
     fn req<'a>(sources: &'a [String], dest: &'a str) -> CopyRequest<'a> {
-        CopyRequest { sources, dest, owner: None, extract_archives: false, exclude: None }
+        CopyRequest {
+            sources,
+            dest,
+            owner: None,
+            extract_archives: false,
+            exclude: None,
+            parents: false,
+        }
     }
 
     #[test]
@@ -806,6 +829,21 @@ mod tests {
         assert!(e.contains("stat missing: file does not exist"), "{e}");
         let s = vec!["*.none".to_owned()];
         assert!(matches!(select(&req(&s, "/"), &from, &Empty), Err(CopyError::NotFound(_))));
+    }
+
+    #[test]
+    fn parents_keeps_each_source_path() {
+        let dir = context();
+        let ignore = Ignore::parse("").unwrap();
+        let from = SourceRoot::Context { root: dir.path(), ignore: &ignore };
+        let s = vec!["src/sub/b.txt".to_owned(), "src/a.txt".to_owned()];
+        let mut r = req(&s, "/out/");
+        r.parents = true;
+        let items = select(&r, &from, &Empty).unwrap();
+        assert_eq!(
+            dests(&items),
+            ["out", "out/src", "out/src/a.txt", "out/src/sub", "out/src/sub/b.txt"]
+        );
     }
 
     #[test]

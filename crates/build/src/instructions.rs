@@ -952,9 +952,7 @@ impl Executor<'_, '_> {
             &["from", "chown", "chmod", "link", "exclude", "parents"]
         };
         self.check_flags(ins, allowed)?;
-        if self.flag(ins, "parents").is_some() {
-            return Err(self.err(ins.line, "COPY --parents is not supported by berth yet"));
-        }
+        let parents = self.flag(ins, "parents").is_some_and(|v| v != "false");
         let name = if add { "ADD" } else { "COPY" };
         let mut words = self.words(state, ins)?;
         if words.len() < 2 {
@@ -969,13 +967,17 @@ impl Executor<'_, '_> {
         };
         let is_url = |w: &String| w.starts_with("http://") || w.starts_with("https://");
         let urls = add && words.iter().any(is_url);
-        if add
-            && words
-                .iter()
-                .any(|w| w.starts_with("git@") || w.starts_with("git://") || w.ends_with(".git"))
-        {
-            return Err(self.err(ins.line, "ADD of a git repository is not supported by berth yet: clone it in a RUN step or into the context"));
+        let git = add && words.len() == 1 && berth_context::is_git_url(&words[0]);
+        if add && !git && words.iter().any(|w| berth_context::is_git_url(w)) {
+            return Err(self.err(ins.line, "ADD takes one git repository at a time"));
         }
+        if self.flag(ins, "keep-git-dir").is_some_and(|v| v != "false") {
+            return Err(self.err(
+                ins.line,
+                "ADD --keep-git-dir is not supported by berth: the checkout is copied without .git",
+            ));
+        }
+        let urls = urls && !git;
         if urls && !words.iter().all(is_url) {
             return Err(self
                 .err(ins.line, "ADD takes either URLs or files of the context, not both at once"));
@@ -1023,6 +1025,7 @@ impl Executor<'_, '_> {
         let heredoc_dir;
         let empty_ignore = Ignore::parse("").expect("empty");
         let mut mounted: Option<std::path::PathBuf> = None;
+        let mut cleanup: Option<std::path::PathBuf> = None;
         let source_root = if !ins.heredocs.is_empty() && words.iter().all(|w| w.starts_with("<<")) {
             heredoc_dir = crate::step_dir(self.scratch)?;
             let mut names = Vec::new();
@@ -1036,6 +1039,16 @@ impl Executor<'_, '_> {
                 names.push(h.name.clone());
             }
             words = names;
+            SourceRoot::Context { root: &heredoc_dir, ignore: &empty_ignore }
+        } else if git {
+            let dir = crate::step_dir(self.scratch)?;
+            let root = berth_context::git_checkout(&words[0], &dir).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                self.err(ins.line, e.to_string())
+            })?;
+            cleanup = Some(dir);
+            heredoc_dir = root;
+            words = vec![".".to_owned()];
             SourceRoot::Context { root: &heredoc_dir, ignore: &empty_ignore }
         } else if urls {
             heredoc_dir = crate::step_dir(self.scratch)?;
@@ -1072,11 +1085,13 @@ impl Executor<'_, '_> {
             owner,
             chmod,
             exclude.as_ref(),
-            add,
+            (add, parents),
             created_by,
             name,
         );
-        if let Some(dir) = mounted {
+        if let Some(dir) = cleanup {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else if let Some(dir) = mounted {
             berth_container::unmount(&dir.join("rootfs"));
             let _ = std::fs::remove_dir_all(&dir);
         } else if !heredoc_dir.as_os_str().is_empty() {
@@ -1097,11 +1112,12 @@ impl Executor<'_, '_> {
         owner: Option<(u32, u32)>,
         chmod: Option<copy::Chmod>,
         exclude: Option<&Ignore>,
-        add: bool,
+        (add, parents): (bool, bool),
         created_by: String,
         name: &str,
     ) -> Result<(), BuildError> {
-        let req = CopyRequest { sources: words, dest, owner, extract_archives: add, exclude };
+        let req =
+            CopyRequest { sources: words, dest, owner, extract_archives: add, exclude, parents };
         let items = {
             let view = StackView::new(self.build.store, &state.layers);
             let items = copy::select(&req, source_root, &view)

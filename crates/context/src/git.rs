@@ -11,7 +11,7 @@ use crate::{BuildContext, ContextError, ContextKind, DockerfileArg, ScopeError, 
 
 /// docker's rule: `git://`, `git@` and `github.com/` prefixes, or an
 /// http(s) URL whose part before `#` ends in `.git`.
-pub(crate) fn is_git_url(spec: &str) -> bool {
+pub fn is_git_url(spec: &str) -> bool {
     let before_fragment = spec.split('#').next().unwrap_or(spec);
     (crate::remote::is_url(spec) && before_fragment.ends_with(".git"))
         || ["git://", "git@", "github.com/"].iter().any(|p| spec.starts_with(p))
@@ -50,34 +50,40 @@ pub(crate) fn open(
     file: DockerfileArg,
     stdin: &mut dyn Read,
 ) -> Result<BuildContext, ContextError> {
-    let spec = parse(spec)?;
     let temp = tempfile::Builder::new()
         .prefix("berth-build-git-")
         .tempdir()
         .map_err(|source| ContextError::TempDir { source })?;
-    let checkout = temp.path().canonicalize().map_err(|source| ContextError::TempDir { source })?;
-    clone(&spec, &checkout)?;
-    let root = if spec.subdir.is_empty() {
-        checkout
-    } else {
-        let outside = || ContextError::GitSubdirOutside { subdir: spec.subdir.clone() };
-        let rel = match crate::resolve_in_scope(&checkout, Path::new(&spec.subdir)) {
-            Ok(rel) => rel,
-            Err(ScopeError::Outside { .. } | ScopeError::Loop { .. }) => return Err(outside()),
-            Err(ScopeError::Io { source, .. }) => {
-                return Err(ContextError::Git {
-                    step: "error setting git context".into(),
-                    output: crate::error::go_error(&source),
-                });
-            }
-        };
-        let root = checkout.join(rel);
-        if !fs::metadata(&root).is_ok_and(|m| m.is_dir()) {
-            return Err(ContextError::GitSubdirNotADirectory { subdir: spec.subdir.clone() });
-        }
-        root
-    };
+    let root = checkout(spec, temp.path())?;
     finish(root, Some(temp), ContextKind::Git, file, stdin)
+}
+
+/// Clones the git URL `spec` (`URL#ref:subdir`) into the empty directory
+/// `dir`, as a git context is cloned, and returns the directory the spec
+/// names: the checkout, or its subdirectory. What `ADD <git URL>` copies.
+pub fn checkout(spec: &str, dir: &Path) -> Result<std::path::PathBuf, ContextError> {
+    let spec = parse(spec)?;
+    let checkout = dir.canonicalize().map_err(|source| ContextError::TempDir { source })?;
+    clone(&spec, &checkout)?;
+    if spec.subdir.is_empty() {
+        return Ok(checkout);
+    }
+    let outside = || ContextError::GitSubdirOutside { subdir: spec.subdir.clone() };
+    let rel = match crate::resolve_in_scope(&checkout, Path::new(&spec.subdir)) {
+        Ok(rel) => rel,
+        Err(ScopeError::Outside { .. } | ScopeError::Loop { .. }) => return Err(outside()),
+        Err(ScopeError::Io { source, .. }) => {
+            return Err(ContextError::Git {
+                step: "error setting git context".into(),
+                output: crate::error::go_error(&source),
+            });
+        }
+    };
+    let root = checkout.join(rel);
+    if !fs::metadata(&root).is_ok_and(|m| m.is_dir()) {
+        return Err(ContextError::GitSubdirNotADirectory { subdir: spec.subdir.clone() });
+    }
+    Ok(root)
 }
 
 /// Fetches `spec.reference` (or the remote's `HEAD`) at depth 1 into

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use berth_dockerfile::Ignore;
 
 pub use error::ContextError;
+pub use git::{checkout as git_checkout, is_git_url};
 pub use remote::{Download, fetch_url};
 pub use stat_cache::{Stamp, StatCache};
 pub use walk::{Entry, ScopeError, entry, resolve_in_scope, walk};
