@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use berth_build::progress::Mode as ProgressMode;
 use berth_build::{Build, BuildOptions, ContextFiles, Hooks, Progress};
 use berth_reference::{Digest, Reference};
 use berth_transfer::Place;
@@ -163,7 +164,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     } else {
         Some(berth_context::StatCache::open(&stat_dir)?)
     };
-    let progress = Progress::new(Box::new(std::io::stderr()), quiet);
+    let mode = match args.progress.as_str() {
+        _ if quiet => ProgressMode::Quiet,
+        "plain" => ProgressMode::Plain,
+        "tty" => ProgressMode::Live,
+        _ if std::io::IsTerminal::is_terminal(&std::io::stderr()) => ProgressMode::Live,
+        _ => ProgressMode::Plain,
+    };
+    let mut progress = Progress::new(Box::new(std::io::stderr()), mode);
     let hooks = CliHooks { ctx };
     let build = Build {
         store: &store,
@@ -179,6 +187,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         progress: &progress,
     };
     let built = build.run();
+    // The live view's last frame stays above whatever comes next.
+    progress.finish();
     if let Some(cache) = &stat_cache {
         // What was hashed stays known even if a later step failed.
         cache.save()?;
