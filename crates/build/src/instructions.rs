@@ -335,7 +335,7 @@ impl Executor<'_, '_> {
             Keyword::Expose => {
                 let mut ports = Vec::new();
                 for word in self.words(state, ins)? {
-                    let port = exposed_port(&word)
+                    let port = berth_oci::config::exposed_port_key(&word)
                         .ok_or_else(|| self.err(line, format!("invalid containerPort: {word}")))?;
                     ports.push(port);
                 }
@@ -1394,18 +1394,6 @@ fn go_quoted(items: &[String]) -> String {
     format!("[{}]", q.join(" "))
 }
 
-/// `80`, `53/udp`, `8000-8001/tcp` as docker's `port/proto` keys.
-fn exposed_port(word: &str) -> Option<String> {
-    let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
-    let proto = proto.to_ascii_lowercase();
-    let valid = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
-    let ok = match ports.split_once('-') {
-        Some((a, b)) => valid(a) && valid(b),
-        None => valid(ports),
-    };
-    (ok && matches!(proto.as_str(), "tcp" | "udp" | "sctp")).then(|| format!("{ports}/{proto}"))
-}
-
 /// Go's durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`), in ns.
 fn parse_duration(s: &str) -> Option<i64> {
     let mut total: f64 = 0.0;
@@ -1444,14 +1432,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_ports_read_as_docker_reads_them() {
+    fn durations_read_as_docker_reads_them() {
         assert_eq!(parse_duration("30s"), Some(30_000_000_000));
         assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
         assert_eq!(parse_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_duration("5x"), None);
-        assert_eq!(exposed_port("80"), Some("80/tcp".into()));
-        assert_eq!(exposed_port("53/UDP"), Some("53/udp".into()));
-        assert_eq!(exposed_port("http"), None);
         assert_eq!(go_quoted(&["sh".into(), "-c".into()]), r#"["sh" "-c"]"#);
         assert_eq!(normalise("/a/./b/../c/"), "/a/c");
     }

@@ -107,13 +107,18 @@ impl LowerView for StackView<'_> {
     }
 }
 
-fn index_layer(store: &Store, layer: &Layer) -> io::Result<Index> {
-    let blob = layer
+/// The blob to read a layer from: the uncompressed tar if held, else the first.
+fn layer_blob(layer: &Layer) -> io::Result<&berth_oci::Descriptor> {
+    layer
         .blobs
         .iter()
         .find(|b| b.digest == layer.diff_id)
         .or_else(|| layer.blobs.first())
-        .ok_or_else(|| io::Error::other("no blob carries the layer"))?;
+        .ok_or_else(|| io::Error::other("no blob carries the layer"))
+}
+
+fn index_layer(store: &Store, layer: &Layer) -> io::Result<Index> {
+    let blob = layer_blob(layer)?;
     let mut index = Index::default();
     if blob.digest == layer.diff_id {
         // The tar itself: its headers are found by seeking past each file.
@@ -170,12 +175,7 @@ pub fn read_file(store: &Store, layers: &[Layer], path: &str) -> io::Result<Opti
     let whiteout =
         if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
     for layer in layers.iter().rev() {
-        let blob = layer
-            .blobs
-            .iter()
-            .find(|b| b.digest == layer.diff_id)
-            .or_else(|| layer.blobs.first())
-            .ok_or_else(|| io::Error::other("no blob carries the layer"))?;
+        let blob = layer_blob(layer)?;
         let file = BufReader::new(File::open(store.blob_path(&blob.digest))?);
         let reader = berth_layer::decompress(file, &blob.media_type)?;
         let mut archive = tar::Archive::new(reader);

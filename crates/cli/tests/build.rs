@@ -91,6 +91,19 @@ impl Env {
     }
 }
 
+/// A fresh store and a context holding the static busybox, where RUN can
+/// work (root, runc); `None` (the test is skipped, and says so) elsewhere.
+fn env_for_run() -> Option<Env> {
+    if !can_run_containers() {
+        eprintln!("skipped: RUN needs root, runc and /bin/busybox");
+        return None;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.dir.path().join("ctx")).unwrap();
+    std::fs::copy("/bin/busybox", env.dir.path().join("ctx/busybox")).unwrap();
+    Some(env)
+}
+
 fn can_run_containers() -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -283,13 +296,7 @@ fn bad_dockerfiles_and_sources_are_refused_and_tag_nothing() {
 
 #[test]
 fn run_steps_stages_and_copy_from() {
-    if !can_run_containers() {
-        eprintln!("skipped: RUN needs root, runc and /bin/busybox");
-        return;
-    }
-    let env = Env::new();
-    std::fs::create_dir_all(env.dir.path().join("ctx")).unwrap();
-    std::fs::copy("/bin/busybox", env.dir.path().join("ctx/busybox")).unwrap();
+    let Some(env) = env_for_run() else { return };
     env.write(
         "ctx/Dockerfile",
         "FROM scratch AS base\n\
@@ -335,13 +342,7 @@ fn run_steps_stages_and_copy_from() {
 
 #[test]
 fn independent_stages_build_at_once() {
-    if !can_run_containers() {
-        eprintln!("skipped: RUN needs root, runc and /bin/busybox");
-        return;
-    }
-    let env = Env::new();
-    std::fs::create_dir_all(env.dir.path().join("ctx")).unwrap();
-    std::fs::copy("/bin/busybox", env.dir.path().join("ctx/busybox")).unwrap();
+    let Some(env) = env_for_run() else { return };
     env.write(
         "ctx/Dockerfile",
         "FROM scratch AS base\n\
@@ -367,13 +368,7 @@ fn independent_stages_build_at_once() {
 
 #[test]
 fn run_mounts_are_seen_and_left_out_of_the_layer() {
-    if !can_run_containers() {
-        eprintln!("skipped: RUN needs root, runc and /bin/busybox");
-        return;
-    }
-    let env = Env::new();
-    std::fs::create_dir_all(env.dir.path().join("ctx")).unwrap();
-    std::fs::copy("/bin/busybox", env.dir.path().join("ctx/busybox")).unwrap();
+    let Some(env) = env_for_run() else { return };
     env.write("ctx/src/input.txt", "from the context\n");
     env.write("token", "s3cret\n");
     env.write(
