@@ -146,6 +146,14 @@ docker logout "$A" >/dev/null
 echo admin-pw | docker login -u boss --password-stdin "$A" >/dev/null 2>&1
 check_ok "an administrator pushes an official image" docker push "$A/mynanoserver:dev"
 docker logout "$A" >/dev/null
+# With --auth a bare name is library/NAME, as on Docker Hub.
+docker rmi "$A/mynanoserver:dev" >/dev/null
+check_ok "the official image pulls by its library/ name" docker pull -q "$A/library/mynanoserver:dev"
+check_ok "and again by its bare name" docker pull -q "$A/mynanoserver:dev"
+check_eq "$(docker inspect -f '{{.Id}}' "$A/library/mynanoserver:dev")" \
+    "$(docker inspect -f '{{.Id}}' "$A/mynanoserver:dev")" "both names are one image"
+check_eq "$(docker search "$A/mynanoserver" | grep -c '^mynanoserver ')" "1" \
+    "docker search lists the official image once"
 
 check_ok "skopeo with credentials" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
     --dest-creds alice:alice-pw "docker://$R/team/app:1" "docker://$A/alice/app:1"

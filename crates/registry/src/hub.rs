@@ -8,7 +8,20 @@ use std::sync::Arc;
 use berth_reference::RepoName;
 
 use crate::error::{Error, Result};
-use crate::metadata::{MetadataStore, RepoSummary};
+use crate::metadata::browse::RenameOutcome;
+use crate::metadata::{MetadataError, MetadataStore, RepoSummary};
+
+/// Why bare names could not be merged into `library/`.
+#[derive(Debug, thiserror::Error)]
+pub enum NameMergeError {
+    #[error(
+        "with --auth, NAME and library/NAME are one repository (an official image), but this registry holds both for: {}; delete one of each pair (berth registry repo rm NAME or library/NAME) and start again",
+        .0.join(", ")
+    )]
+    Clash(Vec<String>),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
 
 /// The longest description an owner may set (characters).
 pub const DESCRIPTION_MAX: usize = 1000;
@@ -81,6 +94,38 @@ impl Hub {
             .repository_summary(repo.as_str())
             .await?
             .ok_or_else(|| Error::NameUnknown(repo.to_string()))
+    }
+
+    /// Records that `user` (empty: anonymous) pushed `tag` just now.
+    pub async fn record_push(&self, repo: &RepoName, tag: &str, user: &str) -> Result<()> {
+        Ok(self.meta.record_pusher(repo.as_str(), tag, user).await?)
+    }
+
+    /// Makes every one-component repository the official `library/NAME`
+    /// it means with accounts on (see [`crate::auth::official_name`]).
+    /// Refuses, changing nothing, when a root holds both names. Returns the
+    /// names moved.
+    pub async fn merge_official_names(&self) -> std::result::Result<Vec<String>, NameMergeError> {
+        let bare = self.meta.bare_repositories().await?;
+        let mut clashes = Vec::new();
+        for name in &bare {
+            if self.meta.repository_exists(&format!("library/{name}")).await? {
+                clashes.push(name.clone());
+            }
+        }
+        if !clashes.is_empty() {
+            return Err(NameMergeError::Clash(clashes));
+        }
+        let mut moved = Vec::new();
+        for name in bare {
+            let official = format!("library/{name}");
+            match self.meta.rename_repository(&name, &official).await? {
+                RenameOutcome::Renamed => moved.push(name),
+                RenameOutcome::NoSource => {}
+                RenameOutcome::TargetExists => return Err(NameMergeError::Clash(vec![name])),
+            }
+        }
+        Ok(moved)
     }
 
     async fn existing(&self, repo: &RepoName) -> Result<()> {

@@ -333,7 +333,32 @@ async fn org(meta: Meta, cmd: OrgCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The repository an administrator means: a bare NAME is `library/NAME`
+/// (what it is with --auth) unless a repository of that literal name exists
+/// (a root served without --auth).
+async fn repo_name(meta: &Meta, name: &str) -> anyhow::Result<String> {
+    let parsed =
+        RepoName::parse(name).map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?;
+    if name.contains('/') || meta.repository_exists(name).await? {
+        return Ok(parsed.as_str().to_owned());
+    }
+    Ok(berth_registry::auth::official_name(parsed)
+        .map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?
+        .as_str()
+        .to_owned())
+}
+
 async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        RepoCommand::Private { name } => RepoCommand::Private { name: repo_name(&meta, &name).await? },
+        RepoCommand::Public { name } => RepoCommand::Public { name: repo_name(&meta, &name).await? },
+        RepoCommand::Describe { name, description, full_description } => RepoCommand::Describe {
+            name: repo_name(&meta, &name).await?,
+            description,
+            full_description,
+        },
+        RepoCommand::Rm { name } => RepoCommand::Rm { name: repo_name(&meta, &name).await? },
+    };
     let (name, private) = match cmd {
         RepoCommand::Private { name } => (name, true),
         RepoCommand::Public { name } => (name, false),
@@ -413,6 +438,14 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if auth.is_some() {
+            // With accounts, NAME means library/NAME: bring roots made
+            // without --auth in line before serving, or refuse to serve.
+            let hub = berth_registry::Hub::new(registry.metadata().clone());
+            for name in hub.merge_official_names().await? {
+                tracing::info!(from = %name, to = %format!("library/{name}"), "merged into the official name");
+            }
+        }
         let listener = server::bind(&addr).await?;
         tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), tls = tls.is_some(), "registry listening");
         let options = server::Options { auth, gc: config.gc(), tls: tls.is_some() };

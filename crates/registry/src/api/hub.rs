@@ -53,6 +53,11 @@ async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Identity> {
     auth.identify(authorization).await
 }
 
+/// With accounts on, a bare name is the official `library/NAME`.
+pub(crate) fn hub_name(app: &AppState, repo: RepoName) -> Result<RepoName> {
+    if app.auth.is_some() { Ok(crate::auth::official_name(repo)?) } else { Ok(repo) }
+}
+
 /// `GET /v1/search?q=&n=&page=`: repositories whose name or description
 /// contains `q`, visible to the caller.
 pub async fn search(State(app): App, req: Request) -> Response {
@@ -132,7 +137,7 @@ async fn repositories_inner(app: &AppState, req: Request) -> Result<Response> {
         Some(name) => (name, true),
         None => (rest, false),
     };
-    let repo = RepoName::parse(name)?;
+    let repo = hub_name(app, RepoName::parse(name)?)?;
     let identity = caller(app, req.headers()).await?;
     match (star, req.method().clone()) {
         (true, m @ (Method::PUT | Method::DELETE)) => {
@@ -205,7 +210,7 @@ pub async fn repository_settings(app: &AppState, req: Request) -> Response {
 
 async fn repository_settings_inner(app: &AppState, req: Request) -> Result<Response> {
     let rest = req.uri().path().strip_prefix("/v2/repositories/").unwrap_or_default();
-    let repo = RepoName::parse(rest.trim_end_matches('/'))?;
+    let repo = hub_name(app, RepoName::parse(rest.trim_end_matches('/'))?)?;
     let identity = caller(app, req.headers()).await?;
     let user = match &app.auth {
         Some(auth) => auth.user_of(&identity).await?,

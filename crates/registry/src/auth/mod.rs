@@ -98,6 +98,20 @@ pub fn namespace(repo: &str) -> Option<&str> {
     }
 }
 
+/// The name a repository has with accounts on: a one-component name is an
+/// official image, `library/NAME`, as on Docker Hub ("official images just
+/// have the repo name"), so `HOST/busybox` and `HOST/library/busybox` are
+/// one repository. Longer names are unchanged. Without accounts (a plain
+/// `registry:2`) names stay literal and this is not called.
+pub fn official_name(
+    repo: berth_reference::RepoName,
+) -> std::result::Result<berth_reference::RepoName, berth_reference::InvalidRepoName> {
+    if repo.as_str().contains('/') {
+        return Ok(repo);
+    }
+    berth_reference::RepoName::parse(&format!("library/{repo}"))
+}
+
 /// What `user` (None: anonymous) may do on `repo`. `owns_namespace`: the
 /// user is the namespace or a member of the organisation that is.
 pub fn policy(user: Option<&UserRecord>, owns_namespace: bool, private: bool) -> Vec<Action> {
@@ -374,7 +388,7 @@ pub fn parse_scope(scope: &str) -> Vec<(String, Vec<Action>)> {
         .filter_map(|s| {
             let rest = s.strip_prefix("repository:")?;
             let (name, actions) = rest.rsplit_once(':')?;
-            let name = berth_reference::RepoName::parse(name).ok()?;
+            let name = official_name(berth_reference::RepoName::parse(name).ok()?).ok()?;
             let actions: Vec<Action> = if actions == "*" {
                 Action::ALL.to_vec()
             } else {

@@ -14,11 +14,13 @@
 //! Callers validate names and tags before they get here; the store checks
 //! only referential integrity.
 
+pub mod browse;
 mod sqlite;
 pub mod testing;
 
 /// Every concern's trait, for code that calls them on a concrete store.
 pub mod prelude {
+    pub use super::browse::{AccessTokens, Browse, Sessions};
     pub use super::{Accounts, Collection, Distribution, HubSettings, MetadataStore, Uploads};
 }
 
@@ -29,6 +31,7 @@ use berth_reference::Digest;
 
 use crate::storage::UploadId;
 
+pub use browse::{AccessTokens, Browse, Sessions};
 pub use sqlite::{SCHEMA_VERSION, SqliteMetadata, schema_version};
 
 #[derive(Debug, thiserror::Error)]
@@ -295,11 +298,27 @@ pub trait Collection: Send + Sync {
 /// as one object. An implementation implements the five traits (and passes
 /// every suite in [`testing`]); this one comes with them.
 pub trait MetadataStore:
-    Distribution + Uploads + Accounts + HubSettings + Collection + 'static
+    Distribution
+    + Uploads
+    + Accounts
+    + HubSettings
+    + Collection
+    + AccessTokens
+    + Sessions
+    + Browse
+    + 'static
 {
 }
 
-impl<T: Distribution + Uploads + Accounts + HubSettings + Collection + 'static> MetadataStore
-    for T
+impl<T> MetadataStore for T where
+    T: Distribution
+        + Uploads
+        + Accounts
+        + HubSettings
+        + Collection
+        + AccessTokens
+        + Sessions
+        + Browse
+        + 'static
 {
 }

@@ -59,6 +59,18 @@ pub async fn start_auth(backend: Backend) -> TestRegistry {
 
 async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestRegistry {
     let dir = tempfile::tempdir().expect("tempdir");
+    start_in(backend, dir, limits, auth.is_some()).await
+}
+
+/// A registry on the root `dir` (which may hold data already), with or
+/// without accounts (created if missing, as in [`start_auth`]).
+pub async fn start_in(
+    backend: Backend,
+    dir: tempfile::TempDir,
+    limits: Limits,
+    auth: bool,
+) -> TestRegistry {
+    let auth = auth.then_some(());
     let registry = open(backend, dir.path(), limits);
     let auth = match auth {
         None => None,
@@ -71,10 +83,14 @@ async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestR
                     password_hash: hash,
                     admin,
                 };
-                assert!(meta.create_user(&user).await.unwrap());
+                if meta.user(name).await.unwrap().is_none() {
+                    assert!(meta.create_user(&user).await.unwrap());
+                }
             }
-            assert!(meta.create_org("acme").await.unwrap());
-            assert!(meta.add_org_member("acme", "bob").await.unwrap());
+            if meta.org("acme").await.unwrap().is_none() {
+                assert!(meta.create_org("acme").await.unwrap());
+                assert!(meta.add_org_member("acme", "bob").await.unwrap());
+            }
             Some(berth_registry::auth::Auth::open(dir.path(), meta, SERVICE).unwrap())
         }
     };
@@ -94,6 +110,15 @@ async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestR
 }
 
 impl TestRegistry {
+    /// Stops the server and hands back its root, to start another on it.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._dir, dir)
+    }
+
     pub fn root(&self) -> &std::path::Path {
         self._dir.path()
     }
