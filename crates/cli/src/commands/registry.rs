@@ -36,8 +36,32 @@ pub enum Command {
     /// Manage repositories
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Manage personal access tokens (passwords for `docker login` that can be
+    /// limited and revoked one by one)
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Delete blobs nothing uses (safe while the server runs)
     Gc(GcArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for USER and print it (it is shown only this once)
+    Create {
+        user: String,
+        /// What it may do: read (pull), write (pull, push) or delete (all three)
+        #[arg(long, default_value = "read", value_parser = ["read", "write", "delete"])]
+        scope: String,
+        /// What the token is for
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List USER's tokens
+    #[command(visible_alias = "ls")]
+    List { user: String },
+    /// Revoke one of USER's tokens
+    #[command(visible_alias = "revoke", visible_alias = "remove")]
+    Rm { user: String, id: String },
 }
 
 #[derive(clap::Args)]
@@ -164,6 +188,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
         Command::User(c) => admin(ctx, |meta| Box::pin(user(meta, c))),
         Command::Org(c) => admin(ctx, |meta| Box::pin(org(meta, c))),
         Command::Repo(c) => admin(ctx, |meta| Box::pin(repo(meta, c))),
+        Command::Token(c) => admin(ctx, |meta| Box::pin(token(meta, c))),
         Command::Gc(args) => gc(ctx, args),
     }
 }
@@ -333,6 +358,61 @@ async fn org(meta: Meta, cmd: OrgCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn token(meta: Meta, cmd: TokenCommand) -> anyhow::Result<()> {
+    use berth_registry::auth::pat::TokenScope;
+    match cmd {
+        TokenCommand::Create { user, scope, description } => {
+            let scope =
+                TokenScope::parse(&scope).context("the scope must be read, write or delete")?;
+            anyhow::ensure!(
+                description.chars().count() <= 100,
+                "the description must not be longer than 100 characters"
+            );
+            anyhow::ensure!(meta.user(&user).await?.is_some(), "no such user: {user}");
+            let (record, text) = berth_registry::auth::create_access_token(
+                meta.as_ref(),
+                &user,
+                &description,
+                scope,
+            )
+            .await?;
+            eprintln!(
+                "Created access token {} ({}) for {user}; copy it now, it is not shown again:",
+                record.id,
+                scope.as_str()
+            );
+            println!("{text}");
+        }
+        TokenCommand::List { user } => {
+            anyhow::ensure!(meta.user(&user).await?.is_some(), "no such user: {user}");
+            println!(
+                "{:<18} {:<7} {:<21} {:<21} DESCRIPTION",
+                "ID", "SCOPE", "CREATED", "LAST USED"
+            );
+            let when = |t: i64| berth_oci::time::rfc3339(t);
+            for t in meta.list_access_tokens(&user).await? {
+                let used = t.last_used.map_or_else(|| "never".to_owned(), when);
+                println!(
+                    "{:<18} {:<7} {:<21} {:<21} {}",
+                    t.id,
+                    t.scope,
+                    when(t.created),
+                    used,
+                    t.description
+                );
+            }
+        }
+        TokenCommand::Rm { user, id } => {
+            anyhow::ensure!(
+                meta.delete_access_token(&user, &id).await?,
+                "no such token for {user}: {id}"
+            );
+            println!("Revoked access token {id} of {user}");
+        }
+    }
+    Ok(())
+}
+
 /// The repository an administrator means: a bare NAME is `library/NAME`
 /// (what it is with --auth) unless a repository of that literal name exists
 /// (a root served without --auth).
@@ -350,8 +430,12 @@ async fn repo_name(meta: &Meta, name: &str) -> anyhow::Result<String> {
 
 async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
     let cmd = match cmd {
-        RepoCommand::Private { name } => RepoCommand::Private { name: repo_name(&meta, &name).await? },
-        RepoCommand::Public { name } => RepoCommand::Public { name: repo_name(&meta, &name).await? },
+        RepoCommand::Private { name } => {
+            RepoCommand::Private { name: repo_name(&meta, &name).await? }
+        }
+        RepoCommand::Public { name } => {
+            RepoCommand::Public { name: repo_name(&meta, &name).await? }
+        }
         RepoCommand::Describe { name, description, full_description } => RepoCommand::Describe {
             name: repo_name(&meta, &name).await?,
             description,

@@ -84,7 +84,7 @@ pub async fn authorize(
                 c.insufficient_scope = true;
                 Error::InsufficientScope(c)
             }
-            Identity::User(_) => Error::Denied,
+            Identity::User(_) | Identity::AccessToken(..) => Error::Denied,
         });
     }
     Ok(identity)

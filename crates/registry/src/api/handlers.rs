@@ -73,8 +73,8 @@ pub async fn token(State(app): App, req: Request) -> Response {
     };
     match auth.issue(user.as_ref(), &scopes).await {
         Ok(mut t) => {
-            if offline && let Some(user) = &user {
-                t.refresh_token = Some(auth.issue_refresh(user));
+            if offline && let Some(login) = &user {
+                t.refresh_token = Some(auth.issue_refresh(login));
             }
             json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json"))
         }

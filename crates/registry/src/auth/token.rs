@@ -64,6 +64,10 @@ pub struct RefreshClaims {
     /// [`TokenKey::fingerprint`] of the user's password hash when issued: a
     /// password change, or removing and re-creating the user, revokes it.
     pub fp: String,
+    /// The personal access token it was made from, if any: revoking the
+    /// token revokes this too, and its scope still applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pat: Option<String>,
 }
 
 /// The signing key. Refresh tokens are signed with a key derived from it,
@@ -281,6 +285,7 @@ mod tests {
             iat: 100,
             jti: "r".into(),
             fp: key.fingerprint("$2b$hash"),
+            pat: None,
         };
         let r = key.sign_refresh(&refresh);
         assert_eq!(key.verify_refresh(&r, "svc", 500).unwrap(), refresh);

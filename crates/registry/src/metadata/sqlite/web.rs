@@ -189,9 +189,7 @@ impl Sessions for SqliteMetadata {
     async fn delete_user_sessions(&self, user: &str) -> Result<u64, MetadataError> {
         let user = user.to_owned();
         self.call(move |c| {
-            c.execute("DELETE FROM sessions WHERE user = ?1", [&user])
-                .map(|n| n as u64)
-                .map_err(db)
+            c.execute("DELETE FROM sessions WHERE user = ?1", [&user]).map(|n| n as u64).map_err(db)
         })
         .await
     }
@@ -408,9 +406,12 @@ impl Browse for SqliteMetadata {
             // Children are renamed before their parents; the foreign keys
             // are checked once, at commit.
             tx.execute_batch("PRAGMA defer_foreign_keys = ON").map_err(db)?;
-            for table in ["repository_settings", "repository_descriptions",
-                "repository_owner_descriptions", "repository_activity"]
-            {
+            for table in [
+                "repository_settings",
+                "repository_descriptions",
+                "repository_owner_descriptions",
+                "repository_activity",
+            ] {
                 // What the source says wins over settings made for a
                 // repository that was never pushed.
                 tx.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [&to]).map_err(db)?;
@@ -423,7 +424,9 @@ impl Browse for SqliteMetadata {
             )
             .map_err(db)?;
             tx.execute("DELETE FROM stars WHERE repository = ?1", [&from]).map_err(db)?;
-            for table in ["tags", "manifest_refs", "manifests", "blob_links", "uploads", "tag_pushers"] {
+            for table in
+                ["tags", "manifest_refs", "manifests", "blob_links", "uploads", "tag_pushers"]
+            {
                 tx.execute(
                     &format!("UPDATE {table} SET repository = ?2 WHERE repository = ?1"),
                     [&from, &to],
