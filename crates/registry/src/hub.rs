@@ -8,8 +8,8 @@ use std::sync::Arc;
 use berth_reference::RepoName;
 
 use crate::error::{Error, Result};
-use crate::metadata::browse::RenameOutcome;
-use crate::metadata::{MetadataError, MetadataStore, RepoSummary};
+use crate::metadata::browse::{RenameOutcome, RepoPage, RepoQuery, TagOrder, TagPage, Viewer};
+use crate::metadata::{MetadataError, MetadataStore, RepoSummary, UserRecord};
 
 /// Why bare names could not be merged into `library/`.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,55 @@ impl Hub {
     /// (case-insensitively), most starred first, then by name.
     pub async fn search(&self, query: &str) -> Result<Vec<RepoSummary>> {
         Ok(self.meta.search_repositories(query, SEARCH_SCAN).await?)
+    }
+
+    /// Which private repositories `user` may see in listings, by Docker Hub's
+    /// rules (see [`crate::auth::policy`]): an administrator all, a user
+    /// those of their own and their organisations' namespaces, anonymous
+    /// visitors none. `accounts`: whether the registry has accounts at all
+    /// (without them nothing is private).
+    pub async fn viewer(&self, accounts: bool, user: Option<&UserRecord>) -> Result<Viewer> {
+        Ok(match (accounts, user) {
+            (false, _) => Viewer::Everything,
+            (true, Some(u)) if u.admin => Viewer::Everything,
+            (true, Some(u)) => {
+                let mut namespaces = self.meta.orgs_of(&u.name).await?;
+                namespaces.push(u.name.clone());
+                Viewer::Namespaces(namespaces)
+            }
+            (true, None) => Viewer::Namespaces(Vec::new()),
+        })
+    }
+
+    /// One page of repositories, filtered and visible to `query.viewer`.
+    pub async fn browse(&self, query: &RepoQuery) -> Result<RepoPage> {
+        Ok(self.meta.query_repositories(query).await?)
+    }
+
+    /// One page of a repository's tags.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        order: TagOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<TagPage> {
+        Ok(self.meta.tag_details(repo.as_str(), order, offset, limit).await?)
+    }
+
+    /// Whether `name` is an organisation marked as a verified publisher.
+    pub async fn verified_publisher(&self, name: &str) -> Result<bool> {
+        Ok(self.meta.org(name).await?.is_some_and(|o| o.verified))
+    }
+
+    /// Whether `name` is a user or an organisation.
+    pub async fn account_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.meta.user(name).await?.is_some() || self.meta.org(name).await?.is_some())
+    }
+
+    /// Whether `user` starred `repo`.
+    pub async fn starred(&self, user: &str, repo: &RepoName) -> Result<bool> {
+        Ok(self.meta.starred(user, repo.as_str()).await?)
     }
 
     /// `user` stars (`on`) or unstars `repo`, which must exist.

@@ -83,7 +83,12 @@ async fn serves_https_with_the_token_realm_on_https() {
     let registry = berth_registry::open_local(dir.path(), Default::default()).unwrap();
     let auth =
         berth_registry::auth::Auth::open(dir.path(), registry.metadata().clone(), "svc").unwrap();
-    let options = berth_registry::server::Options { auth: Some(auth), gc: None, tls: true };
+    let options = berth_registry::server::Options {
+        auth: Some(auth),
+        gc: None,
+        tls: true,
+        web: Default::default(),
+    };
     let app = berth_registry::server::build(registry, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -171,6 +171,9 @@ pub struct ServeArgs {
     /// Require accounts to push and to pull private repositories
     #[arg(long, env = "BERTH_REGISTRY_AUTH")]
     auth: bool,
+    /// Let anyone create an account on the website (/signup); needs --auth
+    #[arg(long, env = "BERTH_REGISTRY_SIGNUP")]
+    signup: bool,
     /// Serve HTTPS with this PEM certificate (chain)
     #[arg(long, env = "BERTH_REGISTRY_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -290,6 +293,8 @@ async fn user(meta: Meta, cmd: UserCommand) -> anyhow::Result<()> {
                 meta.set_password(&name, &password::hash(&password)).await?,
                 "no such user: {name}"
             );
+            // Signed-in browsers must sign in again with the new password.
+            meta.delete_user_sessions(&name).await?;
             println!("Password changed for {name}");
         }
         UserCommand::ImportHtpasswd { file } => {
@@ -502,6 +507,8 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     };
     let addr = args.addr.or_else(|| config.addr.clone()).unwrap_or_else(|| DEFAULT_ADDR.into());
     let auth = args.auth || config.auth.unwrap_or(false);
+    let signup = args.signup || config.signup.unwrap_or(false);
+    anyhow::ensure!(!signup || auth, "sign-up needs accounts: add --auth");
     let root = registry_root(ctx, &config);
     init_logging(&args.log_level)?;
     let registry = berth_registry::open_local(&root, config.limits())?;
@@ -532,7 +539,8 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
         let listener = server::bind(&addr).await?;
         tracing::info!(addr = %addr, root = %root.display(), auth = auth.is_some(), tls = tls.is_some(), "registry listening");
-        let options = server::Options { auth, gc: config.gc(), tls: tls.is_some() };
+        let web = berth_registry::web::WebConfig { signup, ..Default::default() };
+        let options = server::Options { auth, gc: config.gc(), tls: tls.is_some(), web };
         let app = server::build(registry, options);
         match tls {
             Some(tls) => server::serve_tls(listener, app, tls, server::shutdown_signal()).await?,

@@ -14,6 +14,7 @@ use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity, namespace};
 use crate::error::{Error, Result};
+use crate::metadata::browse::{RepoOrder, RepoQuery};
 use berth_reference::RepoName;
 
 const SEARCH_DEFAULT: usize = 25;
@@ -87,21 +88,25 @@ async fn search_inner(app: &AppState, req: Request) -> Result<Response> {
         Some(auth) => auth.user_of(&identity).await?,
         None => None,
     };
-    let mut visible = Vec::new();
-    for hit in app.hub.search(&q).await? {
-        let may_pull = match &app.auth {
-            Some(auth) => auth.allowed(user.as_ref(), &hit.name).await?.contains(&Action::Pull),
-            None => true,
-        };
-        if may_pull {
-            visible.push(hit);
-        }
-    }
-    let total = visible.len();
-    let results = visible
+    let viewer = app.hub.viewer(app.auth.is_some(), user.as_ref()).await?;
+    let found = app
+        .hub
+        .browse(&RepoQuery {
+            text: Some(q.clone()),
+            namespace: None,
+            official: false,
+            verified: false,
+            viewer,
+            order: RepoOrder::Stars,
+            offset: (page - 1).saturating_mul(n),
+            limit: n,
+        })
+        .await?;
+    let total = found.total as usize;
+    let results = found
+        .items
         .into_iter()
-        .skip((page - 1).saturating_mul(n))
-        .take(n)
+        .map(|h| h.summary)
         .map(|h| SearchResult {
             is_official: namespace(&h.name).is_none(),
             name: h.name.strip_prefix("library/").unwrap_or(&h.name).to_owned(),

@@ -204,6 +204,17 @@ impl Auth {
         &self.service
     }
 
+    /// A keyed digest of `data` for `purpose` (see [`TokenKey::tag`]); the
+    /// same on every replica that shares the key.
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> String {
+        self.key.tag(purpose, data)
+    }
+
+    /// The metadata the accounts live in.
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
     /// Checks a user name and a password or personal access token,
     /// throttling repeated failures (one count for both).
     pub async fn login(&self, name: &str, password: &str) -> Result<Login> {

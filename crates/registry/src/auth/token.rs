@@ -140,6 +140,17 @@ impl TokenKey {
         self.sign_with(&self.refresh, claims)
     }
 
+    /// A keyed digest of `data` for `purpose` (the website's CSRF tokens),
+    /// never equal to a signature or fingerprint made for another purpose.
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> String {
+        let mut mac = Self::mac(&self.key);
+        mac.update(b"tag:");
+        mac.update(purpose.as_bytes());
+        mac.update(b":");
+        mac.update(data);
+        hex::encode(&mac.finalize().into_bytes()[..20])
+    }
+
     /// A short, keyed digest of a password hash for [`RefreshClaims::fp`]
     /// (the hash itself never goes into a token).
     pub fn fingerprint(&self, password_hash: &str) -> String {

@@ -174,6 +174,12 @@ pub trait Browse: Send + Sync {
         limit: usize,
     ) -> Result<TagPage, MetadataError>;
 
+    /// The organisations `user` is a member of, sorted.
+    async fn orgs_of(&self, user: &str) -> Result<Vec<String>, MetadataError>;
+
+    /// Whether `user` has starred `repo`.
+    async fn starred(&self, user: &str, repo: &str) -> Result<bool, MetadataError>;
+
     /// Records who pushed `tag` last.
     async fn record_pusher(&self, repo: &str, tag: &str, user: &str) -> Result<(), MetadataError>;
 

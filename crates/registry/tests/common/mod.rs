@@ -70,6 +70,17 @@ pub async fn start_in(
     limits: Limits,
     auth: bool,
 ) -> TestRegistry {
+    start_web(backend, dir, limits, auth, berth_registry::web::WebConfig::default()).await
+}
+
+/// [`start_in`] with the website's settings.
+pub async fn start_web(
+    backend: Backend,
+    dir: tempfile::TempDir,
+    limits: Limits,
+    auth: bool,
+    web: berth_registry::web::WebConfig,
+) -> TestRegistry {
     let auth = auth.then_some(());
     let registry = open(backend, dir.path(), limits);
     let auth = match auth {
@@ -97,7 +108,8 @@ pub async fn start_in(
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, server::app(registry, auth), async {
+    let app = server::build(registry, server::Options { auth, web, ..Default::default() });
+    tokio::spawn(server::serve(listener, app, async {
         let _ = rx.await;
     }));
     TestRegistry {

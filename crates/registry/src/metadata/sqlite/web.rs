@@ -348,6 +348,33 @@ impl Browse for SqliteMetadata {
         .await
     }
 
+    async fn orgs_of(&self, user: &str) -> Result<Vec<String>, MetadataError> {
+        let user = user.to_owned();
+        self.call(move |c| {
+            let mut s = c
+                .prepare_cached("SELECT org FROM org_members WHERE user = ?1 ORDER BY org")
+                .map_err(db)?;
+            let rows = s.query_map([&user], |r| r.get(0)).map_err(db)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn starred(&self, user: &str, repo: &str) -> Result<bool, MetadataError> {
+        let (user, repo) = (user.to_owned(), repo.to_owned());
+        self.call(move |c| {
+            c.query_row(
+                "SELECT 1 FROM stars WHERE user = ?1 AND repository = ?2",
+                params![user, repo],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn record_pusher(&self, repo: &str, tag: &str, user: &str) -> Result<(), MetadataError> {
         let (repo, tag, user) = (repo.to_owned(), tag.to_owned(), user.to_owned());
         self.call(move |c| {
