@@ -100,6 +100,7 @@ async fn search_inner(app: &AppState, req: Request) -> Result<Response> {
             order: RepoOrder::Stars,
             offset: (page - 1).saturating_mul(n),
             limit: n,
+            count: true,
         })
         .await?;
     let total = found.total as usize;

@@ -74,6 +74,9 @@ pub struct RepoQuery {
     pub order: RepoOrder,
     pub offset: usize,
     pub limit: usize,
+    /// Whether [`RepoPage::total`] is wanted; without it the total may be
+    /// only what this page holds (the start page needs no count).
+    pub count: bool,
 }
 
 /// One repository in a listing.

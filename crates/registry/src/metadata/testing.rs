@@ -405,6 +405,7 @@ async fn listings(store: &dyn MetadataStore) {
         order: RepoOrder::Stars,
         offset: 0,
         limit: 10,
+        count: true,
     };
     let names = |p: &super::browse::RepoPage| -> Vec<String> {
         p.items.iter().map(|r| r.summary.name.clone()).collect()
@@ -452,6 +453,44 @@ async fn listings(store: &dyn MetadataStore) {
     let page = store.query_repositories(&q).await.unwrap();
     assert!(page.items.windows(2).all(|w| w[0].updated >= w[1].updated));
     assert!(page.items.iter().all(|r| r.updated > 0));
+    // Text search follows description changes (owner's over the label's).
+    assert_eq!(
+        names(
+            &store
+                .query_repositories(&query(Some("second lst"), Viewer::Everything))
+                .await
+                .unwrap()
+        ),
+        ["lst/two"]
+    );
+    store.set_repository_owner_description("lst/two", Some("Renamed words"), None).await.unwrap();
+    assert!(
+        store
+            .query_repositories(&query(Some("second lst"), Viewer::Everything))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        names(
+            &store.query_repositories(&query(Some("NAMED WO"), Viewer::Everything)).await.unwrap()
+        ),
+        ["lst/two"]
+    );
+    store.set_repository_owner_description("lst/two", Some(""), None).await.unwrap();
+    assert_eq!(
+        store
+            .query_repositories(&query(Some("second lst"), Viewer::Everything))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    // Short texts too (under three characters).
+    assert!(
+        store.query_repositories(&query(Some("tw"), Viewer::Everything)).await.unwrap().total >= 1
+    );
     assert_eq!(store.orgs_of("nobody").await.unwrap(), Vec::<String>::new());
     assert!(store.starred("fan", "lst/two").await.unwrap());
     assert!(!store.starred("fan", "lst/one").await.unwrap());
@@ -499,6 +538,22 @@ async fn renames(store: &dyn MetadataStore) {
     assert!(summary.private);
     assert_eq!(summary.stars, 1);
     assert!(!store.bare_repositories().await.unwrap().contains(&from.to_owned()));
+    let found = store
+        .query_repositories(&super::browse::RepoQuery {
+            text: Some("renamebare".into()),
+            namespace: None,
+            official: false,
+            verified: false,
+            viewer: super::browse::Viewer::Everything,
+            order: super::browse::RepoOrder::Name,
+            offset: 0,
+            limit: 10,
+            count: true,
+        })
+        .await
+        .unwrap();
+    let found: Vec<&str> = found.items.iter().map(|r| r.summary.name.as_str()).collect();
+    assert_eq!(found, [to], "search knows the new name only");
     assert_eq!(store.rename_repository(from, to).await.unwrap(), RenameOutcome::NoSource);
     link_record_blobs(store, from).await;
     assert_eq!(store.rename_repository(from, to).await.unwrap(), RenameOutcome::TargetExists);

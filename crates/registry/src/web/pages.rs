@@ -247,6 +247,7 @@ pub async fn home(State(app): App, req: Request) -> Response {
                 order: RepoOrder::Updated,
                 offset: 0,
                 limit: 10,
+                count: false,
             })
             .await?;
         let mine = match v.name() {
@@ -261,6 +262,7 @@ pub async fn home(State(app): App, req: Request) -> Response {
                         order: RepoOrder::Updated,
                         offset: 0,
                         limit: 10,
+                        count: true,
                     })
                     .await?,
             ),
@@ -313,6 +315,7 @@ pub async fn search(State(app): App, req: Request) -> Response {
                 order: RepoOrder::Stars,
                 offset: (page - 1) * PAGE_SIZE,
                 limit: PAGE_SIZE,
+                count: true,
             })
             .await?;
         let params = [
@@ -365,6 +368,7 @@ pub async fn namespace_page(State(app): App, Path(name): Path<String>, req: Requ
                 order: RepoOrder::Updated,
                 offset: (page - 1) * PAGE_SIZE,
                 limit: PAGE_SIZE,
+                count: true,
             })
             .await?;
         let verified = app.hub.verified_publisher(&name).await?;

@@ -42,6 +42,45 @@ CREATE TABLE IF NOT EXISTS repository_activity (
 );
 CREATE INDEX IF NOT EXISTS repository_activity_by_time ON repository_activity(updated);
 CREATE INDEX IF NOT EXISTS tags_by_time ON tags(repository, updated);
+INSERT OR IGNORE INTO repository_activity (name, updated)
+    SELECT repository, MAX(updated) FROM tags GROUP BY repository;
+-- Substring search over names and shown descriptions (trigram index), kept
+-- current by triggers so no writer needs to know of it.
+CREATE VIRTUAL TABLE IF NOT EXISTS repository_search
+    USING fts5(name, description, tokenize = 'trigram case_sensitive 0');
+CREATE TRIGGER IF NOT EXISTS repository_search_add AFTER INSERT ON repositories BEGIN
+    INSERT INTO repository_search (name, description) VALUES (new.name, COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = new.name), ''), (SELECT description FROM repository_descriptions WHERE name = new.name), ''));
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_remove AFTER DELETE ON repositories BEGIN
+    DELETE FROM repository_search WHERE name = old.name;
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_rename AFTER UPDATE OF name ON repositories BEGIN
+    DELETE FROM repository_search WHERE name = old.name;
+    INSERT INTO repository_search (name, description) VALUES (new.name, COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = new.name), ''), (SELECT description FROM repository_descriptions WHERE name = new.name), ''));
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_label_insert AFTER INSERT ON repository_descriptions BEGIN
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = new.name), ''), (SELECT description FROM repository_descriptions WHERE name = new.name), '') WHERE name = new.name;
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_label_update AFTER UPDATE ON repository_descriptions BEGIN
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = old.name), ''), (SELECT description FROM repository_descriptions WHERE name = old.name), '') WHERE name = old.name;
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = new.name), ''), (SELECT description FROM repository_descriptions WHERE name = new.name), '') WHERE name = new.name;
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_label_delete AFTER DELETE ON repository_descriptions BEGIN
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = old.name), ''), (SELECT description FROM repository_descriptions WHERE name = old.name), '') WHERE name = old.name;
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_owner_insert AFTER INSERT ON repository_owner_descriptions BEGIN
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = new.name), ''), (SELECT description FROM repository_descriptions WHERE name = new.name), '') WHERE name = new.name;
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_owner_update AFTER UPDATE ON repository_owner_descriptions BEGIN
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = old.name), ''), (SELECT description FROM repository_descriptions WHERE name = old.name), '') WHERE name = old.name;
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = new.name), ''), (SELECT description FROM repository_descriptions WHERE name = new.name), '') WHERE name = new.name;
+END;
+CREATE TRIGGER IF NOT EXISTS repository_search_owner_delete AFTER DELETE ON repository_owner_descriptions BEGIN
+    UPDATE repository_search SET description = COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = old.name), ''), (SELECT description FROM repository_descriptions WHERE name = old.name), '') WHERE name = old.name;
+END;
+DELETE FROM repository_search;
+INSERT INTO repository_search (name, description)
+    SELECT r.name, COALESCE(NULLIF((SELECT description FROM repository_owner_descriptions WHERE name = r.name), ''), (SELECT description FROM repository_descriptions WHERE name = r.name), '') FROM repositories r;
 "#;
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessTokenRecord> {
@@ -195,105 +234,191 @@ impl Sessions for SqliteMetadata {
     }
 }
 
-/// The rows a listing filters: every repository with its namespace,
-/// privacy, description, stars, last push and publisher flag.
-const LISTING: &str = "
-    SELECT r.name,
-           COALESCE(NULLIF(o.description, ''), d.description) AS description,
-           o.full_description,
-           (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name) AS stars,
-           COALESCE(p.private, 0) AS private,
-           COALESCE(a.updated, r.created) AS updated,
-           COALESCE(g.verified, 0) AS verified
-    FROM repositories r
-    LEFT JOIN repository_descriptions d ON d.name = r.name
-    LEFT JOIN repository_owner_descriptions o ON o.name = r.name
-    LEFT JOIN repository_settings p ON p.name = r.name
-    LEFT JOIN repository_activity a ON a.name = r.name
-    LEFT JOIN orgs g ON g.name = CASE WHEN instr(r.name, '/') > 0
-                                      THEN substr(r.name, 1, instr(r.name, '/') - 1) END";
+/// A repository name's namespace (`''` for one-component names), in SQL.
+const NAMESPACE: &str = "CASE WHEN instr(r.name, '/') > 0
+    THEN substr(r.name, 1, instr(r.name, '/') - 1) ELSE '' END";
+
+/// `text` as a `LIKE` pattern matching it anywhere (`\` escapes).
+fn like_anywhere(text: &str) -> String {
+    let mut p = String::from("%");
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// The count and page queries of a listing, with their arguments.
+///
+/// Built so that 10,000 repositories cost little: the candidates come from
+/// plain scans (names are lowercase already; descriptions match with
+/// `LIKE`, ASCII case-insensitively as `lower()` would) or from a range of
+/// the primary key (a namespace); visibility and filters join only what
+/// they need; the sort key is computed for the filtered rows only, and the
+/// descriptions and counts shown are read for the page's rows alone. The
+/// start page (newest first, no text, no namespace) walks the activity
+/// index and stops at the page's end.
+fn listing_sql(
+    q: &RepoQuery,
+) -> (String, String, Vec<rusqlite::types::Value>, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut args: Vec<Value> = Vec::new();
+    let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let candidates = match text {
+        // The trigram index answers substrings of three characters or more.
+        Some(t) if t.chars().count() >= 3 => {
+            args.push(Value::Text(format!("\"{}\"", t.replace('"', "\"\""))));
+            Some("SELECT name FROM repository_search WHERE repository_search MATCH ?")
+        }
+        Some(t) => {
+            args.push(Value::Text(t.to_lowercase()));
+            args.push(Value::Text(like_anywhere(t)));
+            args.push(Value::Text(like_anywhere(t)));
+            Some(
+                "SELECT name FROM repositories WHERE instr(name, ?) > 0
+                 UNION SELECT d.name FROM repository_descriptions d
+                    WHERE d.description LIKE ? ESCAPE '\\'
+                    AND NOT EXISTS (SELECT 1 FROM repository_owner_descriptions o
+                                    WHERE o.name = d.name AND o.description <> '')
+                 UNION SELECT o.name FROM repository_owner_descriptions o
+                    WHERE o.description <> '' AND o.description LIKE ? ESCAPE '\\'",
+            )
+        }
+        None => None,
+    };
+    let mut joins = String::from(" LEFT JOIN repository_settings p ON p.name = r.name");
+    let mut conditions: Vec<String> = Vec::new();
+    if let Viewer::Namespaces(list) = &q.viewer {
+        conditions.push(format!(
+            "(COALESCE(p.private, 0) = 0 OR {NAMESPACE} IN (SELECT value FROM json_each(?)))"
+        ));
+        args.push(Value::Text(serde_json::to_string(list).expect("json")));
+    }
+    if let Some(ns) = &q.namespace {
+        // `NS/` up to `NS0` ('0' follows '/'): a range of the primary key.
+        conditions.push("r.name >= ? AND r.name < ?".to_owned());
+        args.push(Value::Text(format!("{ns}/")));
+        args.push(Value::Text(format!("{ns}0")));
+    }
+    if q.official {
+        conditions.push("(instr(r.name, '/') = 0 OR r.name LIKE 'library/%')".to_owned());
+    }
+    if q.verified {
+        joins.push_str(&format!(" JOIN orgs g ON g.name = {NAMESPACE} AND g.verified = 1"));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let filtered = match candidates {
+        Some(c) => format!(
+            "SELECT r.name, r.created FROM repositories r{joins}
+             WHERE r.name IN ({c}){}",
+            filter.replacen(" WHERE ", " AND ", 1)
+        ),
+        None => format!("SELECT r.name, r.created FROM repositories r{joins}{filter}"),
+    };
+    let count = format!("SELECT COUNT(*) FROM ({filtered})");
+    let walk = q.order == RepoOrder::Updated && text.is_none() && q.namespace.is_none();
+    let page = if walk {
+        let verified = if q.verified {
+            format!(" JOIN orgs g ON g.name = {NAMESPACE} AND g.verified = 1")
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT a.name, a.updated AS k, NULL AS total FROM repository_activity a
+             JOIN repositories r ON r.name = a.name
+             LEFT JOIN repository_settings p ON p.name = r.name{verified}{filter}
+             ORDER BY a.updated DESC, a.name LIMIT ? OFFSET ?"
+        )
+    } else {
+        let (key, join) = match q.order {
+            RepoOrder::Stars => ("(SELECT COUNT(*) FROM stars s WHERE s.repository = f.name)", ""),
+            RepoOrder::Updated => (
+                "COALESCE(a.updated, f.created)",
+                " LEFT JOIN repository_activity a ON a.name = f.name",
+            ),
+            RepoOrder::Name => ("0", ""),
+        };
+        format!(
+            "SELECT f.name, {key} AS k, COUNT(*) OVER () AS total FROM ({filtered}) f{join}
+             ORDER BY k DESC, f.name LIMIT ? OFFSET ?"
+        )
+    };
+    let page = format!(
+        "SELECT r.name,
+               COALESCE(NULLIF(o.description, ''), d.description),
+               o.full_description,
+               (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name),
+               COALESCE(p.private, 0),
+               COALESCE(a.updated, r.created),
+               COALESCE(g.verified, 0),
+               pg.total
+         FROM ({page}) pg
+         JOIN repositories r ON r.name = pg.name
+         LEFT JOIN repository_descriptions d ON d.name = r.name
+         LEFT JOIN repository_owner_descriptions o ON o.name = r.name
+         LEFT JOIN repository_settings p ON p.name = r.name
+         LEFT JOIN repository_activity a ON a.name = r.name
+         LEFT JOIN orgs g ON g.name = {NAMESPACE}
+         ORDER BY pg.k DESC, r.name"
+    );
+    let mut page_args = args.clone();
+    page_args.push(Value::Integer(q.limit.min(i64::MAX as usize) as i64));
+    page_args.push(Value::Integer(q.offset.min(i64::MAX as usize) as i64));
+    (count, page, args, page_args)
+}
 
 #[async_trait]
 impl Browse for SqliteMetadata {
     async fn query_repositories(&self, query: &RepoQuery) -> Result<RepoPage, MetadataError> {
         let q = query.clone();
         self.call(move |c| {
-            let mut conditions: Vec<&str> = Vec::new();
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            use rusqlite::types::Value;
-            // `?N` numbering follows the order conditions are pushed.
-            let ns_expr = "CASE WHEN instr(r.name, '/') > 0
-                            THEN substr(r.name, 1, instr(r.name, '/') - 1) ELSE '' END";
-            let visibility;
-            match &q.viewer {
-                Viewer::Everything => {}
-                Viewer::Namespaces(list) => {
-                    visibility = format!(
-                        "(COALESCE(p.private, 0) = 0 OR {ns_expr} IN (SELECT value FROM json_each(?)))"
-                    );
-                    conditions.push(&visibility);
-                    args.push(Value::Text(serde_json::to_string(list).expect("json")));
-                }
-            }
-            let text_cond = "(instr(lower(r.name), ?) > 0 OR instr(lower(COALESCE(NULLIF(o.description, ''), d.description, '')), ?) > 0)";
-            if let Some(text) = q.text.as_ref().filter(|t| !t.is_empty()) {
-                conditions.push(text_cond);
-                args.push(Value::Text(text.to_lowercase()));
-                args.push(Value::Text(text.to_lowercase()));
-            }
-            let ns_cond = format!("{ns_expr} = ?");
-            if let Some(ns) = &q.namespace {
-                conditions.push(&ns_cond);
-                args.push(Value::Text(ns.clone()));
-            }
-            if q.official {
-                conditions.push("(instr(r.name, '/') = 0 OR r.name LIKE 'library/%')");
-            }
-            if q.verified {
-                conditions.push("COALESCE(g.verified, 0) = 1");
-            }
-            let filter = if conditions.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", conditions.join(" AND "))
+            let (sql_count, sql_page, args, page_args) = listing_sql(&q);
+            let count = || -> Result<i64, MetadataError> {
+                c.prepare_cached(&sql_count)
+                    .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+                    .map_err(db)
             };
-            let from = "FROM repositories r
-                LEFT JOIN repository_descriptions d ON d.name = r.name
-                LEFT JOIN repository_owner_descriptions o ON o.name = r.name
-                LEFT JOIN repository_settings p ON p.name = r.name
-                LEFT JOIN orgs g ON g.name = CASE WHEN instr(r.name, '/') > 0
-                                      THEN substr(r.name, 1, instr(r.name, '/') - 1) END";
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) {from}{filter}"))
-                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
-                .map_err(db)?;
-            let order = match q.order {
-                RepoOrder::Stars => "stars DESC, r.name",
-                RepoOrder::Updated => "updated DESC, r.name",
-                RepoOrder::Name => "r.name",
-            };
-            let mut page_args = args.clone();
-            page_args.push(Value::Integer(q.limit.min(i64::MAX as usize) as i64));
-            page_args.push(Value::Integer(q.offset.min(i64::MAX as usize) as i64));
-            let mut s = c
-                .prepare_cached(&format!("{LISTING}{filter} ORDER BY {order} LIMIT ? OFFSET ?"))
-                .map_err(db)?;
+            let mut total: Option<i64> = None;
+            let mut s = c.prepare_cached(&sql_page).map_err(db)?;
             let rows = s
                 .query_map(params_from_iter(page_args.iter()), |r| {
-                    Ok(RepoListing {
-                        summary: RepoSummary {
-                            name: r.get(0)?,
-                            description: r.get(1)?,
-                            full_description: r.get(2)?,
-                            stars: r.get::<_, i64>(3)? as u64,
-                            private: r.get(4)?,
+                    Ok((
+                        r.get::<_, Option<i64>>(7)?,
+                        RepoListing {
+                            summary: RepoSummary {
+                                name: r.get(0)?,
+                                description: r.get(1)?,
+                                full_description: r.get(2)?,
+                                stars: r.get::<_, i64>(3)? as u64,
+                                private: r.get(4)?,
+                            },
+                            updated: r.get(5)?,
+                            verified: r.get(6)?,
                         },
-                        updated: r.get(5)?,
-                        verified: r.get(6)?,
-                    })
+                    ))
                 })
                 .map_err(db)?;
-            let items = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (t, item) = row.map_err(db)?;
+                total = total.or(t);
+                items.push(item);
+            }
+            drop(s);
+            // The page query counts as it goes, except on the start page's
+            // index walk or past the last page.
+            let total = match total {
+                Some(t) => t,
+                None if q.count => count()?,
+                None => (q.offset + items.len()) as i64,
+            };
             Ok(RepoPage { total: total as u64, items })
         })
         .await
