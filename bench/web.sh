@@ -109,8 +109,8 @@ start_berth
 
 # ------------------------------------------------------------------ the runs
 repo="team1/app1"
-pages=("/" "/search?q=app12" "/r/$repo" "/r/$repo/tags" "/v1/search?q=app12")
-names=("start page" "search page" "repository page" "tags page" "/v1/search (JSON)")
+pages=("/" "/search?q=app12" "/r/$repo" "/r/$repo/tags" "/v1/search?q=app12" "/search?q=" "/u/team1" "/r/$repo/tags/v0")
+names=("start page" "search page" "repository page" "tags page" "/v1/search (JSON)" "search, everything" "user page" "tag page")
 declare -A med p99 rps size
 for i in "${!pages[@]}"; do
     path="${pages[$i]}"

@@ -1,8 +1,9 @@
 //! Registry metadata, one trait per concern: [`Distribution`] (repositories,
 //! manifests, tags, blob links, referrers), [`Uploads`], [`Accounts`] (users
 //! and organisations), [`HubSettings`] (privacy, descriptions, search,
-//! stars) and [`Collection`] (what garbage collection needs);
-//! [`MetadataStore`] is all five as one object.
+//! stars) and [`Collection`] (what garbage collection needs), and for the
+//! website and access tokens, in [`browse`], [`AccessTokens`], [`Sessions`]
+//! and [`Browse`]; [`MetadataStore`] is all of them as one object.
 //!
 //! They are the boundary a PostgreSQL implementation will also sit behind,
 //! so they speak only in domain values (validated names, [`Digest`]s,
@@ -295,7 +296,7 @@ pub trait Collection: Send + Sync {
 }
 
 /// Everything the registry keeps besides blob bytes: each concern's trait,
-/// as one object. An implementation implements the five traits (and passes
+/// as one object. An implementation implements the eight traits (and passes
 /// every suite in [`testing`]); this one comes with them.
 pub trait MetadataStore:
     Distribution

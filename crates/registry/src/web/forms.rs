@@ -81,11 +81,12 @@ where
     }
 }
 
+/// A checked form: the visitor, the fields, the peer's address and the host
+/// the site was reached at.
+type Checked = (Visitor, Vec<(String, String)>, Option<std::net::IpAddr>, String);
+
 /// Reads a POST's form after checking its origin and CSRF token.
-async fn checked_form(
-    app: &AppState,
-    req: Request,
-) -> Result<(Visitor, Vec<(String, String)>, Option<std::net::IpAddr>)> {
+async fn checked_form(app: &AppState, req: Request) -> Result<Checked> {
     let (parts, body) = req.into_parts();
     let addr = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     let f = form(body).await?;
@@ -94,7 +95,7 @@ async fn checked_form(
     if !post_allowed(app, headers, &v, field(&f, "csrf")) {
         return Err(forbidden());
     }
-    Ok((v, f, addr))
+    Ok((v, f, addr, super::host(headers)))
 }
 
 fn message(text: Option<&str>, error: bool) -> Markup {
@@ -151,7 +152,7 @@ pub async fn login_page(State(app): App, req: Request) -> Response {
 pub async fn login(State(app): App, req: Request) -> Response {
     run(&app, async {
         let auth = accounts(&app)?;
-        let (v, f, addr) = checked_form(&app, req).await?;
+        let (v, f, addr, _) = checked_form(&app, req).await?;
         let next = next_path(field(&f, "next"));
         let name = field(&f, "username").unwrap_or("").trim().to_owned();
         let pass = field(&f, "password").unwrap_or("");
@@ -186,7 +187,7 @@ pub async fn login(State(app): App, req: Request) -> Response {
 pub async fn logout(State(app): App, req: Request) -> Response {
     run(&app, async {
         accounts(&app)?;
-        let (v, _, _) = checked_form(&app, req).await?;
+        let (v, _, _, _) = checked_form(&app, req).await?;
         session::end(&app, &v).await?;
         Ok(redirect("/", &[session::clear(&app)]))
     })
@@ -256,7 +257,7 @@ pub async fn signup(State(app): App, req: Request) -> Response {
     run(&app, async {
         signup_open(&app)?;
         let auth = accounts(&app)?;
-        let (v, f, _) = checked_form(&app, req).await?;
+        let (v, f, _, _) = checked_form(&app, req).await?;
         let name = field(&f, "username").unwrap_or("").trim().to_owned();
         let pass = field(&f, "password").unwrap_or("").to_owned();
         let refuse = |why: &str| {
@@ -297,6 +298,7 @@ fn signed_in(v: &Visitor) -> Result<&UserRecord> {
 async fn account_body(
     app: &AppState,
     v: &Visitor,
+    host: &str,
     notice: Option<&str>,
     error: Option<&str>,
     new_token: Option<&str>,
@@ -315,7 +317,7 @@ async fn account_body(
                     input #new-token type="text" readonly value=(t);
                     button.secondary type="button" hidden data-copy=(t) { "Copy" }
                 }
-                p.hint { "Use it as the password: " code { "docker login -u " (user.name) " " (super::host(&axum::http::HeaderMap::new())) } }
+                p.hint { "Use it as the password: " code { "docker login -u " (user.name) " " (host) } }
             }
         }
         h2 { "Password" }
@@ -375,7 +377,7 @@ pub async fn account_page(State(app): App, req: Request) -> Response {
         if v.user.is_none() {
             return Ok(redirect("/login?next=/settings", &v.set_cookies));
         }
-        let body = account_body(&app, &v, None, None, None).await?;
+        let body = account_body(&app, &v, &super::host(&parts.headers), None, None, None).await?;
         Ok(super::html(StatusCode::OK, layout(&app, &v, "Account", "", body), &v.set_cookies))
     })
     .await
@@ -384,7 +386,7 @@ pub async fn account_page(State(app): App, req: Request) -> Response {
 pub async fn account(State(app): App, req: Request) -> Response {
     run(&app, async {
         let auth = accounts(&app)?;
-        let (v, f, _) = checked_form(&app, req).await?;
+        let (v, f, _, host) = checked_form(&app, req).await?;
         let user = signed_in(&v)?.clone();
         let meta = auth.metadata();
         let mut cookies = v.set_cookies.clone();
@@ -458,7 +460,8 @@ pub async fn account(State(app): App, req: Request) -> Response {
         };
         let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
         let body =
-            account_body(&app, &v, notice.as_deref(), error.as_deref(), token.as_deref()).await?;
+            account_body(&app, &v, &host, notice.as_deref(), error.as_deref(), token.as_deref())
+                .await?;
         Ok(super::html(status, layout(&app, &v, "Account", "", body), &cookies))
     })
     .await
@@ -572,7 +575,7 @@ pub async fn repository(State(app): App, req: Request) -> Response {
     };
     run(&app, async {
         let auth = accounts(&app)?;
-        let (v, f, _) = checked_form(&app, req).await?;
+        let (v, f, _, _) = checked_form(&app, req).await?;
         let names: Vec<(String, View)> = names
             .into_iter()
             .filter(|(_, view)| matches!(view, View::Star | View::Settings))
@@ -777,7 +780,7 @@ pub async fn admin_page(State(app): App, req: Request) -> Response {
 pub async fn admin(State(app): App, req: Request) -> Response {
     run(&app, async {
         let auth = accounts(&app)?;
-        let (v, f, _) = checked_form(&app, req).await?;
+        let (v, f, _, _) = checked_form(&app, req).await?;
         admin_only(&v)?;
         let meta = auth.metadata();
         let notice = match field(&f, "do") {
