@@ -453,6 +453,23 @@ async fn listings(store: &dyn MetadataStore) {
     let page = store.query_repositories(&q).await.unwrap();
     assert!(page.items.windows(2).all(|w| w[0].updated >= w[1].updated));
     assert!(page.items.iter().all(|r| r.updated > 0));
+    // Everything by stars: starred first, then by name; pages agree.
+    let everything =
+        store.query_repositories(&query(None, Viewer::Namespaces(vec![]))).await.unwrap();
+    assert!(everything.items.iter().all(|r| !r.summary.private));
+    assert!(everything.items.windows(2).all(|w| {
+        let (a, b) = (&w[0].summary, &w[1].summary);
+        a.stars > b.stars || (a.stars == b.stars && a.name < b.name)
+    }));
+    let mut q = query(None, Viewer::Namespaces(vec![]));
+    q.offset = 1;
+    q.limit = 3;
+    let part = store.query_repositories(&q).await.unwrap();
+    assert_eq!(names(&part), names(&everything)[1..4]);
+    let mut by_name = query(None, Viewer::Namespaces(vec![]));
+    by_name.order = RepoOrder::Name;
+    assert_eq!(part.total, store.query_repositories(&by_name).await.unwrap().total);
+    assert!(everything.items.iter().any(|r| r.summary.stars > 0));
     // Text search follows description changes (owner's over the label's).
     assert_eq!(
         names(

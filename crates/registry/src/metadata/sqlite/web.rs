@@ -322,9 +322,45 @@ fn listing_sql(
         ),
         None => format!("SELECT r.name, r.created FROM repositories r{joins}{filter}"),
     };
-    let count = format!("SELECT COUNT(*) FROM ({filtered})");
-    let walk = q.order == RepoOrder::Updated && text.is_none() && q.namespace.is_none();
-    let page = if walk {
+    let plain = text.is_none() && q.namespace.is_none() && !q.official && !q.verified;
+    let count = match &q.viewer {
+        // All repositories less the private ones the viewer may not see:
+        // two index counts instead of a join over every repository.
+        Viewer::Namespaces(_) if plain => format!(
+            "SELECT (SELECT COUNT(*) FROM repositories) - (SELECT COUNT(*)
+               FROM repository_settings p JOIN repositories r ON r.name = p.name
+               WHERE p.private = 1 AND {NAMESPACE} NOT IN (SELECT value FROM json_each(?)))"
+        ),
+        Viewer::Everything if plain => "SELECT COUNT(*) FROM repositories".to_owned(),
+        _ => format!("SELECT COUNT(*) FROM ({filtered})"),
+    };
+    let unfiltered = text.is_none() && q.namespace.is_none();
+    let walk = q.order == RepoOrder::Updated && unfiltered;
+    // Everything by stars: the starred ones (few) sorted by their count,
+    // then the rest in name order straight from the primary key, each side
+    // cut at the page's end, so 10,000 rows are never sorted.
+    let by_stars = q.order == RepoOrder::Stars && unfiltered;
+    let end = q.offset.saturating_add(q.limit).min(i64::MAX as usize) as i64;
+    let mut pre_args: Vec<Value> = Vec::new();
+    let page = if by_stars {
+        let and_filter = filter.replacen(" WHERE ", " AND ", 1);
+        pre_args.extend(args.iter().cloned());
+        pre_args.push(Value::Integer(end));
+        pre_args.extend(args.iter().cloned());
+        pre_args.push(Value::Integer(end));
+        format!(
+            "SELECT name, k, NULL AS total FROM (
+               SELECT * FROM (SELECT r.name AS name, s.n AS k
+                 FROM (SELECT repository, COUNT(*) AS n FROM stars GROUP BY repository) s
+                 JOIN repositories r ON r.name = s.repository{joins}{filter}
+                 ORDER BY s.n DESC, r.name LIMIT ?)
+               UNION ALL
+               SELECT * FROM (SELECT r.name AS name, 0 AS k FROM repositories r{joins}
+                 WHERE NOT EXISTS (SELECT 1 FROM stars x WHERE x.repository = r.name){and_filter}
+                 ORDER BY r.name LIMIT ?))
+             ORDER BY k DESC, name LIMIT ? OFFSET ?"
+        )
+    } else if walk {
         let verified = if q.verified {
             format!(" JOIN orgs g ON g.name = {NAMESPACE} AND g.verified = 1")
         } else {
@@ -368,7 +404,7 @@ fn listing_sql(
          LEFT JOIN orgs g ON g.name = {NAMESPACE}
          ORDER BY pg.k DESC, r.name"
     );
-    let mut page_args = args.clone();
+    let mut page_args = if by_stars { pre_args } else { args.clone() };
     page_args.push(Value::Integer(q.limit.min(i64::MAX as usize) as i64));
     page_args.push(Value::Integer(q.offset.min(i64::MAX as usize) as i64));
     (count, page, args, page_args)
