@@ -107,6 +107,14 @@ async fn serves_https_with_the_token_realm_on_https() {
     );
     let res = client.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // Over TLS the website's cookies are Secure and __Host- prefixed.
+    let res = client.get(format!("https://localhost:{port}/login")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = header(&res, "set-cookie");
+    assert!(cookie.starts_with("__Host-berth_csrf="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/")
+    );
     // Plain HTTP on the TLS port gets no answer.
     let plain = reqwest::Client::new().get(format!("http://localhost:{port}/v2/")).send().await;
     assert!(plain.is_err());

@@ -539,3 +539,50 @@ async fn tokens_made_on_the_settings_page_work_for_clients() {
     assert!(res.body.contains("Token revoked."));
     assert_eq!(v2().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn multi_platform_tags_list_each_platform_but_not_attestations() {
+    let mut reg = start_site(WebConfig::default()).await;
+    reg.client = basic_client("alice");
+    let repo = "alice/multi";
+    let (amd, amd_digest) = reg.push_image(repo, "amd", "amd64 one").await;
+    // An arm64 image: its own config says so.
+    let config = br#"{"architecture":"arm64","os":"linux","variant":"v8"}"#;
+    let c = reg.push_blob(repo, config).await;
+    let l = reg.push_blob(repo, b"arm layer").await;
+    let arm = image_manifest(OCI_MANIFEST, (OCI_CONFIG, &c, config.len()), &[(&l, 9)], None);
+    let res = reg.put_manifest(repo, "arm", OCI_MANIFEST, arm.as_bytes()).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let arm_digest = berth_reference::Digest::sha256_of(arm.as_bytes());
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{amd_digest}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{arm_digest}","size":{},"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{arm_digest}","size":{},"platform":{{"architecture":"unknown","os":"unknown"}}}}]}}"#,
+        amd.len(),
+        arm.len(),
+        arm.len()
+    );
+    let res = reg.put_manifest(repo, "latest", OCI_INDEX, index.as_bytes()).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    let mut b = Browser::new(&reg);
+    let page = b.get("/r/alice/multi/tags/latest").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("linux/amd64") && page.body.contains("linux/arm64/v8"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("unknown/unknown"), "attestations are hidden");
+    let tags = b.get("/r/alice/multi/tags?sort=name").await;
+    assert!(tags.body.contains("linux/arm64/v8"));
+    assert!(!tags.body.contains("unknown/unknown"));
+    assert!(tags.body.contains(&arm_digest.to_string()[..19]));
+    // Sorted by name: amd, arm, latest.
+    let (a, r, l) = (
+        tags.body.find(">amd<").unwrap(),
+        tags.body.find(">arm<").unwrap(),
+        tags.body.find(">latest<").unwrap(),
+    );
+    assert!(a < r && r < l);
+}
