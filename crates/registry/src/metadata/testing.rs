@@ -532,6 +532,11 @@ async fn tag_pages(store: &dyn MetadataStore) {
     assert_eq!(page.items[0].media_type, berth_oci::media_type::OCI_MANIFEST);
     let page = store.tag_details(repo, TagOrder::Newest, 2, 10).await.unwrap();
     assert_eq!(page.items.len(), 1);
+    // A deleted and pushed again tag has no pusher until one is recorded.
+    assert!(store.delete_tag(repo, "a").await.unwrap());
+    store.put_manifest(repo, &m, Some("a")).await.unwrap();
+    let page = store.tag_details(repo, TagOrder::Name, 0, 1).await.unwrap();
+    assert_eq!((page.items[0].name.as_str(), page.items[0].pushed_by.as_deref()), ("a", None));
     assert_eq!(store.tag_details("tagpage/none", TagOrder::Name, 0, 10).await.unwrap().total, 0);
 }
 

@@ -53,6 +53,12 @@ CREATE TRIGGER IF NOT EXISTS repository_search_add AFTER INSERT ON repositories 
 END;
 CREATE TRIGGER IF NOT EXISTS repository_search_remove AFTER DELETE ON repositories BEGIN
     DELETE FROM repository_search WHERE name = old.name;
+    DELETE FROM repository_activity WHERE name = old.name;
+    DELETE FROM tag_pushers WHERE repository = old.name;
+END;
+-- A deleted tag forgets who pushed it (a new tag of that name is new).
+CREATE TRIGGER IF NOT EXISTS tag_pushers_forget AFTER DELETE ON tags BEGIN
+    DELETE FROM tag_pushers WHERE repository = old.repository AND name = old.name;
 END;
 CREATE TRIGGER IF NOT EXISTS repository_search_rename AFTER UPDATE OF name ON repositories BEGIN
     DELETE FROM repository_search WHERE name = old.name;
