@@ -27,9 +27,6 @@ pub enum NameMergeError {
 pub const DESCRIPTION_MAX: usize = 1000;
 /// The longest full description (Docker Hub's overview), in characters.
 pub const FULL_DESCRIPTION_MAX: usize = 25_000;
-/// How many matches a search considers before the caller filters them by
-/// visibility and pages them.
-const SEARCH_SCAN: usize = 10_000;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -39,12 +36,6 @@ pub struct Hub {
 impl Hub {
     pub fn new(meta: Arc<dyn MetadataStore>) -> Hub {
         Hub { meta }
-    }
-
-    /// Existing repositories whose name or description contains `query`
-    /// (case-insensitively), most starred first, then by name.
-    pub async fn search(&self, query: &str) -> Result<Vec<RepoSummary>> {
-        Ok(self.meta.search_repositories(query, SEARCH_SCAN).await?)
     }
 
     /// Which private repositories `user` may see in listings, by Docker Hub's

@@ -586,3 +586,68 @@ async fn multi_platform_tags_list_each_platform_but_not_attestations() {
     );
     assert!(a < r && r < l);
 }
+
+#[tokio::test]
+async fn administrators_manage_users_orgs_and_garbage_collection() {
+    let mut reg = start_site(WebConfig::default()).await;
+    let mut alice = signed_in(&reg, "alice").await;
+    assert_eq!(alice.get("/admin").await.status, StatusCode::NOT_FOUND, "not for users");
+    assert_eq!(Browser::new(&reg).get("/admin").await.status, StatusCode::SEE_OTHER);
+    let mut admin = signed_in(&reg, "admin").await;
+    let page = admin.get("/admin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(">alice<") && page.body.contains(">bob<"));
+    let csrf = page.csrf();
+    // An organisation, verified, with alice as a member: she pushes there.
+    let res = admin
+        .post(
+            "/admin",
+            &[
+                ("csrf", &csrf),
+                ("do", "org"),
+                ("name", "widgets"),
+                ("member", "alice"),
+                ("verified", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.body.contains("Created widgets.")
+            && res.body.contains("Added alice.")
+            && res.body.contains("Marked verified.")
+    );
+    reg.client = basic_client("alice");
+    reg.push_image("widgets/gear", "1", "g").await;
+    let found = Browser::new(&reg).get("/search?q=gear&verified=1").await;
+    assert!(found.body.contains("widgets/gear") && found.body.contains("Verified publisher"));
+    assert!(Browser::new(&reg).get("/u/widgets").await.body.contains("Verified publisher"));
+    // Garbage collection: a dry run, then the result is remembered.
+    let res = admin.post("/admin", &[("csrf", &csrf), ("do", "gc"), ("dry", "1")]).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.contains("dry run at"), "{}", res.body);
+    assert!(admin.get("/admin").await.body.contains("Last run: dry run at"));
+    // The owner deletes the repository from its settings, retyping the name.
+    let csrf_a = alice.get("/r/widgets/gear/settings").await.csrf();
+    let res = alice
+        .post(
+            "/r/widgets/gear/settings",
+            &[("csrf", &csrf_a), ("do", "delete-repository"), ("confirm", "wrong")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(alice.get("/r/widgets/gear").await.status, StatusCode::OK);
+    let res = alice
+        .post(
+            "/r/widgets/gear/settings",
+            &[("csrf", &csrf_a), ("do", "delete-repository"), ("confirm", "widgets/gear")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(alice.get("/r/widgets/gear").await.status, StatusCode::NOT_FOUND);
+    // Removing a user ends their sessions.
+    let res =
+        admin.post("/admin", &[("csrf", &csrf), ("do", "remove-user"), ("name", "alice")]).await;
+    assert!(res.body.contains("Removed alice."));
+    assert!(!alice.get("/").await.body.contains("Your repositories"));
+}
