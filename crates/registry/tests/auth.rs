@@ -451,6 +451,7 @@ async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
             iat: now - 10,
             jti: "r".into(),
             fp: key.fingerprint(hash),
+            pat: None,
         };
         let scope = "repository:alice/app:pull,push";
         // Well made: accepted (so each refusal below is for its one flaw).

@@ -19,6 +19,8 @@ use super::{
 };
 use crate::storage::UploadId;
 
+mod web;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
     name TEXT PRIMARY KEY,
@@ -105,12 +107,12 @@ CREATE TABLE IF NOT EXISTS uploads (
 "#;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Ordered migration steps: step `i` takes the database from version `i` to
 /// `i + 1`. Step 0 is idempotent (`IF NOT EXISTS`) because roots made before
 /// the schema was versioned already hold these tables with version 0.
-const MIGRATIONS: &[&str] = &[SCHEMA];
+const MIGRATIONS: &[&str] = &[SCHEMA, web::SCHEMA_V2];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), MetadataError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
