@@ -95,6 +95,8 @@ enum Command {
     Create(container::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::RestartArgs),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +132,8 @@ enum ContainerCommand {
     Create(container::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::RestartArgs),
     /// Runs a detached container (started by `run -d`)
     #[command(hide = true)]
     Monitor(container::MonitorArgs),
@@ -234,6 +238,9 @@ fn main() -> ExitCode {
         }
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
             container::start(&ctx, a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            container::restart(&ctx, a)
         }
         Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };

@@ -268,3 +268,157 @@ fn run_diff_commit_and_rm_carry_the_seed_workflow() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
 }
+
+fn image_env() -> Option<Env> {
+    let env = Env { dir: tempfile::tempdir().unwrap() };
+    if !Path::new("/bin/busybox").exists() {
+        return None;
+    }
+    let tar = busybox_rootfs(env.dir.path());
+    env.ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    Some(env)
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn labels_env_files_ps_filters_formats_and_restart() {
+    let Some(env) = image_env() else { return };
+    // -p is refused before anything is made, with what berth lacks.
+    let out = env.berth(&["run", "-p", "8080:80", "bb:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr_of(&out).contains("berth has no port publishing yet"), "{}", stderr_of(&out));
+    let bad = env.dir.path().join("bad.env");
+    std::fs::write(&bad, "A B=1\n").unwrap();
+    let out = env.berth(&["create", "--env-file", bad.to_str().unwrap(), "bb:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr_of(&out).contains("variable 'A B' contains whitespaces"), "{}", stderr_of(&out));
+    let out = env.berth(&["create", "--env-file", "/nonexistent/env", "bb:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(env.ok(&["ps", "-a", "-q"]).is_empty(), "a refused run left a container");
+    if !can_run_containers() {
+        return;
+    }
+    let file = env.dir.path().join("app.env");
+    std::fs::write(&file, "# settings\nFROM_FILE=1\n  SPACED=a b \nBOTH=file\nHOST_ONE\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(env.dir.path().join("store"))
+        .args(["run", "--name", "e1", "-l", "tier=web", "-l", "flag", "--env-file"])
+        .arg(&file)
+        .args([
+            "-e",
+            "BOTH=flag",
+            "bb:1",
+            "/bin/sh",
+            "-c",
+            "echo \"$FROM_FILE|$SPACED|$BOTH|$HOST_ONE\"",
+        ])
+        .env("HOST_ONE", "from-host")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1|a b |flag|from-host\n");
+    let out =
+        env.berth(&["run", "--name", "e2", "-l", "tier=db", "bb:1", "/bin/sh", "-c", "exit 4"]);
+    assert_eq!(out.status.code(), Some(4));
+    env.ok(&["create", "--name", "e3", "bb:1", "echo"]);
+
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "e1"])).unwrap();
+    assert_eq!(inspect[0]["Config"]["Labels"], serde_json::json!({"flag": "", "tier": "web"}));
+    let names = |args: &[&str]| {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(args);
+        env.ok(&a)
+    };
+    assert_eq!(names(&["-a", "--filter", "label=tier=web"]), "e1\n");
+    assert_eq!(names(&["-a", "--filter", "label=tier"]), "e2\ne1\n");
+    assert_eq!(names(&["-a", "--filter", "label=flag", "--filter", "label=tier=db"]), "");
+    assert_eq!(names(&["--filter", "status=exited"]), "e2\ne1\n");
+    assert_eq!(names(&["--filter", "status=created"]), "e3\n");
+    assert_eq!(names(&["-a", "--filter", "exited=4"]), "e2\n");
+    assert_eq!(names(&["-a", "--filter", "name=e"]), "e3\ne2\ne1\n");
+    assert_eq!(names(&["-a", "--filter", "name=e2", "--filter", "name=e3"]), "e3\ne2\n");
+    assert_eq!(names(&["-a", "--filter", "ancestor=bb:1"]), "e3\ne2\ne1\n");
+    assert_eq!(names(&["-a", "--filter", "ancestor=nope:1"]), "");
+    let id = env.ok(&["ps", "-a", "-q", "--no-trunc", "--filter", "name=e1"]);
+    assert_eq!(names(&["-a", "--filter", &format!("id={}", &id[..5])]), "e1\n");
+    assert_eq!(names(&["-a", "--filter", "since=e1"]), "e3\ne2\n");
+    assert_eq!(names(&["-l"]), "e3\n");
+    assert_eq!(names(&["-n", "2"]), "e3\ne2\n");
+    assert_eq!(env.ok(&["ps", "-n", "1", "-q"]).trim().len(), 12);
+    for bad in ["status=nope", "colour=red", "exited=x"] {
+        let out = env.berth(&["ps", "--filter", bad]);
+        assert!(!out.status.success() && stderr_of(&out).contains("filter"), "{bad}");
+    }
+    let table = env.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=e2",
+        "--format",
+        "table {{.Names}}\t{{.Status}}\t{{.Labels}}",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAMES", "STATUS", "LABELS"]);
+    assert!(
+        lines[1].starts_with("e2")
+            && lines[1].contains("Exited (4)")
+            && lines[1].ends_with("tier=db"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=e1",
+        "--format",
+        "{{json .}}",
+    ]))
+    .unwrap();
+    assert_eq!(json["Names"], "e1");
+    assert_eq!(json["Command"], "\"/bin/sh -c echo \"$F…\"", "cut at 20 characters, quoted");
+    assert_eq!(json["State"], "exited");
+    assert_eq!(json["Labels"], "flag=,tier=web");
+    assert_eq!(json["ID"].as_str().unwrap(), &id[..12]);
+    let line = env.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=e3",
+        "--format",
+        "{{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}}",
+    ]);
+    assert!(
+        line.starts_with(&format!(
+            "{} bb:1 \"echo\" 20",
+            env.ok(&["ps", "-a", "-q", "--filter", "name=e3"]).trim()
+        )),
+        "{line}"
+    );
+    assert!(line.trim_end().ends_with("+0000 UTC"), "{line}");
+
+    // restart: stopped after -t, started again over its own changes.
+    let script = "echo run >> /count; trap 'exit 0' TERM; while true; do sleep 0.1; done";
+    env.ok(&["run", "-d", "--name", "again", "bb:1", "/bin/sh", "-c", script]);
+    assert_eq!(env.ok(&["exec", "again", "cat", "/count"]), "run\n", "run -d is back once it runs");
+    assert_eq!(env.ok(&["restart", "-t", "5", "again"]), "again\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.ok(&["exec", "again", "cat", "/count"]) != "run\nrun\n" {
+        assert!(std::time::Instant::now() < deadline, "restart did not run it again");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(names(&["--filter", "status=running"]), "again\n");
+    // restart of a stopped container starts it.
+    env.ok(&["stop", "-t", "5", "again"]);
+    env.ok(&["restart", "again"]);
+    assert_eq!(names(&["--filter", "status=running"]), "again\n");
+    // rm -v is accepted (berth makes no anonymous volumes).
+    assert_eq!(env.ok(&["rm", "-f", "-v", "again", "e1", "e2", "e3"]), "again\ne1\ne2\ne3\n");
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
+}
