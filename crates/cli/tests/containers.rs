@@ -402,7 +402,7 @@ fn labels_env_files_ps_filters_formats_and_restart() {
     assert!(line.trim_end().ends_with("+0000 UTC"), "{line}");
 
     // restart: stopped after -t, started again over its own changes.
-    let script = "echo run >> /count; trap 'exit 0' TERM; while true; do sleep 0.1; done";
+    let script = "echo run >> /count; trap 'exit 0' TERM; while true; do busybox sleep 0.1; done";
     env.ok(&["run", "-d", "--name", "again", "bb:1", "/bin/sh", "-c", script]);
     assert_eq!(env.ok(&["exec", "again", "cat", "/count"]), "run\n", "run -d is back once it runs");
     assert_eq!(env.ok(&["restart", "-t", "5", "again"]), "again\n");
@@ -419,6 +419,177 @@ fn labels_env_files_ps_filters_formats_and_restart() {
     // rm -v is accepted (berth makes no anonymous volumes).
     assert_eq!(env.ok(&["rm", "-f", "-v", "again", "e1", "e2", "e3"]), "again\ne1\ne2\ne3\n");
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
+}
+
+#[test]
+fn top_export_and_cp_both_ways_running_or_stopped() {
+    let Some(env) = image_env() else { return };
+    if !can_run_containers() {
+        let out = env.berth(&["cp", "nope:/etc/motd", "-"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr_of(&out).contains("No such container: nope"), "{}", stderr_of(&out));
+        return;
+    }
+    let host = env.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    let script = "mkdir -p /d/s; echo x > /d/s/f; echo y > /d/top; busybox ln -s /etc/motd /link; exec sh -c 'while true; do busybox sleep 1; done'";
+    env.ok(&["run", "-d", "--name", "f1", "bb:1", "/bin/sh", "-c", script]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.berth(&["exec", "f1", "cat", "/d/top"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "the container made no files");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // top: ps -ef's columns, only the container's processes.
+    let top = env.ok(&["top", "f1"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    assert!(lines[1..].iter().any(|l| l.contains("while true")), "{top}");
+    assert!(!top.contains("cargo"), "a process of this machine is listed: {top}");
+    let aux = env.ok(&["top", "f1", "aux"]);
+    assert!(aux.starts_with("USER") && aux.contains("while true"), "{aux}");
+
+    let h = |p: &str| host.join(p);
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    // Out: a file into a directory keeps its name; onto a new name takes it.
+    env.ok(&["cp", "f1:/d/top", &s(&host)]);
+    assert_eq!(std::fs::read_to_string(h("top")).unwrap(), "y\n");
+    env.ok(&["cp", "f1:/d/top", &s(&h("renamed"))]);
+    assert_eq!(std::fs::read_to_string(h("renamed")).unwrap(), "y\n");
+    // A directory: onto a new path it becomes it; into one it goes inside;
+    // with /. only its contents.
+    env.ok(&["cp", "f1:/d", &s(&h("newdir"))]);
+    assert_eq!(std::fs::read_to_string(h("newdir/s/f")).unwrap(), "x\n");
+    env.ok(&["cp", "f1:/d", &s(&h("newdir"))]);
+    assert_eq!(std::fs::read_to_string(h("newdir/d/s/f")).unwrap(), "x\n");
+    std::fs::create_dir(h("flat")).unwrap();
+    env.ok(&["cp", "f1:/d/.", &s(&h("flat"))]);
+    assert!(h("flat/top").is_file() && h("flat/s/f").is_file());
+    // A symlink is copied as itself; its target stays the container's.
+    env.ok(&["cp", "f1:/link", &s(&h("link"))]);
+    assert_eq!(std::fs::read_link(h("link")).unwrap(), Path::new("/etc/motd"));
+    // To stdout: a tar named from the source's last name.
+    let out = env.berth(&["cp", "f1:/d/s", "-"]);
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["s/", "s/f"]);
+    // Refusals with what is wrong, nothing written.
+    let missing = env.berth(&["cp", "f1:/nope", &s(&host)]);
+    assert!(stderr_of(&missing).contains("Could not find the file /nope in container f1"));
+    assert!(
+        !env.berth(&["cp", "f1:/d", &s(&h("top"))]).status.success(),
+        "a directory onto a file"
+    );
+    assert!(!env.berth(&["cp", "f1:/d/top", &s(&h("absent/"))]).status.success());
+    assert!(!h("absent").exists());
+    assert!(
+        stderr_of(&env.berth(&["cp", "a", "b"]))
+            .contains("must specify at least one container source")
+    );
+    assert!(
+        stderr_of(&env.berth(&["cp", "f1:/a", "f1:/b"]))
+            .contains("copying between containers is not supported")
+    );
+
+    // In: owned by root, into a directory, onto a new name, from a tar on stdin.
+    std::fs::write(h("in.txt"), "in\n").unwrap();
+    env.ok(&["cp", &s(&h("in.txt")), "f1:/d/"]);
+    env.ok(&["cp", &s(&h("in.txt")), "f1:/named.txt"]);
+    assert_eq!(env.ok(&["exec", "f1", "cat", "/d/in.txt", "/named.txt"]), "in\nin\n");
+    env.ok(&["cp", &s(&h("flat")), "f1:/fromhost"]);
+    assert_eq!(env.ok(&["exec", "f1", "cat", "/fromhost/s/f"]), "x\n");
+    // A symlink in the container leads inside it, never out to this machine.
+    env.ok(&["exec", "f1", "busybox", "ln", "-s", "/", "/escape"]);
+    env.ok(&["cp", &s(&h("in.txt")), "f1:/escape/etc/"]);
+    assert_eq!(env.ok(&["exec", "f1", "cat", "/etc/in.txt"]), "in\n");
+    assert!(
+        !Path::new("/etc/in.txt").exists()
+            || std::fs::read_to_string("/etc/in.txt").unwrap() != "in\n"
+    );
+    let mut tar_in = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tar_in);
+        let mut hd = tar::Header::new_gnu();
+        hd.set_size(3);
+        hd.set_mode(0o600);
+        b.append_data(&mut hd, "piped/file", &b"abc"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(env.dir.path().join("store"))
+        .args(["cp", "-", "f1:/d"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar_in).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(env.ok(&["exec", "f1", "cat", "/d/piped/file"]), "abc");
+    let mut evil = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut evil);
+        let mut hd = tar::Header::new_gnu();
+        hd.set_size(1);
+        hd.set_mode(0o644);
+        hd.as_gnu_mut().unwrap().name[..8].copy_from_slice(b"../../up");
+        hd.set_cksum();
+        b.append(&hd, &b"x"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(env.dir.path().join("store"))
+        .args(["cp", "-", "f1:/d"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &evil).unwrap();
+    drop(child.stdin.take());
+    assert!(
+        !child.wait_with_output().unwrap().status.success(),
+        "a tar climbing out with .. was taken"
+    );
+
+    // Stopped: cp and export still work (the filesystem mounted for them).
+    env.ok(&["stop", "-t", "1", "f1"]);
+    env.ok(&["cp", "f1:/named.txt", &s(&h("after-stop"))]);
+    assert_eq!(std::fs::read_to_string(h("after-stop")).unwrap(), "in\n");
+    env.ok(&["cp", &s(&h("in.txt")), "f1:/while-stopped"]);
+    let exported = h("f1.tar");
+    env.ok(&["export", "-o", &s(&exported), "f1"]);
+    let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&exported).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for want in [
+        ".dockerenv",
+        "bin/busybox",
+        "d/piped/file",
+        "etc/hostname",
+        "etc/motd",
+        "link",
+        "while-stopped",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not exported: {names:?}");
+    }
+    assert!(names.iter().all(|n| !n.starts_with('/') && !n.starts_with("..")));
+    let streamed = env.berth(&["export", "f1"]);
+    assert!(streamed.status.success());
+    assert_eq!(tar::Archive::new(&streamed.stdout[..]).entries().unwrap().count(), names.len());
+    assert!(stderr_of(&env.berth(&["top", "f1"])).contains("is not running"));
+    env.ok(&["rm", "f1"]);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
 }

@@ -19,8 +19,12 @@ use berth_store::{ContainerRecord, NewImage, Store, StoreError};
 use crate::context::Context;
 use crate::format;
 
+mod files;
 mod ps;
+mod top;
+pub use files::{CpArgs, ExportArgs, cp, export};
 pub use ps::{PsArgs, ps};
+pub use top::{TopArgs, top};
 
 /// Docker's exit code for its own errors (not the container's).
 const OWN_ERROR: u8 = 125;
