@@ -32,6 +32,22 @@ impl Env {
     }
 }
 
+/// A test that fails midway still stops and removes what it ran.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !self.dir.path().join("store").exists() {
+            return;
+        }
+        let ids = self.berth(&["ps", "-a", "-q", "--no-trunc"]);
+        let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.lines());
+        if args.len() > 2 {
+            let _ = self.berth(&args);
+        }
+    }
+}
+
 /// A rootfs tarball: busybox, a few applets, passwd and group, a file to change.
 fn busybox_rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
@@ -592,4 +608,45 @@ fn top_export_and_cp_both_ways_running_or_stopped() {
     env.ok(&["rm", "f1"]);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
+}
+
+#[test]
+fn tty_for_run_exec_and_detached_containers() {
+    let Some(env) = image_env() else { return };
+    if !can_run_containers() {
+        return;
+    }
+    let check = "test -t 0 && test -t 1 && test -t 2 && echo \"tty $TERM\"; exit 3";
+    let out = env.berth(&["run", "--rm", "-t", "bb:1", "/bin/sh", "-c", check]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tty xterm\r\n", "a terminal's line ends");
+    let out = env.berth(&["run", "--rm", "bb:1", "/bin/sh", "-c", "test -t 1 || echo none"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "none\n");
+    // -i -t: our stdin reaches the shell through the terminal.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(env.dir.path().join("store"))
+        .args(["run", "--rm", "-i", "-t", "bb:1", "/bin/sh"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"echo typed-$((6*7)); exit 4\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("typed-42"), "{out:?}");
+    // Detached with a terminal: its output is the log's stdout; exec -t too.
+    let script = "test -t 1 && echo detached-tty; while true; do busybox sleep 1; done";
+    env.ok(&["run", "-d", "-t", "--name", "dt", "bb:1", "/bin/sh", "-c", script]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.ok(&["logs", "dt"]).contains("detached-tty") {
+        assert!(std::time::Instant::now() < deadline, "no output from the detached terminal");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out =
+        env.berth(&["exec", "-t", "dt", "/bin/sh", "-c", "test -t 1 && echo exec-tty; exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-tty\r\n");
+    env.ok(&["rm", "-f", "dt"]);
 }

@@ -22,6 +22,7 @@ use crate::format;
 mod files;
 mod ps;
 mod top;
+mod tty;
 pub use files::{CpArgs, ExportArgs, cp, export};
 pub use ps::{PsArgs, ps};
 pub use top::{TopArgs, top};
@@ -77,6 +78,9 @@ pub struct RunArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Run container in background and print container ID
     #[arg(short = 'd', long)]
     detach: bool,
@@ -159,7 +163,7 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         env,
         workdir: args.workdir.clone(),
         hostname: hostname.clone(),
-        terminal: false,
+        terminal: args.tty,
         network,
         volumes: args.volume.iter().map(|v| parse_volume(v)).collect::<anyhow::Result<_>>()?,
         nofile: open_files_limit(),
@@ -237,12 +241,9 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         // Who runs it: a later command that finds this process gone (killed,
         // or a reboot since) knows the container is not running any more.
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
-        let status = runtime_command(&runtime)
-            .args(["run", "--bundle"])
-            .arg(&dir)
-            .arg(&id)
-            .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
-            .status()
+        let mut cmd = runtime_command(&runtime);
+        cmd.args(["run", "--bundle"]).arg(&dir).arg(&id);
+        let status = run_foreground(cmd, args.tty, args.interactive)
             .with_context(|| format!("starting {}", runtime.display()))?;
         Ok(Some(finish_run(&runtime, &id, status)))
     })();
@@ -382,32 +383,41 @@ pub fn monitor(ctx: &Context, args: MonitorArgs) -> anyhow::Result<()> {
             .append(true)
             .open(dir.join(format!("{id}-json.log")))?,
     ));
-    let mut child = runtime_command(&args.runtime)
-        .args(["run", "--bundle"])
-        .arg(&dir)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let copy = |from: Box<dyn Read + Send>, stream: &'static str| {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            use std::io::{BufRead, Write};
-            for line in std::io::BufReader::new(from).split(b'\n').map_while(Result::ok) {
-                let mut text = String::from_utf8_lossy(&line).into_owned();
-                text.push('\n');
-                let time = berth_oci::time::rfc3339_nano(now_nanos());
-                let entry = serde_json::json!({"log": text, "stream": stream, "time": time});
-                let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = writeln!(f, "{entry}");
+    let mut cmd = runtime_command(&args.runtime);
+    cmd.args(["run", "--bundle"]).arg(&dir).arg(&id);
+    let status = if bundle_terminal(&dir) {
+        // A terminal has one stream: all of it is the log's stdout, as docker's.
+        let mut pending = Vec::new();
+        let status = tty::run_on_pty(cmd, false, |bytes| {
+            pending.extend_from_slice(bytes);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                log_line(&log, &line[..line.len() - 1], "stdout");
             }
-        })
+            Ok(())
+        })?;
+        if !pending.is_empty() {
+            log_line(&log, &pending, "stdout");
+        }
+        status
+    } else {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let copy = |from: Box<dyn Read + Send>, stream: &'static str| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(from).split(b'\n').map_while(Result::ok) {
+                    log_line(&log, &line, stream);
+                }
+            })
+        };
+        let out = copy(Box::new(child.stdout.take().expect("piped")), "stdout");
+        let err = copy(Box::new(child.stderr.take().expect("piped")), "stderr");
+        let status = child.wait()?;
+        let _ = (out.join(), err.join());
+        status
     };
-    let out = copy(Box::new(child.stdout.take().expect("piped")), "stdout");
-    let err = copy(Box::new(child.stderr.take().expect("piped")), "stderr");
-    let status = child.wait()?;
-    let _ = (out.join(), err.join());
     let code = finish_run(&args.runtime, &id, status);
     unmount(&dir.join("rootfs"));
     store.set_container_state(&id, false, Some(i64::from(code)), Some(format::now_unix()))?;
@@ -415,6 +425,43 @@ pub fn monitor(ctx: &Context, args: MonitorArgs) -> anyhow::Result<()> {
         remove_container_files(&store, &id, &dir);
     }
     Ok(())
+}
+
+/// A runtime command in the foreground: on a pty of its own with `-t`,
+/// else on our stdout and stderr (stdin only with `-i`).
+fn run_foreground(
+    mut cmd: Command,
+    tty: bool,
+    interactive: bool,
+) -> std::io::Result<std::process::ExitStatus> {
+    if tty {
+        return tty::run_on_pty(cmd, interactive, |bytes| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()
+        });
+    }
+    cmd.stdin(if interactive { Stdio::inherit() } else { Stdio::null() }).status()
+}
+
+/// Whether the container's bundle asks for a terminal (`run -t`).
+fn bundle_terminal(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["process"]["terminal"] == true)
+}
+
+/// One line of docker's json-file log.
+fn log_line(log: &std::sync::Mutex<std::fs::File>, line: &[u8], stream: &str) {
+    use std::io::Write;
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    text.push('\n');
+    let time = berth_oci::time::rfc3339_nano(now_nanos());
+    let entry = serde_json::json!({"log": text, "stream": stream, "time": time});
+    let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(f, "{entry}");
 }
 
 fn now_nanos() -> i64 {
@@ -1378,6 +1425,9 @@ pub struct ExecArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
     /// The running container
     container: String,
     /// The command and its arguments
@@ -1394,12 +1444,13 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<()> {
         bail!("container {} is not running", c.id);
     }
     let runtime = container_runtime(ctx, &c.id)?;
-    let status = runtime_command(&runtime)
-        .arg("exec")
-        .arg(&c.id)
-        .args(&args.command)
-        .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
-        .status()?;
+    let mut cmd = runtime_command(&runtime);
+    cmd.arg("exec");
+    if args.tty {
+        cmd.args(["--tty", "--env", "TERM=xterm"]);
+    }
+    cmd.arg(&c.id).args(&args.command);
+    let status = run_foreground(cmd, args.tty, args.interactive)?;
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => Err(Exit(code as u8).into()),
@@ -1483,12 +1534,9 @@ pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
         }
         store.set_container_state(&c.id, true, None, None)?;
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
-        let status = runtime_command(&runtime)
-            .args(["run", "--bundle"])
-            .arg(&dir)
-            .arg(&c.id)
-            .stdin(Stdio::null())
-            .status();
+        let mut cmd = runtime_command(&runtime);
+        cmd.args(["run", "--bundle"]).arg(&dir).arg(&c.id);
+        let status = run_foreground(cmd, bundle_terminal(&dir), false);
         let code = match status {
             Ok(status) => finish_run(&runtime, &c.id, status),
             Err(_) => OWN_ERROR,

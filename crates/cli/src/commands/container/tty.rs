@@ -1,0 +1,138 @@
+//! `-t`: a container on a terminal.
+//!
+//! The runtime makes the container's terminal itself (`terminal: true` in
+//! the bundle: a pty inside the container, its controlling terminal, on
+//! `/dev/console`) and, in the foreground, relays it to the terminal it
+//! was started on. berth always gives it one: a pty pair of its own whose
+//! slave is the runtime's stdio and controlling terminal, and whose master
+//! berth relays to its own stdio (or, detached, to the container's log).
+//! So `-t` works the same whether berth runs on a terminal, in a pipe or
+//! under its monitor, and no console socket (file descriptors passed over
+//! a unix socket) is needed.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Command, ExitStatus, Stdio};
+
+/// Runs `cmd` (a runtime's foreground `run` or `exec -t`) on a new pty;
+/// what the container writes goes to `output`, and with `interactive` our
+/// stdin goes to the container.
+pub(super) fn run_on_pty(
+    mut cmd: Command,
+    interactive: bool,
+    mut output: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    let (master, slave) = open_pty()?;
+    set_window_size(&master);
+    let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
+    cmd.stdin(stdio(&slave)?).stdout(stdio(&slave)?).stderr(stdio(&slave)?);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    // Only the runtime may hold the slave now (the command keeps copies):
+    // its last holder gone, reading the master ends.
+    drop(cmd);
+    drop(slave);
+    let _raw = (interactive && io::stdin().is_terminal()).then(RawMode::enter).flatten();
+    let mut from_container = File::from(master);
+    if interactive {
+        let mut to_container = from_container.try_clone()?;
+        // Ends with our stdin, or when the container's side is gone.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut stdin = io::stdin().lock();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || to_container.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut buf = [0u8; 8192];
+    loop {
+        match from_container.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => output(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // EIO: every process holding the slave is gone.
+            Err(_) => break,
+        }
+    }
+    child.wait()
+}
+
+fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: setting FD_CLOEXEC on a descriptor we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok((master, slave))
+}
+
+/// The pty takes the size of the terminal berth runs on (80x24 without one).
+fn set_window_size(master: &OwnedFd) {
+    let mut size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    for fd in [1, 0, 2] {
+        let mut s = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCGWINSZ writes a winsize; it fails harmlessly off a terminal.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut s) } == 0 && s.ws_col > 0 {
+            size = s;
+            break;
+        }
+    }
+    // SAFETY: TIOCSWINSZ reads the winsize given.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+}
+
+/// Our terminal in raw mode while a container has it; restored on drop.
+struct RawMode(libc::termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        // SAFETY: tcgetattr fills the struct; cfmakeraw edits our copy.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(0, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+            Some(RawMode(saved))
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restoring the attributes read in `enter`.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
+    }
+}
