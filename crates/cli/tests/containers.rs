@@ -15,6 +15,8 @@ impl Env {
             .arg("--root")
             .arg(self.dir.path().join("store"))
             .args(args)
+            // berth's config file is the test's own (none unless it writes one).
+            .env("BERTH_CONFIG", self.dir.path().join("config.toml"))
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -649,4 +651,97 @@ fn tty_for_run_exec_and_detached_containers() {
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-tty\r\n");
     env.ok(&["rm", "-f", "dt"]);
+}
+
+#[test]
+fn the_runtime_comes_from_the_flag_a_path_or_the_config_file() {
+    let Some(env) = image_env() else { return };
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(&config, "runtime = \"/nonexistent/runtime\"\n").unwrap();
+    let out = env.berth(&["run", "--rm", "bb:1", "echo"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr_of(&out).contains("\"/nonexistent/runtime\" is not installed"),
+        "{}",
+        stderr_of(&out)
+    );
+    std::fs::write(&config, "runtime = 7\n").unwrap();
+    let out = env.berth(&["run", "--rm", "bb:1", "echo"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr_of(&out).contains("config.toml"), "the bad file is named: {}", stderr_of(&out));
+    if !can_run_containers() {
+        return;
+    }
+    // The flag wins over the file; a path works as well as a name.
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/sbin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    std::fs::write(&config, "runtime = \"/nonexistent/runtime\"\n").unwrap();
+    let out = env.berth(&["run", "--name", "by-path", "--runtime", runc, "bb:1", "echo", "hi"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{}", stderr_of(&out));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "by-path"])).unwrap();
+    assert_eq!(inspect[0]["HostConfig"]["Runtime"], "runc");
+    if Path::new("/usr/bin/crun").exists() {
+        std::fs::write(&config, "runtime = \"crun\"\n").unwrap();
+        let script = "echo up; while true; do busybox sleep 1; done";
+        env.ok(&["run", "-d", "--name", "by-config", "bb:1", "/bin/sh", "-c", script]);
+        let inspect: serde_json::Value =
+            serde_json::from_str(&env.ok(&["inspect", "by-config"])).unwrap();
+        assert_eq!(inspect[0]["HostConfig"]["Runtime"], "crun");
+        // Every later command drives it with crun, whatever the file says now.
+        std::fs::remove_file(&config).unwrap();
+        assert_eq!(env.ok(&["exec", "by-config", "echo", "in-crun"]), "in-crun\n");
+        assert!(env.ok(&["top", "by-config"]).contains("while true"));
+        assert_eq!(env.ok(&["stop", "-t", "1", "by-config"]), "by-config\n");
+        assert!(env.ok(&["ps", "-a", "--filter", "name=by-config"]).contains("Exited (137)"));
+    }
+    env.ok(&["rm", "by-path"]);
+    let _ = env.berth(&["rm", "-f", "by-config"]);
+}
+
+#[test]
+fn a_berth_killed_during_run_leaves_the_true_state() {
+    let Some(env) = image_env() else { return };
+    if !can_run_containers() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(env.dir.path().join("store"))
+        .env("BERTH_CONFIG", env.dir.path().join("config.toml"))
+        .args([
+            "run",
+            "--name",
+            "k",
+            "bb:1",
+            "/bin/sh",
+            "-c",
+            "while true; do busybox sleep 1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&env.berth(&["top", "k"]).stdout).contains("while true") {
+        assert!(std::time::Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Its runtime still runs it: shown running, and stop ends it for real.
+    assert!(env.ok(&["ps"]).lines().any(|l| l.contains(" Up ") && l.ends_with(" k")));
+    assert_eq!(env.ok(&["stop", "-t", "1", "k"]), "k\n");
+    let ps = env.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(ps, "k exited\n");
+    // Started again: it runs over its own upper directory, one mount only.
+    env.ok(&["start", "k"]);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let ours = mounts.lines().filter(|l| l.contains(env.dir.path().to_str().unwrap())).count();
+    assert_eq!(ours, 1, "{mounts}");
+    env.ok(&["rm", "-f", "k"]);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(env.dir.path().to_str().unwrap()), "a mount was left behind");
 }

@@ -504,6 +504,9 @@ fn mount_container(
     }
     let options =
         format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
+    // A berth killed before its container ran may have left its mount:
+    // never stack a second overlay on the same upper directory.
+    unmount(&rootfs);
     mount_overlay(&rootfs, &options)?;
     Ok(rootfs)
 }
@@ -1149,6 +1152,12 @@ pub fn inspect_value(ctx: &Context, c: &ContainerRecord) -> serde_json::Value {
         },
         "Image": c.image_id.to_string(),
         "Name": format!("/{}", c.name),
+        "HostConfig": {
+            "Runtime": container_runtime(ctx, &c.id)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "runc".into()),
+        },
         "Driver": "overlay",
         "Platform": "linux",
         "Config": shown,
