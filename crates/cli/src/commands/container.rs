@@ -1450,7 +1450,7 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<()> {
     let mut c = store.container(&args.container)?;
     reconcile(ctx, &store, &mut c);
     if !c.running {
-        bail!("container {} is not running", c.id);
+        bail!("Container {} is not running", c.id);
     }
     let runtime = container_runtime(ctx, &c.id)?;
     let mut cmd = runtime_command(&runtime);
