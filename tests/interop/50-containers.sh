@@ -93,8 +93,8 @@ check_eq "$(berth ps --filter status=exited --format '{{.Names}}' | sort)" \
     "$(docker ps --filter status=exited --format '{{.Names}}' | sort)" "ps --filter status= lists stopped ones without -a"
 check_eq "$(berth ps -n 2 --format '{{.Names}}')" "$(docker ps -n 2 --format '{{.Names}}')" "ps -n 2: the newest two"
 check_eq "$(berth ps -l --format '{{.Names}}')" "$(docker ps -l --format '{{.Names}}')" "ps -l: the newest"
-check_eq "$(berth ps -a --filter name=l2 --format '{{.Names}}|{{.Image}}|{{.Labels}}|{{.State}}|{{.Ports}}')" \
-    "$(docker ps -a --filter name=l2 --format '{{.Names}}|{{.Image}}|{{.Labels}}|{{.State}}|{{.Ports}}')" \
+check_eq "$(berth ps -a --filter name=l2 --format '{{.Names}}|{{.Image}}|{{.Command}}|{{.Labels}}|{{.State}}|{{.Ports}}')" \
+    "$(docker ps -a --filter name=l2 --format '{{.Names}}|{{.Image}}|{{.Command}}|{{.Labels}}|{{.State}}|{{.Ports}}')" \
     "ps --format: the same fields"
 check_eq "$(berth ps -a --filter name=l3 --format 'table {{.Names}}\t{{.Status}}')" \
     "$(docker ps -a --filter name=l3 --format 'table {{.Names}}\t{{.Status}}')" "ps --format 'table ...': header and row"

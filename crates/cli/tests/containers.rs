@@ -398,7 +398,7 @@ fn labels_env_files_ps_filters_formats_and_restart() {
     ]))
     .unwrap();
     assert_eq!(json["Names"], "e1");
-    assert_eq!(json["Command"], "\"/bin/sh -c echo \"$F…\"", "cut at 20 characters, quoted");
+    assert_eq!(json["Command"], "\"/bin/sh -c echo \\\"$F…\"", "cut at 20, quoted as Go quotes");
     assert_eq!(json["State"], "exited");
     assert_eq!(json["Labels"], "flag=,tier=web");
     assert_eq!(json["ID"].as_str().unwrap(), &id[..12]);
@@ -736,8 +736,25 @@ fn a_berth_killed_during_run_leaves_the_true_state() {
     assert_eq!(env.ok(&["stop", "-t", "1", "k"]), "k\n");
     let ps = env.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
     assert_eq!(ps, "k exited\n");
-    // Started again: it runs over its own upper directory, one mount only.
-    env.ok(&["start", "k"]);
+    // Started again by two berths at once: they take turns on its lock,
+    // so it runs once, over its own upper directory, on one mount.
+    let starts: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .arg("--root")
+                .arg(env.dir.path().join("store"))
+                .env("BERTH_CONFIG", env.dir.path().join("config.toml"))
+                .args(["start", "k"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut s in starts {
+        assert!(s.wait().unwrap().success());
+    }
+    let top = env.ok(&["top", "k"]);
+    assert_eq!(top.lines().filter(|l| l.contains("while true")).count(), 1, "{top}");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let ours = mounts.lines().filter(|l| l.contains(env.dir.path().to_str().unwrap())).count();
     assert_eq!(ours, 1, "{mounts}");

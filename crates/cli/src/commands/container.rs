@@ -615,6 +615,25 @@ fn reconcile(ctx: &Context, store: &Store, c: &mut ContainerRecord) {
     }
 }
 
+/// A container's lock (`flock` on `<dir>/lock`), held by whoever mounts,
+/// starts or removes it: two `start`s, or a `start` and a `cp` of a stopped
+/// container, or either and an `rm`, take turns. Released when dropped.
+fn lock_container(ctx: &Context, id: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = container_dir(ctx, id);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .with_context(|| format!("locking container {id}"))?;
+    // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("locking the container");
+    }
+    Ok(file)
+}
+
 /// When the container last started: its monitor file is written then.
 fn started_at(ctx: &Context, c: &ContainerRecord) -> Option<i64> {
     let meta = std::fs::metadata(container_dir(ctx, &c.id).join("monitor")).ok()?;
@@ -982,6 +1001,7 @@ pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
+        let _lock = lock_container(ctx, &c.id).ok();
         reconcile(ctx, &store, &mut c);
         if c.running && !args.force {
             let e = anyhow!(
@@ -1351,7 +1371,12 @@ pub fn restart(ctx: &Context, args: RestartArgs) -> anyhow::Result<()> {
     for name in &args.containers {
         let mut c = store.container(name)?;
         stop_container(ctx, &store, &mut c, args.time)?;
-        start_detached(ctx, &store, &c)?;
+        let _lock = lock_container(ctx, &c.id)?;
+        let mut c = store.container(&c.id)?;
+        reconcile(ctx, &store, &mut c);
+        if !c.running {
+            start_detached(ctx, &store, &c)?;
+        }
         println!("{name}");
     }
     Ok(())
@@ -1520,7 +1545,10 @@ pub struct StartArgs {
 pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
     for name in &args.containers {
-        let mut c = store.container(name)?;
+        let found = store.container(name)?;
+        let lock = lock_container(ctx, &found.id)?;
+        // Read again under the lock: another berth may have just started it.
+        let mut c = store.container(&found.id)?;
         reconcile(ctx, &store, &mut c);
         if c.running {
             println!("{name}");
@@ -1528,6 +1556,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
         }
         if !args.attach {
             start_detached(ctx, &store, &c)?;
+            drop(lock);
             println!("{name}");
             continue;
         }
@@ -1543,6 +1572,7 @@ pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
         }
         store.set_container_state(&c.id, true, None, None)?;
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
+        drop(lock); // recorded as running: nobody else mounts it now
         let mut cmd = runtime_command(&runtime);
         cmd.args(["run", "--bundle"]).arg(&dir).arg(&c.id);
         let status = run_foreground(cmd, bundle_terminal(&dir), false);

@@ -19,7 +19,7 @@ use anyhow::{Context as _, anyhow, bail};
 use berth_snapshot::{UnpackOptions, unpack_files, write_tree};
 use berth_store::{ContainerRecord, Store};
 
-use super::{container_dir, mount_container, reconcile, resolve_in_root, unmount};
+use super::{container_dir, lock_container, mount_container, reconcile, resolve_in_root, unmount};
 use crate::context::Context;
 
 /// A container's root filesystem for as long as this lives: a running
@@ -27,18 +27,22 @@ use crate::context::Context;
 struct RootFs {
     path: PathBuf,
     ours: bool,
+    /// Held while our mount is up: the container is not started under us.
+    _lock: Option<std::fs::File>,
 }
 
 impl RootFs {
     fn open(ctx: &Context, store: &Store, c: &mut ContainerRecord) -> anyhow::Result<RootFs> {
+        let lock = lock_container(ctx, &c.id)?;
+        *c = store.container(&c.id)?;
         reconcile(ctx, store, c);
         let dir = container_dir(ctx, &c.id);
         if c.running {
-            return Ok(RootFs { path: dir.join("rootfs"), ours: false });
+            return Ok(RootFs { path: dir.join("rootfs"), ours: false, _lock: None });
         }
         let record = store.image(&c.image_id)?;
         let path = mount_container(store, &record, &dir, &c.id[..12])?;
-        Ok(RootFs { path, ours: true })
+        Ok(RootFs { path, ours: true, _lock: Some(lock) })
     }
 }
 

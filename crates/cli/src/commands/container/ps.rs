@@ -105,7 +105,7 @@ impl Filters {
         };
         let labels = labels_of(c);
         any(&self.ids, &|v| c.id.starts_with(v))
-            && any(&self.names, &|v| c.name.contains(v))
+            && any(&self.names, &|v| name_matches(v, &c.name))
             && (self.labels.is_empty() || labels_match(&self.labels, &labels))
             && any(&self.statuses, &|v| v == state(c))
             && (self.exited.is_empty()
@@ -113,6 +113,26 @@ impl Filters {
             && any(&self.ancestors, &|v| is_ancestor(store, v, c))
             && self.before.is_none_or(|t| made_at(ctx, c) < t)
             && self.since.is_none_or(|t| made_at(ctx, c) > t)
+    }
+}
+
+/// `name=`: docker matches a regular expression anywhere in the name;
+/// berth takes the common part of that: literal text, anchored by a
+/// leading `^` or a trailing `$`.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let (start, rest) = match pattern.strip_prefix('^') {
+        Some(r) => (true, r),
+        None => (false, pattern),
+    };
+    let (end, text) = match rest.strip_suffix('$') {
+        Some(t) => (true, t),
+        None => (false, rest),
+    };
+    match (start, end) {
+        (true, true) => name == text,
+        (true, false) => name.starts_with(text),
+        (false, true) => name.ends_with(text),
+        (false, false) => name.contains(text),
     }
 }
 
@@ -224,7 +244,7 @@ fn row(ctx: &Context, c: &ContainerRecord, no_trunc: bool, sized: bool, now: i64
     let mounts: Vec<String> =
         config.volumes.iter().flat_map(|v| v.keys().cloned()).collect::<Vec<_>>();
     V::Obj(vec![
-        ("Command".into(), V::str(format!("\"{command}\""))),
+        ("Command".into(), V::str(go_quote(&command))),
         ("CreatedAt".into(), V::str(format::go_time_string(c.created))),
         ("ID".into(), V::str(if no_trunc { c.id.clone() } else { c.id[..12].to_owned() })),
         ("Image".into(), V::str(c.image_name.clone())),
@@ -239,6 +259,25 @@ fn row(ctx: &Context, c: &ContainerRecord, no_trunc: bool, sized: bool, now: i64
         ("State".into(), V::str(state(c))),
         ("Status".into(), V::str(status(ctx, c, now))),
     ])
+}
+
+/// Go's `strconv.Quote`, which docker's COMMAND column goes through.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn headers() -> V {
@@ -263,4 +302,25 @@ fn headers() -> V {
         .map(|(k, v)| (k.to_owned(), V::str(v)))
         .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn names_match_anywhere_or_anchored() {
+        assert!(name_matches("web", "my-web-1"));
+        assert!(name_matches("^my", "my-web-1"));
+        assert!(!name_matches("^web", "my-web-1"));
+        assert!(name_matches("1$", "my-web-1"));
+        assert!(name_matches("^my-web-1$", "my-web-1"));
+        assert!(!name_matches("^my-web$", "my-web-1"));
+    }
+
+    #[test]
+    fn commands_are_quoted_as_go_quotes_them() {
+        assert_eq!(super::go_quote("sh -c echo \"$F…"), "\"sh -c echo \\\"$F…\"");
+        assert_eq!(super::go_quote("a\tb\\"), "\"a\\tb\\\\\"");
+    }
 }
