@@ -398,7 +398,7 @@ fn labels_env_files_ps_filters_formats_and_restart() {
     ]))
     .unwrap();
     assert_eq!(json["Names"], "e1");
-    assert_eq!(json["Command"], "\"/bin/sh -c echo \\\"$F…\"", "cut at 20, quoted as Go quotes");
+    assert_eq!(json["Command"], "\"/bin/sh -c 'echo \\\"$…\"", "cut at 20, quoted as docker");
     assert_eq!(json["State"], "exited");
     assert_eq!(json["Labels"], "flag=,tier=web");
     assert_eq!(json["ID"].as_str().unwrap(), &id[..12]);

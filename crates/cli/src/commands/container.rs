@@ -190,6 +190,7 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
     if !labels.is_empty() {
         container_config.labels.get_or_insert_with(Default::default).extend(labels);
     }
+    // As docker: history's `created_by` is the plain join; `ps` quotes.
     let command = process.join(" ");
     let mut row = ContainerRecord {
         id: id.clone(),
@@ -276,6 +277,14 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         remove_container_files(&store, &id, &dir);
     }
     Ok(code)
+}
+
+/// The command as docker lists it: arguments joined by spaces, one that
+/// holds a space in single quotes (nothing else is quoted or escaped).
+pub(crate) fn command_line(args: &[String]) -> String {
+    let shown: Vec<String> =
+        args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect();
+    shown.join(" ")
 }
 
 /// `-v SRC:DST[:ro|rw]`: a bind mount of an existing absolute host path.
@@ -1616,6 +1625,15 @@ mod tests {
             parse_env_file("A B=1\n").unwrap_err().to_string(),
             "variable 'A B' contains whitespaces"
         );
+    }
+
+    #[test]
+    fn commands_are_listed_as_docker_lists_them() {
+        let args: Vec<String> = ["echo", "a b", "it's", "", "x", "a\"b", "tab\tx"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(command_line(&args), "echo 'a b' it's  x a\"b tab\tx");
     }
 
     #[test]

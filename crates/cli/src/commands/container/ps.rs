@@ -237,10 +237,14 @@ fn made_nanos(ctx: &Context, c: &ContainerRecord) -> u128 {
 /// One container as docker's container context shows it to templates
 /// (fields in the order docker's `{{json .}}` prints them).
 fn row(ctx: &Context, c: &ContainerRecord, no_trunc: bool, sized: bool, now: i64) -> V {
-    let command = if no_trunc { c.command.clone() } else { truncate(&c.command, 20) };
+    let config: berth_oci::ContainerConfig = serde_json::from_slice(&c.config).unwrap_or_default();
+    let args =
+        berth_container::spec::process_args(&config, &berth_container::RunOptions::default())
+            .unwrap_or_default();
+    let listed = if args.is_empty() { c.command.clone() } else { super::command_line(&args) };
+    let command = if no_trunc { listed } else { truncate(&listed, 20) };
     let labels: Vec<String> = labels_of(c).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let size = if sized { super::tree_size(&container_dir(ctx, &c.id).join("upper")) } else { 0 };
-    let config: berth_oci::ContainerConfig = serde_json::from_slice(&c.config).unwrap_or_default();
     let mounts: Vec<String> =
         config.volumes.iter().flat_map(|v| v.keys().cloned()).collect::<Vec<_>>();
     V::Obj(vec![

@@ -38,10 +38,11 @@ pub(super) fn run_on_pty(
         });
     }
     let mut child = cmd.spawn()?;
-    // Only the runtime may hold the slave now (the command keeps copies):
-    // its last holder gone, reading the master ends.
     drop(cmd);
-    drop(slave);
+    // Our own copy of the slave stays open until the end: a master whose
+    // slave is gone loses what was not read yet. The end is the runtime's
+    // exit, once nothing more is there to read.
+    let _slave = slave;
     let _raw = (interactive && io::stdin().is_terminal()).then(RawMode::enter).flatten();
     let mut from_container = File::from(master);
     if interactive {
@@ -59,12 +60,19 @@ pub(super) fn run_on_pty(
     }
     let mut buf = [0u8; 8192];
     loop {
-        match from_container.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => output(&buf[..n])?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // EIO: every process holding the slave is gone.
-            Err(_) => break,
+        let mut fds =
+            libc::pollfd { fd: from_container.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd, valid for the call.
+        let ready = unsafe { libc::poll(&mut fds, 1, 50) };
+        if ready > 0 && fds.revents & libc::POLLIN != 0 {
+            match from_container.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => output(&buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        } else if ready >= 0 && child.try_wait()?.is_some() {
+            break; // it ended, and nothing was left to read
         }
     }
     child.wait()
