@@ -3,7 +3,11 @@
 //! init layer, upper and work directories, and the runtime bundle whose
 //! root filesystem is an overlay of those over the image's snapshots) and a
 //! row in the store, which pins its image. `run` is in the foreground: it
-//! mounts, runs the runtime, records how the container ended and unmounts.
+//! mounts, runs the runtime, records how the container ended and unmounts;
+//! `run -d` and `start` hand that to a `berth container monitor`.
+//!
+//! Beside this module: `ps` (docker's list, filters and `--format`), `top`,
+//! `files` (`cp`, `export`) and `tty` (`-t`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
