@@ -622,6 +622,9 @@ fn tty_for_run_exec_and_detached_containers() {
     let out = env.berth(&["run", "--rm", "-t", "bb:1", "/bin/sh", "-c", check]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "tty xterm\r\n", "a terminal's line ends");
+    // Off a terminal, the container's has the usual 24 rows of 80 columns.
+    let out = env.berth(&["run", "--rm", "-t", "bb:1", "/bin/busybox", "stty", "size"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "24 80\r\n");
     let out = env.berth(&["run", "--rm", "bb:1", "/bin/sh", "-c", "test -t 1 || echo none"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "none\n");
     // -i -t: our stdin reaches the shell through the terminal.

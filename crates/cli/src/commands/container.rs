@@ -846,7 +846,12 @@ fn container_runtime(ctx: &Context, id: &str) -> anyhow::Result<PathBuf> {
 /// the key; a bare `KEY` takes the caller's value; blank lines and lines
 /// starting with `#` are skipped.
 fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read(path).with_context(|| format!("open {}", path.display()))?;
+    let text = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow!("open {}: no such file or directory", path.display())
+        }
+        _ => anyhow!("open {}: {e}", path.display()),
+    })?;
     let text = String::from_utf8(text)
         .map_err(|_| anyhow!("env file {} is not valid UTF-8", path.display()))?;
     parse_env_file(text.trim_start_matches('\u{feff}'))

@@ -12,8 +12,9 @@
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Runs `cmd` (a runtime's foreground `run` or `exec -t`) on a new pty;
 /// what the container writes goes to `output`, and with `interactive` our
@@ -25,7 +26,7 @@ pub(super) fn run_on_pty(
 ) -> io::Result<ExitStatus> {
     use std::os::unix::process::CommandExt;
     let (master, slave) = open_pty()?;
-    set_window_size(&master);
+    set_window_size(master.as_fd());
     let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
     cmd.stdin(stdio(&slave)?).stdout(stdio(&slave)?).stderr(stdio(&slave)?);
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -58,8 +59,16 @@ pub(super) fn run_on_pty(
             }
         });
     }
+    // Our terminal resized: the pty follows, and the runtime (whose
+    // controlling terminal it is) passes the new size into the container.
+    RESIZED.store(false, Ordering::Relaxed);
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGWINCH, on_resize as *const () as libc::sighandler_t) };
     let mut buf = [0u8; 8192];
     loop {
+        if RESIZED.swap(false, Ordering::Relaxed) {
+            set_window_size(from_container.as_fd());
+        }
         let mut fds =
             libc::pollfd { fd: from_container.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd, valid for the call.
@@ -76,6 +85,12 @@ pub(super) fn run_on_pty(
         }
     }
     child.wait()
+}
+
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_resize(_: libc::c_int) {
+    RESIZED.store(true, Ordering::Relaxed);
 }
 
 fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -103,7 +118,7 @@ fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The pty takes the size of the terminal berth runs on (80x24 without one).
-fn set_window_size(master: &OwnedFd) {
+fn set_window_size(master: BorrowedFd<'_>) {
     let mut size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
     for fd in [1, 0, 2] {
         let mut s = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
