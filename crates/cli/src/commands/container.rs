@@ -229,6 +229,11 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         }
         let mut config = bundle_config(&image_config, &opts, &user, &rootfs)?;
         config["linux"]["cgroupsPath"] = serde_json::json!(format!("/berth/{id}"));
+        if args.tty {
+            let size = tty::window_size();
+            config["process"]["consoleSize"] =
+                serde_json::json!({"height": size.ws_row, "width": size.ws_col});
+        }
         if !cwd.is_empty() {
             std::fs::create_dir_all(rootfs.join(cwd.trim_start_matches('/'))).ok();
         }
@@ -1496,13 +1501,32 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<()> {
         bail!("Container {} is not running", c.id);
     }
     let runtime = container_runtime(ctx, &c.id)?;
-    let mut cmd = runtime_command(&runtime);
-    cmd.arg("exec");
+    // As docker's exec: the container's own process settings (environment,
+    // user, working directory, capabilities) with this command, and with
+    // -t a terminal of the caller's size from the start.
+    let dir = container_dir(ctx, &c.id);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+    let mut process = bundle["process"].clone();
+    process["args"] = serde_json::json!(args.command);
+    process["terminal"] = serde_json::json!(args.tty);
     if args.tty {
-        cmd.args(["--tty", "--env", "TERM=xterm"]);
+        let size = tty::window_size();
+        process["consoleSize"] = serde_json::json!({"height": size.ws_row, "width": size.ws_col});
+        if let Some(env) = process["env"].as_array_mut()
+            && !env.iter().any(|e| e.as_str().is_some_and(|e| e.starts_with("TERM=")))
+        {
+            env.push(serde_json::json!("TERM=xterm"));
+        }
+    } else if let Some(p) = process.as_object_mut() {
+        p.remove("consoleSize");
     }
-    cmd.arg(&c.id).args(&args.command);
+    let spec = tempfile::Builder::new().prefix("exec-").suffix(".json").tempfile_in(&dir)?;
+    std::fs::write(spec.path(), serde_json::to_vec(&process)?)?;
+    let mut cmd = runtime_command(&runtime);
+    cmd.args(["exec", "--process"]).arg(spec.path()).arg(&c.id);
     let status = run_foreground(cmd, args.tty, args.interactive)?;
+    drop(spec);
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => Err(Exit(code as u8).into()),

@@ -27,6 +27,9 @@ pub(super) fn run_on_pty(
     use std::os::unix::process::CommandExt;
     let (master, slave) = open_pty()?;
     set_window_size(master.as_fd());
+    // Raw from the start: the runtime's relay would make it raw too, but
+    // later, and what passed before would have its line ends doubled.
+    make_raw(slave.as_raw_fd());
     let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
     cmd.stdin(stdio(&slave)?).stdout(stdio(&slave)?).stderr(stdio(&slave)?);
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -117,19 +120,36 @@ fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
-/// The pty takes the size of the terminal berth runs on (80x24 without one).
-fn set_window_size(master: BorrowedFd<'_>) {
-    let mut size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+/// The size of the terminal berth runs on (24 rows of 80 columns without
+/// one): what a container's terminal starts with (the bundle's
+/// `consoleSize`, so the container never sees a 0x0 terminal).
+pub(super) fn window_size() -> libc::winsize {
     for fd in [1, 0, 2] {
         let mut s = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCGWINSZ writes a winsize; it fails harmlessly off a terminal.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut s) } == 0 && s.ws_col > 0 {
-            size = s;
-            break;
+            return s;
         }
     }
+    libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 }
+}
+
+/// The pty takes the size of the terminal berth runs on.
+fn set_window_size(master: BorrowedFd<'_>) {
+    let size = window_size();
     // SAFETY: TIOCSWINSZ reads the winsize given.
     unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+}
+
+fn make_raw(fd: libc::c_int) {
+    // SAFETY: tcgetattr fills the struct; failure leaves the pty as it is.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+    }
 }
 
 /// Our terminal in raw mode while a container has it; restored on drop.
