@@ -97,6 +97,14 @@ enum Command {
     Create(container::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::RestartArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(container::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container::CpArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +140,14 @@ enum ContainerCommand {
     Create(container::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::RestartArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(container::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container::CpArgs),
     /// Runs a detached container (started by `run -d`)
     #[command(hide = true)]
     Monitor(container::MonitorArgs),
@@ -240,6 +256,14 @@ fn main() -> ExitCode {
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
             container::start(&ctx, a)
         }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            container::restart(&ctx, a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(&ctx, a),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            container::export(&ctx, a)
+        }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => container::cp(&ctx, a),
         Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };
     match result {
