@@ -62,9 +62,9 @@ pub struct Args {
     /// Secret to expose to the build (id=mysecret,src=/local/secret)
     #[arg(long)]
     secret: Vec<String>,
-    /// The OCI runtime RUN uses
-    #[arg(long, default_value = "runc")]
-    runtime: String,
+    /// The OCI runtime RUN uses: runc, crun, or a path (default: `runtime` in berth's config file, else runc)
+    #[arg(long)]
+    runtime: Option<String>,
     /// The build context: a directory, a git repository (URL#ref:dir), a tarball or Dockerfile URL, or - (stdin)
     #[arg(value_name = "PATH | URL | -")]
     context: String,
@@ -150,7 +150,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         no_cache_filter: args.no_cache_filter.clone(),
         pull: args.pull,
         network,
-        runtime: Some(args.runtime.clone()),
+        runtime: Some(crate::commands::container::runtime_name(args.runtime.as_deref())?),
         secrets,
         source_date_epoch,
     };

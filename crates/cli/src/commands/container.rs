@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, anyhow, bail};
-use berth_container::{Network, RunOptions, bundle_config, lower_dirs, resolve_user, snapshots_of};
+use berth_container::{
+    Network, Overlay, RunOptions, bundle_config, lower_dirs, resolve_in_root, resolve_user,
+    runtime_command, snapshots_of, unmount,
+};
 use berth_oci::{ContainerConfig, ImageConfig};
 use berth_reference::{Digest, Reference};
 use berth_snapshot::{Lowers, UnpackOptions, changes, write_layer};
@@ -150,7 +153,7 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         Ok(id) => id,
         Err(StoreError::NoSuchImage(_)) => {
             eprintln!("Unable to find image '{}' locally", display_name(&args.image));
-            pull_image(ctx, &args.image)?;
+            crate::remote::pull_into_store(ctx, &args.image)?;
             store.resolve(&args.image)?
         }
         Err(e) => return Err(e.into()),
@@ -515,50 +518,19 @@ fn mount_container(
     }
     let snapshots = snapshots_of(store)?;
     let lowers = lower_dirs(store, &snapshots, record, &UnpackOptions::default())?;
-    let mut lowerdir = init.display().to_string();
-    for l in &lowers {
-        lowerdir.push(':');
-        lowerdir.push_str(&l.display().to_string());
-    }
-    let options =
-        format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
+    let mut stack = vec![init.clone()];
+    stack.extend(lowers);
     // A berth killed before its container ran may have left its mount:
     // never stack a second overlay on the same upper directory.
     unmount(&rootfs);
-    mount_overlay(&rootfs, &options)?;
+    berth_container::mount_overlay(
+        &rootfs,
+        &Overlay { lowers: &stack, upper: &upper, work: &work },
+    )
+    .map_err(|e| {
+        anyhow!("mounting the container's root filesystem (overlay): {e} (containers need root)")
+    })?;
     Ok(rootfs)
-}
-
-fn mount_overlay(target: &Path, options: &str) -> anyhow::Result<()> {
-    let c = |s: &str| std::ffi::CString::new(s).map_err(|_| anyhow!("a NUL byte in {s:?}"));
-    let (src, fstype, data) = (c("overlay")?, c("overlay")?, c(options)?);
-    let at = c(&target.display().to_string())?;
-    // SAFETY: valid NUL-terminated strings for the call's duration.
-    let rc =
-        unsafe { libc::mount(src.as_ptr(), at.as_ptr(), fstype.as_ptr(), 0, data.as_ptr().cast()) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        bail!("mounting the container's root filesystem (overlay): {e} (containers need root)");
-    }
-    Ok(())
-}
-
-fn unmount(target: &Path) {
-    if let Ok(c) = std::ffi::CString::new(target.display().to_string()) {
-        // SAFETY: a valid NUL-terminated path; failure (not mounted) is fine.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
-/// The runtimes leave the container's (empty) cgroups behind, and their
-/// `berth` parent, which goes once no container is in it.
-fn remove_cgroups(id: &str) {
-    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-        for c in controllers.flatten() {
-            let _ = std::fs::remove_dir(c.path().join("berth").join(id));
-            let _ = std::fs::remove_dir(c.path().join("berth"));
-        }
-    }
 }
 
 /// The record goes first, then the files: a berth killed in between leaves
@@ -724,97 +696,12 @@ fn check_program(rootfs: &Path, program: &String, env: &[String]) -> anyhow::Res
     Ok(Some(127))
 }
 
-/// `path` (absolute in the container) resolved inside `rootfs`, following
-/// symlinks as the container would see them; `None` if it does not exist.
-fn resolve_in_root(rootfs: &Path, path: &str) -> Option<PathBuf> {
-    let mut parts: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
-    let mut hops = 0;
-    while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                parts.pop();
-                continue;
-            }
-            _ => {}
-        }
-        parts.push(part);
-        let here = rootfs.join(parts.join("/"));
-        let meta = std::fs::symlink_metadata(&here).ok()?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                return None;
-            }
-            let target = std::fs::read_link(&here).ok()?;
-            let target = target.to_string_lossy().into_owned();
-            parts.pop();
-            if target.starts_with('/') {
-                parts.clear();
-            }
-            todo.extend(target.split('/').rev().map(str::to_owned));
-        }
-    }
-    Some(rootfs.join(parts.join("/")))
-}
-
-/// The command that runs `runtime`. crun refuses this machine kind's hybrid
-/// cgroups (v1 controllers plus cgroup2 at `/sys/fs/cgroup/unified`) unless
-/// that cgroup2 mount is gone: it runs in a mount namespace of its own
-/// where it is unmounted.
-fn runtime_command(runtime: &Path) -> Command {
-    let hybrid = std::fs::read_to_string("/proc/mounts")
-        .is_ok_and(|m| m.lines().any(|l| l.contains(" /sys/fs/cgroup/unified cgroup2 ")));
-    if runtime.file_name().is_some_and(|n| n == "crun") && hybrid {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg("umount -l /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
-            .arg(runtime);
-        return c;
-    }
-    Command::new(runtime)
-}
-
 fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    } else {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-        ]) {
-            let p = Path::new(dir).join(name);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    bail!(
-        "the OCI runtime {name:?} is not installed: install runc (apt-get install runc) or crun, or name one with --runtime PATH"
-    )
+    Ok(berth_container::find_runtime(name)?)
 }
 
-fn pull_image(ctx: &Context, image: &str) -> anyhow::Result<()> {
-    let reference = Reference::parse(image)?.with_default_tag();
-    let transfer = crate::remote::transfer(ctx)?;
-    let opts = berth_transfer::CopyOptions {
-        pull: berth_client::PullOptions { defer_diff_ids: true, ..Default::default() },
-        ..Default::default()
-    };
-    let src = berth_transfer::Place::Registry(reference);
-    let bars = crate::remote::Bars::new(false);
-    crate::remote::runtime()?.block_on(transfer.copy(
-        &src,
-        &berth_transfer::Place::Store(None),
-        &opts,
-        &bars,
-    ))?;
-    Ok(())
+fn remove_cgroups(id: &str) {
+    berth_container::remove_cgroups("berth", id);
 }
 
 fn display_name(image: &str) -> String {
@@ -826,7 +713,7 @@ fn display_name(image: &str) -> String {
 
 /// The runtime a new container gets: `--runtime`, else `runtime` in berth's
 /// config file, else runc.
-fn runtime_name(flag: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn runtime_name(flag: Option<&str>) -> anyhow::Result<String> {
     if let Some(name) = flag {
         return Ok(name.to_owned());
     }
