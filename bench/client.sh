@@ -38,44 +38,8 @@ start_distribution "$P"
 R="127.0.0.1:$P"
 
 # ---------------------------------------------------------------- the image
-# Real files (libraries, binaries, docs), hard-linked into the build context.
-ctx="$(new_tmpdir)"
-python3 - "$ctx" "$LAYERS" "$LAYER_MIB" <<'PY'
-import os, shutil, sys
-ctx, layers, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
-sources = ["/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/bin", "/usr/lib", "/usr/include", "/usr/sbin"]
-seen, layer, used = set(), 1, 0
-for src in sources:
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        for f in sorted(files):
-            path = os.path.join(root, f)
-            st = os.lstat(path)
-            if st.st_ino in seen or not os.path.isfile(path) or os.path.islink(path) or st.st_size > budget // 2:
-                continue
-            seen.add(st.st_ino)
-            dst = os.path.join(ctx, f"layer{layer}", path.lstrip("/"))
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            try:
-                os.link(path, dst)
-            except OSError:
-                shutil.copy2(path, dst)
-            used += st.st_size
-            if used >= budget:
-                layer, used = layer + 1, 0
-                if layer > layers:
-                    sys.exit(0)
-sys.exit(f"only {layer - 1} full layers of real files found")
-PY
-{
-    echo "FROM busybox:musl"
-    for i in $(seq 1 "$LAYERS"); do echo "COPY layer$i/ /"; done
-    echo 'CMD ["/bin/sh"]'
-} >"$ctx/Dockerfile"
 build_busybox_image busybox:musl
-say "building bench:big ($LAYERS layers of ~$LAYER_MIB MiB of system files)"
-DOCKER_BUILDKIT=0 docker build -q --network none -t "$R/bench:big" "$ctx" >/dev/null
-rm -rf "$ctx"
+build_big_image "$R/bench:big" "$LAYERS" "$LAYER_MIB"
 big_id="$(docker inspect --format '{{.Id}}' "$R/bench:big")"
 docker push -q "$R/bench:big" >/dev/null
 compressed_mib="$(du -sm "$T/distribution-$P/data" | cut -f1)"

@@ -81,3 +81,48 @@ verdict() {
 }
 
 row() { printf '%-34s %12s %12s %8s %-14s %s\n' "$@"; }
+
+# build_big_image REF LAYERS LAYER_MIB: the ~1 GiB benchmark image (LAYERS
+# layers of ~LAYER_MIB MiB of this machine's real files: libraries,
+# binaries, docs) FROM busybox:musl (build that first), built by docker as
+# REF. Shared by bench/client.sh and bench/containers.sh.
+build_big_image() {
+    local ref="$1" layers="$2" layer_mib="$3" ctx
+    # Real files, hard-linked into the build context.
+    ctx="$(new_tmpdir)"
+    python3 - "$ctx" "$layers" "$layer_mib" <<'PY'
+import os, shutil, sys
+ctx, layers, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+sources = ["/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/bin", "/usr/lib", "/usr/include", "/usr/sbin"]
+seen, layer, used = set(), 1, 0
+for src in sources:
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            st = os.lstat(path)
+            if st.st_ino in seen or not os.path.isfile(path) or os.path.islink(path) or st.st_size > budget // 2:
+                continue
+            seen.add(st.st_ino)
+            dst = os.path.join(ctx, f"layer{layer}", path.lstrip("/"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            try:
+                os.link(path, dst)
+            except OSError:
+                shutil.copy2(path, dst)
+            used += st.st_size
+            if used >= budget:
+                layer, used = layer + 1, 0
+                if layer > layers:
+                    sys.exit(0)
+sys.exit(f"only {layer - 1} full layers of real files found")
+PY
+    {
+        echo "FROM busybox:musl"
+        for i in $(seq 1 "$layers"); do echo "COPY layer$i/ /"; done
+        echo 'CMD ["/bin/sh"]'
+    } >"$ctx/Dockerfile"
+    say "building $ref ($layers layers of ~$layer_mib MiB of system files)"
+    DOCKER_BUILDKIT=0 docker build -q --network none -t "$ref" "$ctx" >/dev/null || fail "docker build $ref"
+    rm -rf "$ctx"
+}

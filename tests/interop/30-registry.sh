@@ -124,6 +124,26 @@ check_fails "the old refresh token stays revoked" docker pull -q "$A/alice/secre
 echo alice-pw | docker login -u alice --password-stdin "$A" >/dev/null 2>&1
 check_ok "docker pull after logging in again" docker pull -q "$A/alice/secret:1"
 
+say "== personal access tokens"
+tok="$(BERTH_REGISTRY_ROOT="$AR" berth registry token create alice --scope write --description ci 2>/dev/null)"
+check_ok "berth registry token create prints the token once" grep -q '^berth_pat_' <<<"$tok"
+check_eq "$(echo "$tok" | docker login -u alice --password-stdin "$A" 2>/dev/null)" "Login Succeeded" \
+    "docker login with an access token"
+docker tag busybox:musl "$A/alice/bytoken:1"
+check_ok "docker push with an access token" docker push "$A/alice/bytoken:1"
+check_ok "berth login with an access token" bash -c "echo '$tok' | '$BERTH' login -u alice --password-stdin '$A'"
+check_ok "berth pull with an access token" berth pull -q "$A/alice/secret:1"
+check_ok "the token's last use is recorded" \
+    grep -Eq ' write +[^ ]+ +[0-9]{4}-' <<<"$(BERTH_REGISTRY_ROOT="$AR" berth registry token ls alice)"
+tok_id="${tok#berth_pat_}"
+tok_id="${tok_id:0:16}"
+check_ok "berth registry token rm" env BERTH_REGISTRY_ROOT="$AR" "$BERTH" registry token rm alice "$tok_id"
+docker rmi "$A/alice/bytoken:1" >/dev/null
+check_fails "a revoked token no longer pulls a private repository" docker pull -q "$A/alice/secret:1"
+docker logout "$A" >/dev/null
+berth logout "$A" >/dev/null 2>&1 || true
+echo alice-pw | docker login -u alice --password-stdin "$A" >/dev/null 2>&1
+
 say "== owner descriptions (Docker Hub's PATCH /v2/repositories/NAMESPACE/NAME/)"
 desc='{"description":"alice describes her server"}'
 check_eq "$(curl -s -o /dev/null -w '%{http_code}' -X PATCH -d "$desc" "http://$A/v2/repositories/alice/mynanoserver/")" \
@@ -146,6 +166,14 @@ docker logout "$A" >/dev/null
 echo admin-pw | docker login -u boss --password-stdin "$A" >/dev/null 2>&1
 check_ok "an administrator pushes an official image" docker push "$A/mynanoserver:dev"
 docker logout "$A" >/dev/null
+# With --auth a bare name is library/NAME, as on Docker Hub.
+docker rmi "$A/mynanoserver:dev" >/dev/null
+check_ok "the official image pulls by its library/ name" docker pull -q "$A/library/mynanoserver:dev"
+check_ok "and again by its bare name" docker pull -q "$A/mynanoserver:dev"
+check_eq "$(docker inspect -f '{{.Id}}' "$A/library/mynanoserver:dev")" \
+    "$(docker inspect -f '{{.Id}}' "$A/mynanoserver:dev")" "both names are one image"
+check_eq "$(docker search "$A/mynanoserver" | grep -c '^mynanoserver ')" "1" \
+    "docker search lists the official image once"
 
 check_ok "skopeo with credentials" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
     --dest-creds alice:alice-pw "docker://$R/team/app:1" "docker://$A/alice/app:1"

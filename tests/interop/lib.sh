@@ -328,6 +328,10 @@ _cleanup() {
     for ((i = ${#_PIDS[@]} - 1; i >= 0; i--)); do
         _stop_pid "${_PIDS[i]}"
     done
+    # berth's own containers (detached ones have a monitor each) go too.
+    if [[ -n "${BERTH_ROOT:-}" && -d "$BERTH_ROOT/containers" ]]; then
+        "$BERTH" ps -a -q --no-trunc 2>/dev/null | xargs -r "$BERTH" rm -f >/dev/null 2>&1
+    fi
     # An engine that had to be killed leaves its containerd running.
     for m in "${_DOCKERD_DIRS[@]}"; do
         [[ -s "$m/containerd/containerd.pid" ]] && _stop_pid "$(cat "$m/containerd/containerd.pid")"

@@ -120,19 +120,9 @@ fn json_array(rest: &str) -> Option<Vec<String>> {
     serde_json::from_str(rest).ok()
 }
 
-/// `EXPOSE 80`, `80/udp`, `8000-8001/tcp` as docker's `port/proto` keys.
 fn exposed_port(word: &str) -> Result<String, ArchiveError> {
-    let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
-    let proto = proto.to_ascii_lowercase();
-    let valid_port = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
-    let ports_ok = match ports.split_once('-') {
-        Some((a, b)) => valid_port(a) && valid_port(b),
-        None => valid_port(ports),
-    };
-    if !ports_ok || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(invalid(format!("invalid containerPort: {word}")));
-    }
-    Ok(format!("{ports}/{proto}"))
+    berth_oci::config::exposed_port_key(word)
+        .ok_or_else(|| invalid(format!("invalid containerPort: {word}")))
 }
 
 /// `k=v k2="v 2"` pairs; with `legacy`, also `ENV key value with spaces`.

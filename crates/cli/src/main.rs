@@ -66,6 +66,8 @@ enum Command {
     /// Run and administer an image registry
     #[command(subcommand)]
     Registry(registry::Command),
+    /// Build an image from a Dockerfile
+    Build(Box<build::Args>),
     /// Create and run a new container from an image
     Run(container::RunArgs),
     /// List containers
@@ -95,6 +97,14 @@ enum Command {
     Create(container::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::RestartArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(container::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container::CpArgs),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +140,14 @@ enum ContainerCommand {
     Create(container::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::RestartArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(container::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container::CpArgs),
     /// Runs a detached container (started by `run -d`)
     #[command(hide = true)]
     Monitor(container::MonitorArgs),
@@ -161,6 +179,8 @@ enum ImageCommand {
     Pull(pull::Args),
     /// Upload an image to a registry
     Push(push::Args),
+    /// Build an image from a Dockerfile
+    Build(Box<build::Args>),
     /// Copy an image between registries, the store and archives
     Copy(copy::Args),
 }
@@ -193,6 +213,7 @@ fn main() -> ExitCode {
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
         Command::Image(ImageCommand::Copy(a)) => copy::run(&ctx, a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::run(&ctx, *a),
         Command::Login(a) => login::run(&ctx, a),
         Command::Logout(a) => login::logout(&ctx, a),
         Command::Search(a) => search::run(&ctx, a),
@@ -235,6 +256,14 @@ fn main() -> ExitCode {
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
             container::start(&ctx, a)
         }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            container::restart(&ctx, a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(&ctx, a),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            container::export(&ctx, a)
+        }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => container::cp(&ctx, a),
         Command::Container(ContainerCommand::Inspect(a)) => inspect::run_any(&ctx, a),
     };
     match result {

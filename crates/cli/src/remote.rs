@@ -136,3 +136,18 @@ impl Reporter for Bars {
 pub fn transfer(ctx: &Context) -> anyhow::Result<Transfer> {
     Ok(Transfer::new(client()?, Arc::new(ctx.store()?)))
 }
+
+/// Pulls `image` into the local store (a run or build of an image not yet
+/// here), returning its image ID.
+pub fn pull_into_store(ctx: &Context, image: &str) -> anyhow::Result<berth_reference::Digest> {
+    let reference = berth_reference::Reference::parse(image)?.with_default_tag();
+    let transfer = transfer(ctx)?;
+    let opts = berth_transfer::CopyOptions {
+        pull: berth_client::PullOptions { defer_diff_ids: true, ..Default::default() },
+        ..Default::default()
+    };
+    let src = berth_transfer::Place::Registry(reference.clone());
+    let bars = Bars::new(false);
+    runtime()?.block_on(transfer.copy(&src, &berth_transfer::Place::Store(None), &opts, &bars))?;
+    Ok(ctx.store()?.resolve(&reference.to_string())?)
+}

@@ -78,3 +78,60 @@ fn gc_sweeps_writes_a_crash_cut_off() {
     assert!(text.ends_with("Total reclaimed space: 0 bytes\n"), "{text}");
     assert!(!stale.exists());
 }
+
+#[tokio::test]
+async fn access_tokens_are_created_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("BERTH_REGISTRY_ROOT")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["registry", "user", "add", "alice", "--password-stdin"], Some("pw\n"));
+    assert!(out.status.success());
+    let out = run(
+        &["registry", "token", "create", "alice", "--scope", "write", "--description", "ci"],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("berth_pat_") && token.len() == "berth_pat_".len() + 64, "{token}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not shown again"));
+    let id = &token["berth_pat_".len()..][..16];
+    let out = run(&["registry", "token", "ls", "alice"], None);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(id) && listed.contains("write") && listed.contains("never"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&token[20..]), "the secret is not listed");
+    // Bad input: a clear error, non-zero exit, nothing created.
+    let out = run(&["registry", "token", "create", "alice", "--scope", "admin"], None);
+    assert!(!out.status.success());
+    let out = run(&["registry", "token", "create", "nobody"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such user: nobody"));
+    let out = run(&["registry", "token", "rm", "alice", id], None);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Revoked access token {id} of alice\n")
+    );
+    let out = run(&["registry", "token", "rm", "alice", id], None);
+    assert!(!out.status.success());
+    let out = run(&["registry", "token", "ls", "alice"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "only the header is left");
+}

@@ -17,6 +17,7 @@
 //! max-concurrent-downloads = 6
 //! max-concurrent-uploads = 5
 //! upload-chunk-size = "64MiB"   # or bytes; 0 sends each blob in one PATCH
+//! runtime = "crun"              # the OCI runtime of `berth run` (a name or a path)
 //! [mirrors]
 //! "docker.io" = ["https://mirror.lan"]
 //! ```
@@ -53,6 +54,11 @@ pub struct ClientConfig {
     /// Size of the PATCH chunks a large blob is pushed in.
     #[serde(default = "default_chunk_size", deserialize_with = "byte_size")]
     pub upload_chunk_size: u64,
+    /// The OCI runtime new containers get when `--runtime` is not given
+    /// (a name looked up in PATH, or a path); runc when unset. The one
+    /// setting here that is not the client's: berth has one config file.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// Large enough that per-request overhead does not show, small enough that
@@ -110,6 +116,7 @@ impl Default for ClientConfig {
             max_concurrent_downloads: default_downloads(),
             max_concurrent_uploads: default_uploads(),
             upload_chunk_size: default_chunk_size(),
+            runtime: None,
         }
     }
 }

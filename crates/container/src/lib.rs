@@ -10,10 +10,16 @@
 
 pub mod init;
 pub mod layers;
+pub mod mount;
+pub mod rootfs;
+pub mod runtime;
 pub mod spec;
 pub mod user;
 
 pub use init::write_init_layer;
-pub use layers::{lower_dirs, snapshots_of};
+pub use layers::{layer_dirs, lower_dirs, snapshots_of};
+pub use mount::{Overlay, mount_lowers, mount_overlay, unmount};
+pub use rootfs::resolve_in_root;
+pub use runtime::{RuntimeMissing, find_runtime, remove_cgroups, runtime_command};
 pub use spec::{Network, RunOptions, SpecError, bundle_config};
 pub use user::{User, UserError, resolve_user};

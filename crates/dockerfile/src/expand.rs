@@ -17,6 +17,44 @@ pub enum ExpandError {
     Syntax { word: String, reason: &'static str },
 }
 
+/// Splits an instruction's text into shell words at unquoted whitespace,
+/// keeping quotes and escapes for [`expand`] to apply to each word (so
+/// `ENV a="x y" b=$a` is two words).
+pub fn split_words(text: &str, escape: char) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (_, e) if e == escape && quote != Some('\'') => {
+                word.push(e);
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            (_, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
 /// `word` with its variables replaced by what `lookup` gives (`None`:
 /// unset), its quotes removed and its escapes applied.
 pub fn expand(

@@ -109,3 +109,41 @@ pub(crate) fn matches(tokens: &[Token], text: &[char]) -> bool {
     }
     reach[text.len()]
 }
+
+/// A slash-separated pattern matched component by component, as COPY and
+/// ADD match their sources (`*` never crosses a `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    components: Vec<Vec<Token>>,
+}
+
+impl PathPattern {
+    pub fn new(pattern: &str) -> Result<PathPattern, String> {
+        let components = pattern
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(compile)
+            .collect::<Result<_, _>>()?;
+        Ok(PathPattern { components })
+    }
+
+    /// Whether `word` holds a pattern character at all.
+    pub fn is_pattern(word: &str) -> bool {
+        word.contains(['*', '?', '['])
+    }
+
+    /// How many components a matching path has.
+    pub fn depth(&self) -> usize {
+        self.components.len()
+    }
+
+    /// `path` (relative, slash-separated) matches, component for component.
+    pub fn matches(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        parts.len() == self.components.len()
+            && parts.iter().zip(&self.components).all(|(p, t)| {
+                let chars: Vec<char> = p.chars().collect();
+                matches(t, &chars)
+            })
+    }
+}

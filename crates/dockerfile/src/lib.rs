@@ -13,7 +13,8 @@ pub mod ignore;
 mod parse;
 mod stages;
 
-pub use expand::{ExpandError, expand};
+pub use expand::{ExpandError, expand, split_words};
+pub use glob::PathPattern;
 pub use ignore::{Ignore, IgnoreError};
 pub use parse::{Args, Directives, Dockerfile, Flag, Heredoc, Instruction, Keyword, parse};
 pub use stages::{Stage, Stages};

@@ -117,9 +117,33 @@ pub struct ContainerConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// `EXPOSE 80`, `80/udp`, `8000-8001/tcp` as the `ExposedPorts` key docker
+/// writes (`port/proto`, the protocol lowercased, tcp by default); `None`
+/// for what is not a port.
+pub fn exposed_port_key(word: &str) -> Option<String> {
+    let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    let valid = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    let ok = match ports.split_once('-') {
+        Some((a, b)) => valid(a) && valid(b),
+        None => valid(ports),
+    };
+    (ok && matches!(proto.as_str(), "tcp" | "udp" | "sctp")).then(|| format!("{ports}/{proto}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exposed_ports_become_dockers_keys() {
+        assert_eq!(exposed_port_key("80").as_deref(), Some("80/tcp"));
+        assert_eq!(exposed_port_key("53/UDP").as_deref(), Some("53/udp"));
+        assert_eq!(exposed_port_key("8000-8001/tcp").as_deref(), Some("8000-8001/tcp"));
+        assert_eq!(exposed_port_key("http"), None);
+        assert_eq!(exposed_port_key("0"), None);
+        assert_eq!(exposed_port_key("80/icmp"), None);
+    }
 
     #[test]
     fn docker_config_round_trips_its_fields() {

@@ -2,7 +2,7 @@
 //!
 //! Plain data types and parsing; no network, no disk.
 
-mod config;
+pub mod config;
 mod image;
 mod manifest;
 pub mod media_type;

@@ -6,6 +6,7 @@
 //! root = "/srv/berth-registry"
 //! auth = false
 //! service = "berth-registry"
+//! signup = false                # anyone may create an account at /signup
 //!
 //! [limits]
 //! manifest_max = 4194304        # bytes
@@ -46,6 +47,8 @@ pub struct Config {
     pub auth: Option<bool>,
     /// The token service name (default `berth-registry`).
     pub service: Option<String>,
+    /// Open sign-up on the website (default false; needs `auth`).
+    pub signup: Option<bool>,
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]

@@ -10,6 +10,7 @@
 //! - [`error`]: domain errors and the one table of OCI codes and statuses.
 //! - [`gc`]: garbage collection, safe during pushes (grace period).
 //! - [`server`]: listening, shutdown, health, metrics and request logs.
+//! - [`web`]: the website (server-rendered pages, sessions, CSRF).
 //!
 //! The embedded default ([`open_local`]) keeps blobs on the filesystem and
 //! metadata in SQLite under one root directory:
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod storage;
+pub mod web;
 
 use std::path::Path;
 use std::sync::Arc;

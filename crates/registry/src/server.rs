@@ -30,6 +30,8 @@ pub struct Options {
     pub gc: Option<(GcOptions, Duration)>,
     /// Served over TLS (the token realm is then `https://`).
     pub tls: bool,
+    /// The website's settings.
+    pub web: crate::web::WebConfig,
 }
 
 /// The whole HTTP application for `registry`; with `auth`, Docker Hub's
@@ -44,7 +46,15 @@ pub fn build(registry: Registry, options: Options) -> Router {
     let scheme = if options.tls { "https" } else { "http" };
     let hub = crate::hub::Hub::new(registry.metadata().clone());
     let metrics = Metrics::default();
-    let state = Arc::new(AppState { registry, hub, metrics, auth: options.auth, scheme });
+    let state = Arc::new(AppState {
+        registry,
+        hub,
+        metrics,
+        auth: options.auth,
+        scheme,
+        web: crate::web::WebState::new(options.web),
+        images: Default::default(),
+    });
     if let Some((gc, every)) = options.gc {
         let for_gc = state.clone();
         tokio::spawn(async move {
@@ -76,6 +86,7 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state.clone());
     api::router(state.clone())
         .merge(ops)
+        .merge(crate::web::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state, observe))
 }
 
@@ -86,7 +97,10 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    // The peer address feeds the website's login throttle.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn declared_length(headers: &axum::http::HeaderMap) -> u64 {
@@ -201,7 +215,9 @@ pub async fn serve_tls(
             _ = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

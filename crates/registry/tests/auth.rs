@@ -198,9 +198,7 @@ async fn private_repositories_are_invisible_to_others() {
         };
         assert_eq!(push("alice/secret").await.unwrap().status(), StatusCode::CREATED);
         assert_eq!(push("alice/open").await.unwrap().status(), StatusCode::CREATED);
-        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
-            .unwrap();
-        use berth_registry::metadata::prelude::*;
+        let meta = reg.meta.clone();
         meta.set_repository_private("alice/secret", true).await.unwrap();
 
         let url = reg.url("/v2/alice/secret/tags/list");
@@ -434,10 +432,8 @@ async fn refresh_tokens_stand_in_for_the_password() {
 async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
     for b in all_backends() {
         use berth_registry::auth::RefreshClaims;
-        use berth_registry::metadata::prelude::*;
         let reg = start_auth(b).await;
-        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
-            .unwrap();
+        let meta = reg.meta.clone();
         let key = TokenKey::load_or_create(&reg.root().join("token.key")).unwrap();
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -451,6 +447,7 @@ async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
             iat: now - 10,
             jti: "r".into(),
             fp: key.fingerprint(hash),
+            pat: None,
         };
         let scope = "repository:alice/app:pull,push";
         // Well made: accepted (so each refusal below is for its one flaw).
@@ -536,9 +533,7 @@ async fn forged_expired_and_revoked_refresh_tokens_are_refused() {
 async fn mount_without_from_only_from_repositories_the_caller_may_pull() {
     for b in all_backends() {
         let reg = start_auth(b).await;
-        use berth_registry::metadata::prelude::*;
-        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
-            .unwrap();
+        let meta = reg.meta.clone();
         let push = |repo: &str, data: &'static [u8]| {
             let digest = berth_reference::Digest::sha256_of(data);
             reg.client

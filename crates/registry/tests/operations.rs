@@ -83,7 +83,12 @@ async fn serves_https_with_the_token_realm_on_https() {
     let registry = berth_registry::open_local(dir.path(), Default::default()).unwrap();
     let auth =
         berth_registry::auth::Auth::open(dir.path(), registry.metadata().clone(), "svc").unwrap();
-    let options = berth_registry::server::Options { auth: Some(auth), gc: None, tls: true };
+    let options = berth_registry::server::Options {
+        auth: Some(auth),
+        gc: None,
+        tls: true,
+        web: Default::default(),
+    };
     let app = berth_registry::server::build(registry, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -102,6 +107,14 @@ async fn serves_https_with_the_token_realm_on_https() {
     );
     let res = client.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // Over TLS the website's cookies are Secure and __Host- prefixed.
+    let res = client.get(format!("https://localhost:{port}/login")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = header(&res, "set-cookie");
+    assert!(cookie.starts_with("__Host-berth_csrf="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/")
+    );
     // Plain HTTP on the TLS port gets no answer.
     let plain = reqwest::Client::new().get(format!("http://localhost:{port}/v2/")).send().await;
     assert!(plain.is_err());

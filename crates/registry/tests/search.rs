@@ -98,9 +98,7 @@ async fn private_repositories_only_to_those_who_may_pull() {
         let reg = start_auth(b).await;
         push_described(&reg, "alice/public-tool", "tool for all", Some("alice")).await;
         push_described(&reg, "alice/private-tool", "tool for alice", Some("alice")).await;
-        let meta = berth_registry::metadata::SqliteMetadata::open(&reg.root().join("metadata.db"))
-            .unwrap();
-        use berth_registry::metadata::HubSettings;
+        let meta = reg.meta.clone();
         meta.set_repository_private("alice/private-tool", true).await.unwrap();
 
         assert_eq!(names(&search(&reg, "q=tool", None).await), ["alice/public-tool"]);

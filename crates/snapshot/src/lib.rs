@@ -21,6 +21,7 @@
 //! same layer.
 
 mod changes;
+mod tree;
 mod unpack;
 
 use std::io::Read;
@@ -29,7 +30,8 @@ use std::path::{Path, PathBuf};
 use berth_reference::Digest;
 
 pub use changes::{Change, ChangeKind, Lowers, changes, write_layer};
-pub use unpack::{UnpackOptions, Unpacked, unpack};
+pub use tree::write_tree;
+pub use unpack::{UnpackOptions, Unpacked, unpack, unpack_files};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {

@@ -48,6 +48,26 @@ pub fn unpack(
     dest: &Path,
     opts: &UnpackOptions,
 ) -> Result<Unpacked, SnapshotError> {
+    unpack_into(reader, dest, opts, true)
+}
+
+/// [`unpack`] for files rather than a layer (`berth cp` into a container):
+/// the same safety, but `.wh.` names are plain files and overlay's own
+/// xattrs are never set.
+pub fn unpack_files(
+    reader: impl Read,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<Unpacked, SnapshotError> {
+    unpack_into(reader, dest, opts, false)
+}
+
+fn unpack_into(
+    reader: impl Read,
+    dest: &Path,
+    opts: &UnpackOptions,
+    whiteouts: bool,
+) -> Result<Unpacked, SnapshotError> {
     let mut archive = tar::Archive::new(reader);
     let mut stats = Unpacked::default();
     // Directory modes and mtimes are set last: a read-only directory must
@@ -61,7 +81,7 @@ pub fn unpack(
         let Some((parent_parts, name)) = clean(&raw, &shown)? else { continue };
         let parent = ensure_parent(dest, &parent_parts, &shown)?;
         stats.entries += 1;
-        if name == OPAQUE_MARKER.as_bytes() {
+        if whiteouts && name == OPAQUE_MARKER.as_bytes() {
             if !opts.as_root {
                 return Err(SnapshotError::NeedsRoot(shown));
             }
@@ -69,7 +89,7 @@ pub fn unpack(
             stats.whiteouts += 1;
             continue;
         }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()).filter(|_| whiteouts) {
             if !opts.as_root {
                 return Err(SnapshotError::NeedsRoot(shown));
             }
@@ -163,7 +183,9 @@ pub fn unpack(
                 };
                 let key = String::from_utf8_lossy(key).into_owned();
                 let privileged = key.starts_with("trusted.") || key.starts_with("security.");
-                if privileged && !opts.as_root {
+                if (privileged && !opts.as_root)
+                    || (!whiteouts && key.starts_with("trusted.overlay."))
+                {
                     continue;
                 }
                 set_xattr(&target, &key, ext.value_bytes()).map_err(err)?;

@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use berth_reference::Digest;
-use berth_snapshot::{SnapshotError, Snapshots, UnpackOptions, unpack};
+use berth_snapshot::{SnapshotError, Snapshots, UnpackOptions, unpack, unpack_files, write_tree};
 
 /// A tar builder with the few entry kinds the tests need.
 struct Layer(tar::Builder<Vec<u8>>);
@@ -255,4 +255,45 @@ fn the_kernel_reads_the_marks_as_deletions_through_overlayfs() {
         .collect();
     names.sort();
     assert_eq!(names, ["new"], "the opaque directory let the lower one through");
+}
+
+#[test]
+fn a_tree_written_as_tar_comes_back_whole_and_whiteout_names_stay_files() {
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("top");
+    fs::create_dir_all(top.join("sub")).unwrap();
+    fs::write(top.join("sub/f"), b"data").unwrap();
+    fs::set_permissions(top.join("sub/f"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::hard_link(top.join("sub/f"), top.join("hard")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", top.join("abs")).unwrap();
+    fs::write(top.join(".wh.plain"), b"not a whiteout").unwrap();
+
+    let mut tar = Vec::new();
+    write_tree(&top, "copy", Some((0, 0)), &mut tar).unwrap();
+    let names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["copy/", "copy/.wh.plain", "copy/abs", "copy/hard", "copy/sub/", "copy/sub/f"]
+    );
+    let mut only_children = Vec::new();
+    write_tree(&top, "", None, &mut only_children).unwrap();
+    let mut children = tar::Archive::new(&only_children[..]);
+    let first = children.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(first.path().unwrap().to_string_lossy(), ".wh.plain");
+
+    let dest = tempfile::tempdir().unwrap();
+    unpack_files(&tar[..], dest.path(), &as_user()).unwrap();
+    let copy = dest.path().join("copy");
+    assert_eq!(fs::read(copy.join("sub/f")).unwrap(), b"data");
+    assert_eq!(fs::metadata(copy.join("sub/f")).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        fs::metadata(copy.join("hard")).unwrap().ino(),
+        fs::metadata(copy.join("sub/f")).unwrap().ino()
+    );
+    assert_eq!(fs::read_link(copy.join("abs")).unwrap(), Path::new("/etc/passwd"));
+    assert_eq!(fs::read(copy.join(".wh.plain")).unwrap(), b"not a whiteout");
 }

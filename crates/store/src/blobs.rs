@@ -90,6 +90,23 @@ impl Store {
         Ok((digest, size))
     }
 
+    /// A blob written piece by piece, for producers that push bytes (a tar
+    /// writer) rather than offer a reader. Same guarantees as
+    /// [`Store::write_blob`]: nothing appears under `blobs/` before
+    /// [`BlobWriter::commit`]; dropping the writer discards the bytes.
+    pub fn create_blob(&self) -> io::Result<BlobWriter<'_>> {
+        self.locks.hold_shared()?;
+        let temp = self.temps.temp_path()?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        Ok(BlobWriter {
+            store: self,
+            file: Some(io::BufWriter::with_capacity(COPY_BUFFER, file)),
+            temp,
+            hasher: Hasher::new(Algorithm::Sha256),
+            size: 0,
+        })
+    }
+
     /// Stores `data` as a blob (see [`Store::write_blob`]).
     pub fn write_blob_bytes(&self, data: &[u8]) -> io::Result<(Digest, u64)> {
         let mut reader = data;
@@ -139,6 +156,55 @@ impl Store {
     /// writing. `system df` counts them as reclaimable.
     pub fn temp_usage(&self) -> io::Result<(usize, u64)> {
         crate::temp::usage(&self.root.join("tmp"))
+    }
+}
+
+/// See [`Store::create_blob`].
+pub struct BlobWriter<'s> {
+    store: &'s Store,
+    file: Option<io::BufWriter<File>>,
+    temp: PathBuf,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl BlobWriter<'_> {
+    /// Makes the bytes written a blob and returns its digest and size.
+    pub fn commit(mut self) -> io::Result<(Digest, u64)> {
+        let file = self.file.take().expect("committed once");
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        let digest = std::mem::replace(&mut self.hasher, Hasher::new(Algorithm::Sha256)).finish();
+        let dest = self.store.blob_path(&digest);
+        if dest.exists() {
+            fs::remove_file(&self.temp)?;
+        } else {
+            fs::rename(&self.temp, &dest)?;
+            sync_dir(&self.store.root.join("blobs/sha256"))?;
+        }
+        Ok((digest, self.size))
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("not committed").write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
     }
 }
 

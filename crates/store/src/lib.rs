@@ -91,6 +91,7 @@ pub use berth_oci::Descriptor;
 pub use berth_reference::{Digest, Reference};
 
 pub use berth_oci::time::parse_rfc3339;
+pub use blobs::BlobWriter;
 pub use check::{CheckReport, Problem};
 pub use containers::ContainerRecord;
 pub use error::StoreError;
@@ -365,5 +366,24 @@ mod tests {
         assert_eq!(ids[0], a);
         assert_eq!(ids[1], Digest::sha256_of(format!("{a} {b}").as_bytes()));
         assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_blob_written_piece_by_piece_appears_only_when_committed() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.create_blob().unwrap();
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let expected = Digest::sha256_of(b"hello world");
+        assert!(!store.has_blob(&expected));
+        assert_eq!(w.commit().unwrap(), (expected.clone(), 11));
+        assert!(store.has_blob(&expected));
+        let mut dropped = store.create_blob().unwrap();
+        dropped.write_all(b"abandoned").unwrap();
+        drop(dropped);
+        assert!(!store.has_blob(&Digest::sha256_of(b"abandoned")));
+        assert_eq!(store.temp_usage().unwrap().0, 0, "nothing is left in tmp/");
     }
 }

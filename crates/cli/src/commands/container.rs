@@ -3,14 +3,21 @@
 //! init layer, upper and work directories, and the runtime bundle whose
 //! root filesystem is an overlay of those over the image's snapshots) and a
 //! row in the store, which pins its image. `run` is in the foreground: it
-//! mounts, runs the runtime, records how the container ended and unmounts.
+//! mounts, runs the runtime, records how the container ended and unmounts;
+//! `run -d` and `start` hand that to a `berth container monitor`.
+//!
+//! Beside this module: `ps` (docker's list, filters and `--format`), `top`,
+//! `files` (`cp`, `export`) and `tty` (`-t`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, anyhow, bail};
-use berth_container::{Network, RunOptions, bundle_config, lower_dirs, resolve_user, snapshots_of};
+use berth_container::{
+    Network, Overlay, RunOptions, bundle_config, lower_dirs, resolve_in_root, resolve_user,
+    runtime_command, snapshots_of, unmount,
+};
 use berth_oci::{ContainerConfig, ImageConfig};
 use berth_reference::{Digest, Reference};
 use berth_snapshot::{Lowers, UnpackOptions, changes, write_layer};
@@ -18,6 +25,14 @@ use berth_store::{ContainerRecord, NewImage, Store, StoreError};
 
 use crate::context::Context;
 use crate::format;
+
+mod files;
+mod ps;
+mod top;
+mod tty;
+pub use files::{CpArgs, ExportArgs, cp, export};
+pub use ps::{PsArgs, ps};
+pub use top::{TopArgs, top};
 
 /// Docker's exit code for its own errors (not the container's).
 const OWN_ERROR: u8 = 125;
@@ -46,6 +61,12 @@ pub struct RunArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Read in a file of environment variables (KEY=VALUE lines; a bare KEY takes ours; # comments)
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Set meta data on a container (KEY=VALUE, or KEY for an empty value)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
     /// Working directory inside the container
     #[arg(short = 'w', long = "workdir")]
     workdir: Option<String>,
@@ -64,18 +85,21 @@ pub struct RunArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Run container in background and print container ID
     #[arg(short = 'd', long)]
     detach: bool,
     /// Bind mount a volume (SRC:DST[:ro]; SRC an absolute host path)
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     volume: Vec<String>,
-    /// Publish a container's port(s) to the host (not supported yet)
+    /// Publish a container's port(s) to the host (berth has no port publishing yet: refused)
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
-    /// The OCI runtime: runc, crun, or a path
-    #[arg(long, default_value = "runc")]
-    runtime: String,
+    /// The OCI runtime: runc, crun, or a path (default: `runtime` in berth's config file, else runc)
+    #[arg(long)]
+    runtime: Option<String>,
     /// The image to run
     image: String,
     /// The command and its arguments
@@ -107,9 +131,9 @@ pub fn create(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Result<u8> {
-    if !args.publish.is_empty() {
+    if let Some(p) = args.publish.first() {
         bail!(
-            "publishing ports (-p) is not supported yet: containers have a network of their own with loopback only, or --network host"
+            "-p {p}: berth has no port publishing yet: a container has a network of its own with loopback only; use --network host to reach its ports from the host"
         );
     }
     let network = match args.network.as_str() {
@@ -117,13 +141,19 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         "host" => Network::Host,
         other => bail!("network {other} not found"),
     };
-    let runtime = find_runtime(&args.runtime)?;
+    let runtime = find_runtime(&runtime_name(args.runtime.as_deref())?)?;
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        env.extend(read_env_file(file)?);
+    }
+    env.extend(args.env.iter().map(|e| with_host_value(e)));
+    let labels = parse_labels(&args.label)?;
     let store = ctx.store()?;
     let image_id = match store.resolve(&args.image) {
         Ok(id) => id,
         Err(StoreError::NoSuchImage(_)) => {
             eprintln!("Unable to find image '{}' locally", display_name(&args.image));
-            pull_image(ctx, &args.image)?;
+            crate::remote::pull_into_store(ctx, &args.image)?;
             store.resolve(&args.image)?
         }
         Err(e) => return Err(e.into()),
@@ -137,10 +167,10 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
     let opts = RunOptions {
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
-        env: args.env.iter().map(|e| with_host_value(e)).collect(),
+        env,
         workdir: args.workdir.clone(),
         hostname: hostname.clone(),
-        terminal: false,
+        terminal: args.tty,
         network,
         volumes: args.volume.iter().map(|v| parse_volume(v)).collect::<anyhow::Result<_>>()?,
         nofile: open_files_limit(),
@@ -160,6 +190,14 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
     if let Some(e) = &args.entrypoint {
         container_config.entrypoint = (!e.is_empty()).then(|| vec![e.clone()]);
     }
+    if !opts.env.is_empty() {
+        let merged = merge_env(container_config.env.take().unwrap_or_default(), &opts.env);
+        container_config.env = Some(merged);
+    }
+    if !labels.is_empty() {
+        container_config.labels.get_or_insert_with(Default::default).extend(labels);
+    }
+    // As docker: history's `created_by` is the plain join; `ps` quotes.
     let command = process.join(" ");
     let mut row = ContainerRecord {
         id: id.clone(),
@@ -176,6 +214,9 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
     store.create_container(&row)?;
     let dir = container_dir(ctx, &id);
     let outcome = (|| -> anyhow::Result<Option<u8>> {
+        std::fs::create_dir_all(&dir)?;
+        // Every later command on this container uses the runtime it was made with.
+        std::fs::write(dir.join("runtime"), runtime.as_os_str().as_encoded_bytes())?;
         let rootfs = mount_container(&store, &record, &dir, &hostname)?;
         let user = resolve_user(
             args.user.as_deref().or(image_config.user.as_deref()).unwrap_or(""),
@@ -183,11 +224,19 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
             &std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default(),
         )?;
         let cwd = opts.workdir.clone().or(image_config.working_dir.clone()).unwrap_or_default();
-        if let Some(code) = check_command(&rootfs, &process, &image_config, &opts)? {
+        // As docker: `create` makes the container whatever it would run;
+        // `start` finds a missing command.
+        if !create_only && let Some(code) = check_command(&rootfs, &process, &image_config, &opts)?
+        {
             return Ok(Some(code));
         }
         let mut config = bundle_config(&image_config, &opts, &user, &rootfs)?;
         config["linux"]["cgroupsPath"] = serde_json::json!(format!("/berth/{id}"));
+        if args.tty {
+            let size = tty::window_size();
+            config["process"]["consoleSize"] =
+                serde_json::json!({"height": size.ws_row, "width": size.ws_col});
+        }
         if !cwd.is_empty() {
             std::fs::create_dir_all(rootfs.join(cwd.trim_start_matches('/'))).ok();
         }
@@ -205,12 +254,9 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         // Who runs it: a later command that finds this process gone (killed,
         // or a reboot since) knows the container is not running any more.
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
-        let status = runtime_command(&runtime)
-            .args(["run", "--bundle"])
-            .arg(&dir)
-            .arg(&id)
-            .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
-            .status()
+        let mut cmd = runtime_command(&runtime);
+        cmd.args(["run", "--bundle"]).arg(&dir).arg(&id);
+        let status = run_foreground(cmd, args.tty, args.interactive)
             .with_context(|| format!("starting {}", runtime.display()))?;
         Ok(Some(finish_run(&runtime, &id, status)))
     })();
@@ -243,6 +289,14 @@ fn run_container(ctx: &Context, args: RunArgs, create_only: bool) -> anyhow::Res
         remove_container_files(&store, &id, &dir);
     }
     Ok(code)
+}
+
+/// The command as docker lists it: arguments joined by spaces, one that
+/// holds a space in single quotes (nothing else is quoted or escaped).
+pub(crate) fn command_line(args: &[String]) -> String {
+    let shown: Vec<String> =
+        args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect();
+    shown.join(" ")
 }
 
 /// `-v SRC:DST[:ro|rw]`: a bind mount of an existing absolute host path.
@@ -284,19 +338,46 @@ fn finish_run(runtime: &Path, id: &str, status: std::process::ExitStatus) -> u8 
 /// process group, no terminal, not waited for.
 fn start_monitor(ctx: &Context, runtime: &Path, id: &str, rm: bool) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
+    // Someone alive is named as the container's monitor at every moment:
+    // this process until the monitor is spawned, then the monitor itself
+    // (which writes its PID again when it starts).
+    let monitor_file = container_dir(ctx, id).join("monitor");
+    std::fs::write(&monitor_file, format!("{} {}", std::process::id(), boot_id()))?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("--root").arg(ctx.root()).args(["container", "monitor", "--runtime"]).arg(runtime);
     if rm {
         cmd.arg("--rm");
     }
-    cmd.arg(id)
+    let child = cmd
+        .arg(id)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .context("starting the container's monitor")?;
+    std::fs::write(&monitor_file, format!("{} {}", child.id(), boot_id()))?;
+    wait_started(ctx, runtime, id)
+}
+
+/// As docker's `run -d` and `start`: back once the runtime runs the
+/// container (so an `exec` right after finds it), or once it has ended.
+fn wait_started(ctx: &Context, runtime: &Path, id: &str) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let state = runtime_command(runtime).args(["state", id]).stderr(Stdio::null()).output();
+        if state.is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("\"running\"")
+        }) {
+            return Ok(());
+        }
+        if !store.container(id)?.running {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     Ok(())
 }
 
@@ -323,32 +404,41 @@ pub fn monitor(ctx: &Context, args: MonitorArgs) -> anyhow::Result<()> {
             .append(true)
             .open(dir.join(format!("{id}-json.log")))?,
     ));
-    let mut child = runtime_command(&args.runtime)
-        .args(["run", "--bundle"])
-        .arg(&dir)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let copy = |from: Box<dyn Read + Send>, stream: &'static str| {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            use std::io::{BufRead, Write};
-            for line in std::io::BufReader::new(from).split(b'\n').map_while(Result::ok) {
-                let mut text = String::from_utf8_lossy(&line).into_owned();
-                text.push('\n');
-                let time = berth_oci::time::rfc3339_nano(now_nanos());
-                let entry = serde_json::json!({"log": text, "stream": stream, "time": time});
-                let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = writeln!(f, "{entry}");
+    let mut cmd = runtime_command(&args.runtime);
+    cmd.args(["run", "--bundle"]).arg(&dir).arg(&id);
+    let status = if bundle_terminal(&dir) {
+        // A terminal has one stream: all of it is the log's stdout, as docker's.
+        let mut pending = Vec::new();
+        let status = tty::run_on_pty(cmd, false, |bytes| {
+            pending.extend_from_slice(bytes);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                log_line(&log, &line[..line.len() - 1], "stdout");
             }
-        })
+            Ok(())
+        })?;
+        if !pending.is_empty() {
+            log_line(&log, &pending, "stdout");
+        }
+        status
+    } else {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let copy = |from: Box<dyn Read + Send>, stream: &'static str| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(from).split(b'\n').map_while(Result::ok) {
+                    log_line(&log, &line, stream);
+                }
+            })
+        };
+        let out = copy(Box::new(child.stdout.take().expect("piped")), "stdout");
+        let err = copy(Box::new(child.stderr.take().expect("piped")), "stderr");
+        let status = child.wait()?;
+        let _ = (out.join(), err.join());
+        status
     };
-    let out = copy(Box::new(child.stdout.take().expect("piped")), "stdout");
-    let err = copy(Box::new(child.stderr.take().expect("piped")), "stderr");
-    let status = child.wait()?;
-    let _ = (out.join(), err.join());
     let code = finish_run(&args.runtime, &id, status);
     unmount(&dir.join("rootfs"));
     store.set_container_state(&id, false, Some(i64::from(code)), Some(format::now_unix()))?;
@@ -356,6 +446,43 @@ pub fn monitor(ctx: &Context, args: MonitorArgs) -> anyhow::Result<()> {
         remove_container_files(&store, &id, &dir);
     }
     Ok(())
+}
+
+/// A runtime command in the foreground: on a pty of its own with `-t`,
+/// else on our stdout and stderr (stdin only with `-i`).
+fn run_foreground(
+    mut cmd: Command,
+    tty: bool,
+    interactive: bool,
+) -> std::io::Result<std::process::ExitStatus> {
+    if tty {
+        return tty::run_on_pty(cmd, interactive, |bytes| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()
+        });
+    }
+    cmd.stdin(if interactive { Stdio::inherit() } else { Stdio::null() }).status()
+}
+
+/// Whether the container's bundle asks for a terminal (`run -t`).
+fn bundle_terminal(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["process"]["terminal"] == true)
+}
+
+/// One line of docker's json-file log.
+fn log_line(log: &std::sync::Mutex<std::fs::File>, line: &[u8], stream: &str) {
+    use std::io::Write;
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    text.push('\n');
+    let time = berth_oci::time::rfc3339_nano(now_nanos());
+    let entry = serde_json::json!({"log": text, "stream": stream, "time": time});
+    let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(f, "{entry}");
 }
 
 fn now_nanos() -> i64 {
@@ -391,53 +518,45 @@ fn mount_container(
     }
     let snapshots = snapshots_of(store)?;
     let lowers = lower_dirs(store, &snapshots, record, &UnpackOptions::default())?;
-    let mut lowerdir = init.display().to_string();
-    for l in &lowers {
-        lowerdir.push(':');
-        lowerdir.push_str(&l.display().to_string());
-    }
-    let options =
-        format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
-    mount_overlay(&rootfs, &options)?;
+    let mut stack = vec![init.clone()];
+    stack.extend(lowers);
+    // A berth killed before its container ran may have left its mount:
+    // never stack a second overlay on the same upper directory.
+    unmount(&rootfs);
+    berth_container::mount_overlay(
+        &rootfs,
+        &Overlay { lowers: &stack, upper: &upper, work: &work },
+    )
+    .map_err(|e| {
+        anyhow!("mounting the container's root filesystem (overlay): {e} (containers need root)")
+    })?;
     Ok(rootfs)
 }
 
-fn mount_overlay(target: &Path, options: &str) -> anyhow::Result<()> {
-    let c = |s: &str| std::ffi::CString::new(s).map_err(|_| anyhow!("a NUL byte in {s:?}"));
-    let (src, fstype, data) = (c("overlay")?, c("overlay")?, c(options)?);
-    let at = c(&target.display().to_string())?;
-    // SAFETY: valid NUL-terminated strings for the call's duration.
-    let rc =
-        unsafe { libc::mount(src.as_ptr(), at.as_ptr(), fstype.as_ptr(), 0, data.as_ptr().cast()) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        bail!("mounting the container's root filesystem (overlay): {e} (containers need root)");
-    }
-    Ok(())
-}
-
-fn unmount(target: &Path) {
-    if let Ok(c) = std::ffi::CString::new(target.display().to_string()) {
-        // SAFETY: a valid NUL-terminated path; failure (not mounted) is fine.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
-/// The runtimes leave the container's (empty) cgroups behind, and their
-/// `berth` parent, which goes once no container is in it.
-fn remove_cgroups(id: &str) {
-    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-        for c in controllers.flatten() {
-            let _ = std::fs::remove_dir(c.path().join("berth").join(id));
-            let _ = std::fs::remove_dir(c.path().join("berth"));
-        }
-    }
-}
-
+/// The record goes first, then the files: a berth killed in between leaves
+/// only a directory no record names, which `container prune` sweeps, never a
+/// record whose files are half gone.
 fn remove_container_files(store: &Store, id: &str, dir: &Path) {
     unmount(&dir.join("rootfs"));
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = store.delete_container(id);
+    if store.delete_container(id).is_ok() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Container directories no record names (a `rm` killed midway).
+fn sweep_orphans(ctx: &Context, store: &Store) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(ctx.root().join("containers")) else { return Ok(()) };
+    let known: std::collections::HashSet<String> =
+        store.list_containers()?.into_iter().map(|c| c.id).collect();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_id = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id && !known.contains(&name) {
+            unmount(&e.path().join("rootfs"));
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(())
 }
 
 /// This boot of the machine (a container cannot outlive a reboot).
@@ -462,15 +581,15 @@ fn reconcile(ctx: &Context, store: &Store, c: &mut ContainerRecord) {
     if alive && same_boot {
         return;
     }
-    if same_boot && let Ok(runtime) = find_runtime("runc") {
-        let state = Command::new(&runtime).args(["state", &c.id]).stderr(Stdio::null()).output();
+    if same_boot && let Ok(runtime) = container_runtime(ctx, &c.id) {
+        let state = runtime_command(&runtime).args(["state", &c.id]).stderr(Stdio::null()).output();
         let running = state.is_ok_and(|o| {
             o.status.success() && String::from_utf8_lossy(&o.stdout).contains("\"running\"")
         });
         if running {
             return; // it lives on without its berth: still running
         }
-        let _ = Command::new(&runtime)
+        let _ = runtime_command(&runtime)
             .args(["delete", "--force", &c.id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -486,6 +605,32 @@ fn reconcile(ctx: &Context, store: &Store, c: &mut ContainerRecord) {
     }
 }
 
+/// A container's lock (`flock` on `<dir>/lock`), held by whoever mounts,
+/// starts or removes it: two `start`s, or a `start` and a `cp` of a stopped
+/// container, or either and an `rm`, take turns. Released when dropped.
+fn lock_container(ctx: &Context, id: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = container_dir(ctx, id);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .with_context(|| format!("locking container {id}"))?;
+    // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("locking the container");
+    }
+    Ok(file)
+}
+
+/// When the container last started: its monitor file is written then.
+fn started_at(ctx: &Context, c: &ContainerRecord) -> Option<i64> {
+    let meta = std::fs::metadata(container_dir(ctx, &c.id).join("monitor")).ok()?;
+    let t = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(t.as_secs() as i64)
+}
+
 fn container_dir(ctx: &Context, id: &str) -> PathBuf {
     ctx.root().join("containers").join(id)
 }
@@ -498,12 +643,27 @@ fn check_command(
     image: &ContainerConfig,
     opts: &RunOptions,
 ) -> anyhow::Result<Option<u8>> {
-    let program = &process[0];
     let env = berth_container::spec::environment(
         image,
         opts,
         &berth_container::User { uid: 0, gid: 0, additional_gids: vec![], home: None },
     );
+    check_program(rootfs, &process[0], &env)
+}
+
+/// [`check_command`] for a container made earlier: its bundle says what runs.
+fn check_bundle_command(dir: &Path) -> anyhow::Result<Option<u8>> {
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+    };
+    let args = strings(&bundle["process"]["args"]);
+    let Some(program) = args.first() else { bail!("the container's bundle names no command") };
+    check_program(&dir.join("rootfs"), program, &strings(&bundle["process"]["env"]))
+}
+
+fn check_program(rootfs: &Path, program: &String, env: &[String]) -> anyhow::Result<Option<u8>> {
     let path_var = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -536,97 +696,12 @@ fn check_command(
     Ok(Some(127))
 }
 
-/// `path` (absolute in the container) resolved inside `rootfs`, following
-/// symlinks as the container would see them; `None` if it does not exist.
-fn resolve_in_root(rootfs: &Path, path: &str) -> Option<PathBuf> {
-    let mut parts: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
-    let mut hops = 0;
-    while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                parts.pop();
-                continue;
-            }
-            _ => {}
-        }
-        parts.push(part);
-        let here = rootfs.join(parts.join("/"));
-        let meta = std::fs::symlink_metadata(&here).ok()?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                return None;
-            }
-            let target = std::fs::read_link(&here).ok()?;
-            let target = target.to_string_lossy().into_owned();
-            parts.pop();
-            if target.starts_with('/') {
-                parts.clear();
-            }
-            todo.extend(target.split('/').rev().map(str::to_owned));
-        }
-    }
-    Some(rootfs.join(parts.join("/")))
-}
-
-/// The command that runs `runtime`. crun refuses this machine kind's hybrid
-/// cgroups (v1 controllers plus cgroup2 at `/sys/fs/cgroup/unified`) unless
-/// that cgroup2 mount is gone: it runs in a mount namespace of its own
-/// where it is unmounted.
-fn runtime_command(runtime: &Path) -> Command {
-    let hybrid = std::fs::read_to_string("/proc/mounts")
-        .is_ok_and(|m| m.lines().any(|l| l.contains(" /sys/fs/cgroup/unified cgroup2 ")));
-    if runtime.file_name().is_some_and(|n| n == "crun") && hybrid {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg("umount -l /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
-            .arg(runtime);
-        return c;
-    }
-    Command::new(runtime)
-}
-
 fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    } else {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-        ]) {
-            let p = Path::new(dir).join(name);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    bail!(
-        "the OCI runtime {name:?} is not installed: install runc (apt-get install runc) or crun, or name one with --runtime PATH"
-    )
+    Ok(berth_container::find_runtime(name)?)
 }
 
-fn pull_image(ctx: &Context, image: &str) -> anyhow::Result<()> {
-    let reference = Reference::parse(image)?.with_default_tag();
-    let transfer = crate::remote::transfer(ctx)?;
-    let opts = berth_transfer::CopyOptions {
-        pull: berth_client::PullOptions { defer_diff_ids: true, ..Default::default() },
-        ..Default::default()
-    };
-    let src = berth_transfer::Place::Registry(reference);
-    let bars = crate::remote::Bars::new(false);
-    crate::remote::runtime()?.block_on(transfer.copy(
-        &src,
-        &berth_transfer::Place::Store(None),
-        &opts,
-        &bars,
-    ))?;
-    Ok(())
+fn remove_cgroups(id: &str) {
+    berth_container::remove_cgroups("berth", id);
 }
 
 fn display_name(image: &str) -> String {
@@ -634,6 +709,96 @@ fn display_name(image: &str) -> String {
         Ok(r) if r.digest().is_none() => r.with_default_tag().familiar(),
         _ => image.to_owned(),
     }
+}
+
+/// The runtime a new container gets: `--runtime`, else `runtime` in berth's
+/// config file, else runc.
+pub(crate) fn runtime_name(flag: Option<&str>) -> anyhow::Result<String> {
+    if let Some(name) = flag {
+        return Ok(name.to_owned());
+    }
+    let config = berth_client::hosts::ClientConfig::load()?;
+    Ok(config.runtime.unwrap_or_else(|| "runc".to_owned()))
+}
+
+/// The runtime a container was made with (recorded in its directory);
+/// runc for one made before berth recorded it.
+fn container_runtime(ctx: &Context, id: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    match std::fs::read(container_dir(ctx, id).join("runtime")) {
+        Ok(path) if !path.is_empty() => {
+            let path = PathBuf::from(std::ffi::OsString::from_vec(path));
+            find_runtime(&path.display().to_string())
+        }
+        _ => find_runtime("runc"),
+    }
+}
+
+/// docker's `--env-file`: one `KEY=VALUE` per line, kept as written after
+/// the key; a bare `KEY` takes the caller's value; blank lines and lines
+/// starting with `#` are skipped.
+fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow!("open {}: no such file or directory", path.display())
+        }
+        _ => anyhow!("open {}: {e}", path.display()),
+    })?;
+    let text = String::from_utf8(text)
+        .map_err(|_| anyhow!("env file {} is not valid UTF-8", path.display()))?;
+    parse_env_file(text.trim_start_matches('\u{feff}'))
+        .with_context(|| format!("env file {}", path.display()))
+}
+
+fn parse_env_file(text: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        if key.is_empty() {
+            bail!("no variable name on line '{line}'");
+        }
+        if key.contains(char::is_whitespace) {
+            bail!("variable '{key}' contains whitespaces");
+        }
+        out.push(match value {
+            Some(v) => format!("{key}={v}"),
+            None => with_host_value(key),
+        });
+    }
+    Ok(out)
+}
+
+/// `-l KEY=VALUE` (or `-l KEY`, an empty value), later ones winning.
+fn parse_labels(specs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
+    for spec in specs {
+        let (key, value) = spec.split_once('=').unwrap_or((spec.as_str(), ""));
+        if key.is_empty() {
+            bail!("invalid label '{spec}': empty name");
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(labels)
+}
+
+/// The image's environment with the run's: a variable set again replaces
+/// the image's value, in place; new ones follow.
+fn merge_env(mut base: Vec<String>, set: &[String]) -> Vec<String> {
+    for e in set {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        match base.iter_mut().find(|b| b.split_once('=').map_or(b.as_str(), |(k, _)| k) == key) {
+            Some(slot) => slot.clone_from(e),
+            None => base.push(e.clone()),
+        }
+    }
+    base
 }
 
 /// `-e KEY` takes the caller's value; `-e KEY=VALUE` is kept as given.
@@ -709,56 +874,6 @@ fn random_name(id: &str) -> String {
     format!("{a}_{s}")
 }
 
-#[derive(clap::Args)]
-pub struct PsArgs {
-    /// Show all containers (default shows just running)
-    #[arg(short, long)]
-    all: bool,
-    /// Only display container IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Don't truncate output
-    #[arg(long)]
-    no_trunc: bool,
-}
-
-pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<()> {
-    let store = ctx.store()?;
-    let now = format::now_unix();
-    let mut all = store.list_containers()?;
-    for c in &mut all {
-        reconcile(ctx, &store, c);
-    }
-    let shown: Vec<ContainerRecord> = all.into_iter().filter(|c| args.all || c.running).collect();
-    if args.quiet {
-        for c in &shown {
-            println!("{}", if args.no_trunc { &c.id[..] } else { &c.id[..12] });
-        }
-        return Ok(());
-    }
-    let mut t = format::Table::new();
-    t.push("CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES");
-    for c in &shown {
-        let command = if args.no_trunc { c.command.clone() } else { truncate(&c.command, 20) };
-        let status = match (c.running, c.exit_code, c.finished) {
-            (true, _, _) => format!("Up {}", format::human_duration(now - c.created)),
-            (false, Some(code), Some(at)) => {
-                format!("Exited ({code}) {} ago", format::human_duration(now - at))
-            }
-            _ => "Created".to_owned(),
-        };
-        t.push(&format!(
-            "{}\t{}\t\"{command}\"\t{} ago\t{status}\t\t{}",
-            if args.no_trunc { &c.id[..] } else { &c.id[..12] },
-            c.image_name,
-            format::human_duration(now - c.created),
-            c.name
-        ));
-    }
-    print!("{}", t.render());
-    Ok(())
-}
-
 /// Docker cuts a long command at `n` characters with an ellipsis.
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -774,12 +889,17 @@ pub struct RmArgs {
     /// Force the removal of a running container
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes too (berth has none yet: bind mounts are never removed)
+    #[arg(short, long)]
+    volumes: bool,
     /// Containers to remove
     #[arg(required = true, value_name = "CONTAINER")]
     containers: Vec<String>,
 }
 
 pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
+    // -v: a container's only mounts are the user's own bind mounts, kept.
+    let _ = args.volumes;
     let store = ctx.store()?;
     let mut failed = None;
     for name in &args.containers {
@@ -791,6 +911,7 @@ pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
+        let _lock = lock_container(ctx, &c.id).ok();
         reconcile(ctx, &store, &mut c);
         if c.running && !args.force {
             let e = anyhow!(
@@ -803,9 +924,9 @@ pub fn rm(ctx: &Context, args: RmArgs) -> anyhow::Result<()> {
         }
         if c.running {
             // -f: the runtime stops it first (its berth then records the end).
-            if let Ok(runtime) = find_runtime("runc") {
+            if let Ok(runtime) = container_runtime(ctx, &c.id) {
                 for args in [vec!["kill", &c.id, "KILL"], vec!["delete", "--force", &c.id]] {
-                    let _ = Command::new(&runtime)
+                    let _ = runtime_command(&runtime)
                         .args(args)
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
@@ -961,6 +1082,12 @@ pub fn inspect_value(ctx: &Context, c: &ContainerRecord) -> serde_json::Value {
         },
         "Image": c.image_id.to_string(),
         "Name": format!("/{}", c.name),
+        "HostConfig": {
+            "Runtime": container_runtime(ctx, &c.id)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "runc".into()),
+        },
         "Driver": "overlay",
         "Platform": "linux",
         "Config": shown,
@@ -1005,6 +1132,7 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> anyhow::Result<()> {
         }
         println!();
     }
+    sweep_orphans(ctx, &store)?;
     println!("Total reclaimed space: {}", format::human_size(reclaimed));
     Ok(())
 }
@@ -1105,18 +1233,59 @@ pub struct StopArgs {
 /// `stop`: SIGTERM (or the image's STOPSIGNAL), then SIGKILL after `-t`.
 pub fn stop(ctx: &Context, args: StopArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let runtime = find_runtime("runc")?;
     for name in &args.containers {
         let mut c = store.container(name)?;
+        stop_container(ctx, &store, &mut c, args.time)?;
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// SIGTERM (or the image's STOPSIGNAL), then SIGKILL after `time` seconds;
+/// returns once the container is recorded as stopped.
+fn stop_container(
+    ctx: &Context,
+    store: &Store,
+    c: &mut ContainerRecord,
+    time: u64,
+) -> anyhow::Result<()> {
+    reconcile(ctx, store, c);
+    if !c.running {
+        return Ok(());
+    }
+    let runtime = container_runtime(ctx, &c.id)?;
+    let config: ContainerConfig = serde_json::from_slice(&c.config).unwrap_or_default();
+    let signal = config.stop_signal.clone().unwrap_or_else(|| "TERM".into());
+    signal_container(&runtime, &c.id, signal.trim_start_matches("SIG"));
+    if !wait_stopped(ctx, store, &c.id, std::time::Duration::from_secs(time))? {
+        signal_container(&runtime, &c.id, "KILL");
+        wait_stopped(ctx, store, &c.id, std::time::Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct RestartArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Containers to restart
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+/// `restart`: `stop -t` if it runs, then started again detached, over the
+/// changes it already made.
+pub fn restart(ctx: &Context, args: RestartArgs) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    for name in &args.containers {
+        let mut c = store.container(name)?;
+        stop_container(ctx, &store, &mut c, args.time)?;
+        let _lock = lock_container(ctx, &c.id)?;
+        let mut c = store.container(&c.id)?;
         reconcile(ctx, &store, &mut c);
-        if c.running {
-            let config: ContainerConfig = serde_json::from_slice(&c.config).unwrap_or_default();
-            let signal = config.stop_signal.clone().unwrap_or_else(|| "TERM".into());
-            signal_container(&runtime, &c.id, signal.trim_start_matches("SIG"));
-            if !wait_stopped(ctx, &store, &c.id, std::time::Duration::from_secs(args.time))? {
-                signal_container(&runtime, &c.id, "KILL");
-                wait_stopped(ctx, &store, &c.id, std::time::Duration::from_secs(10))?;
-            }
+        if !c.running {
+            start_detached(ctx, &store, &c)?;
         }
         println!("{name}");
     }
@@ -1135,13 +1304,13 @@ pub struct KillArgs {
 
 pub fn kill(ctx: &Context, args: KillArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let runtime = find_runtime("runc")?;
     for name in &args.containers {
         let mut c = store.container(name)?;
         reconcile(ctx, &store, &mut c);
         if !c.running {
             bail!("cannot kill container: {name}: container {} is not running", c.id);
         }
+        let runtime = container_runtime(ctx, &c.id)?;
         signal_container(&runtime, &c.id, args.signal.trim_start_matches("SIG"));
         println!("{name}");
     }
@@ -1200,6 +1369,9 @@ pub struct ExecArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
     /// The running container
     container: String,
     /// The command and its arguments
@@ -1213,15 +1385,35 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<()> {
     let mut c = store.container(&args.container)?;
     reconcile(ctx, &store, &mut c);
     if !c.running {
-        bail!("container {} is not running", c.id);
+        bail!("Container {} is not running", c.id);
     }
-    let runtime = find_runtime("runc")?;
-    let status = runtime_command(&runtime)
-        .arg("exec")
-        .arg(&c.id)
-        .args(&args.command)
-        .stdin(if args.interactive { Stdio::inherit() } else { Stdio::null() })
-        .status()?;
+    let runtime = container_runtime(ctx, &c.id)?;
+    // As docker's exec: the container's own process settings (environment,
+    // user, working directory, capabilities) with this command, and with
+    // -t a terminal of the caller's size from the start.
+    let dir = container_dir(ctx, &c.id);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+    let mut process = bundle["process"].clone();
+    process["args"] = serde_json::json!(args.command);
+    process["terminal"] = serde_json::json!(args.tty);
+    if args.tty {
+        let size = tty::window_size();
+        process["consoleSize"] = serde_json::json!({"height": size.ws_row, "width": size.ws_col});
+        if let Some(env) = process["env"].as_array_mut()
+            && !env.iter().any(|e| e.as_str().is_some_and(|e| e.starts_with("TERM=")))
+        {
+            env.push(serde_json::json!("TERM=xterm"));
+        }
+    } else if let Some(p) = process.as_object_mut() {
+        p.remove("consoleSize");
+    }
+    let spec = tempfile::Builder::new().prefix("exec-").suffix(".json").tempfile_in(&dir)?;
+    std::fs::write(spec.path(), serde_json::to_vec(&process)?)?;
+    let mut cmd = runtime_command(&runtime);
+    cmd.args(["exec", "--process"]).arg(spec.path()).arg(&c.id);
+    let status = run_foreground(cmd, args.tty, args.interactive)?;
+    drop(spec);
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => Err(Exit(code as u8).into()),
@@ -1242,6 +1434,31 @@ pub fn rename(ctx: &Context, args: RenameArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A stopped container run again by a monitor of its own.
+fn start_detached(ctx: &Context, store: &Store, c: &ContainerRecord) -> anyhow::Result<()> {
+    let runtime = container_runtime(ctx, &c.id)?;
+    let record = store.image(&c.image_id)?;
+    let dir = container_dir(ctx, &c.id);
+    mount_container(store, &record, &dir, &c.id[..12])?;
+    if let Some(code) = check_bundle_command(&dir)? {
+        unmount(&dir.join("rootfs"));
+        store.set_container_state(&c.id, false, Some(i64::from(code)), Some(format::now_unix()))?;
+        bail!("failed to start container {}", c.name);
+    }
+    store.set_container_state(&c.id, true, None, None)?;
+    if let Err(e) = start_monitor(ctx, &runtime, &c.id, false) {
+        unmount(&dir.join("rootfs"));
+        let _ = store.set_container_state(
+            &c.id,
+            false,
+            Some(i64::from(OWN_ERROR)),
+            Some(format::now_unix()),
+        );
+        return Err(e);
+    }
+    Ok(())
+}
+
 #[derive(clap::Args)]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR (and wait: the container's exit code is ours)
@@ -1256,30 +1473,38 @@ pub struct StartArgs {
 /// already made; detached unless `-a`.
 pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let runtime = find_runtime("runc")?;
     for name in &args.containers {
-        let mut c = store.container(name)?;
+        let found = store.container(name)?;
+        let lock = lock_container(ctx, &found.id)?;
+        // Read again under the lock: another berth may have just started it.
+        let mut c = store.container(&found.id)?;
         reconcile(ctx, &store, &mut c);
         if c.running {
             println!("{name}");
             continue;
         }
-        let record = store.image(&c.image_id)?;
-        let dir = container_dir(ctx, &c.id);
-        mount_container(&store, &record, &dir, &c.id[..12])?;
-        store.set_container_state(&c.id, true, None, None)?;
         if !args.attach {
-            start_monitor(ctx, &runtime, &c.id, false)?;
+            start_detached(ctx, &store, &c)?;
+            drop(lock);
             println!("{name}");
             continue;
         }
+        let runtime = container_runtime(ctx, &c.id)?;
+        let record = store.image(&c.image_id)?;
+        let dir = container_dir(ctx, &c.id);
+        mount_container(&store, &record, &dir, &c.id[..12])?;
+        if let Some(code) = check_bundle_command(&dir)? {
+            unmount(&dir.join("rootfs"));
+            let now = format::now_unix();
+            store.set_container_state(&c.id, false, Some(i64::from(code)), Some(now))?;
+            return Err(Exit(code).into());
+        }
+        store.set_container_state(&c.id, true, None, None)?;
         std::fs::write(dir.join("monitor"), format!("{} {}", std::process::id(), boot_id()))?;
-        let status = runtime_command(&runtime)
-            .args(["run", "--bundle"])
-            .arg(&dir)
-            .arg(&c.id)
-            .stdin(Stdio::null())
-            .status();
+        drop(lock); // recorded as running: nobody else mounts it now
+        let mut cmd = runtime_command(&runtime);
+        cmd.args(["run", "--bundle"]).arg(&dir).arg(&c.id);
+        let status = run_foreground(cmd, bundle_terminal(&dir), false);
         let code = match status {
             Ok(status) => finish_run(&runtime, &c.id, status),
             Err(_) => OWN_ERROR,
@@ -1291,4 +1516,59 @@ pub fn start(ctx: &Context, args: StartArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_read_as_docker_reads_them() {
+        // SAFETY: this test alone reads or writes this variable.
+        unsafe { std::env::set_var("BERTH_TEST_FROM_CALLER", "mine") };
+        let text = "# a comment\n\n  A=1\nB= spaced value \nBERTH_TEST_FROM_CALLER\nBERTH_TEST_UNSET_X\nC=x=y\n";
+        assert_eq!(
+            parse_env_file(text).unwrap(),
+            [
+                "A=1",
+                "B= spaced value ",
+                "BERTH_TEST_FROM_CALLER=mine",
+                "BERTH_TEST_UNSET_X",
+                "C=x=y"
+            ]
+        );
+        assert_eq!(
+            parse_env_file("=x\n").unwrap_err().to_string(),
+            "no variable name on line '=x'"
+        );
+        assert_eq!(
+            parse_env_file("A B=1\n").unwrap_err().to_string(),
+            "variable 'A B' contains whitespaces"
+        );
+    }
+
+    #[test]
+    fn commands_are_listed_as_docker_lists_them() {
+        let args: Vec<String> = ["echo", "a b", "it's", "", "x", "a\"b", "tab\tx"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(command_line(&args), "echo 'a b' it's  x a\"b tab\tx");
+    }
+
+    #[test]
+    fn run_env_replaces_the_image_values_in_place() {
+        let image = vec!["PATH=/bin".to_owned(), "A=1".to_owned()];
+        assert_eq!(merge_env(image, &["A=2".into(), "B=3".into()]), ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn labels_take_an_empty_value_and_refuse_an_empty_name() {
+        let l = parse_labels(&["a=1".into(), "b".into(), "a=2".into()]).unwrap();
+        assert_eq!(
+            l.into_iter().collect::<Vec<_>>(),
+            [("a".into(), "2".into()), ("b".into(), "".into())]
+        );
+        assert!(parse_labels(&["=x".into()]).is_err());
+    }
 }

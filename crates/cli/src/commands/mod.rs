@@ -1,5 +1,6 @@
 //! One module per command. Each has its clap `Args` and a `run` function.
 
+pub mod build;
 pub mod container;
 pub mod copy;
 pub mod history;

@@ -39,8 +39,32 @@ pub enum Command {
     /// Manage repositories
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Manage personal access tokens (passwords for `docker login` that can be
+    /// limited and revoked one by one)
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Delete blobs nothing uses (safe while the server runs)
     Gc(GcArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for USER and print it (it is shown only this once)
+    Create {
+        user: String,
+        /// What it may do: read (pull), write (pull, push) or delete (all three)
+        #[arg(long, default_value = "read", value_parser = ["read", "write", "delete"])]
+        scope: String,
+        /// What the token is for
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List USER's tokens
+    #[command(visible_alias = "ls")]
+    List { user: String },
+    /// Revoke one of USER's tokens
+    #[command(visible_alias = "revoke", visible_alias = "remove")]
+    Rm { user: String, id: String },
 }
 
 #[derive(clap::Args)]
@@ -150,6 +174,9 @@ pub struct ServeArgs {
     /// Require accounts to push and to pull private repositories
     #[arg(long, env = "BERTH_REGISTRY_AUTH")]
     auth: bool,
+    /// Let anyone create an account on the website (/signup); needs --auth
+    #[arg(long, env = "BERTH_REGISTRY_SIGNUP")]
+    signup: bool,
     /// Serve HTTPS with this PEM certificate (chain)
     #[arg(long, env = "BERTH_REGISTRY_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -167,6 +194,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
         Command::User(c) => admin(ctx, |meta| Box::pin(user(meta, c))),
         Command::Org(c) => admin(ctx, |meta| Box::pin(org(meta, c))),
         Command::Repo(c) => admin(ctx, |meta| Box::pin(repo(meta, c))),
+        Command::Token(c) => admin(ctx, |meta| Box::pin(token(meta, c))),
         Command::Gc(args) => gc(ctx, args),
     }
 }
@@ -292,6 +320,8 @@ async fn user(meta: Meta, cmd: UserCommand) -> anyhow::Result<()> {
                 meta.set_password(&name, &password::hash(&password)).await?,
                 "no such user: {name}"
             );
+            // Signed-in browsers must sign in again with the new password.
+            meta.delete_user_sessions(&name).await?;
             println!("Password changed for {name}");
         }
         UserCommand::ImportHtpasswd { file } => {
@@ -360,7 +390,91 @@ async fn org(meta: Meta, cmd: OrgCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn token(meta: Meta, cmd: TokenCommand) -> anyhow::Result<()> {
+    use berth_registry::auth::pat::TokenScope;
+    match cmd {
+        TokenCommand::Create { user, scope, description } => {
+            let scope =
+                TokenScope::parse(&scope).context("the scope must be read, write or delete")?;
+            anyhow::ensure!(
+                description.chars().count() <= 100,
+                "the description must not be longer than 100 characters"
+            );
+            anyhow::ensure!(meta.user(&user).await?.is_some(), "no such user: {user}");
+            let (record, text) = berth_registry::auth::create_access_token(
+                meta.as_ref(),
+                &user,
+                &description,
+                scope,
+            )
+            .await?;
+            eprintln!(
+                "Created access token {} ({}) for {user}; copy it now, it is not shown again:",
+                record.id,
+                scope.as_str()
+            );
+            println!("{text}");
+        }
+        TokenCommand::List { user } => {
+            anyhow::ensure!(meta.user(&user).await?.is_some(), "no such user: {user}");
+            println!(
+                "{:<18} {:<7} {:<21} {:<21} DESCRIPTION",
+                "ID", "SCOPE", "CREATED", "LAST USED"
+            );
+            let when = |t: i64| berth_oci::time::rfc3339(t);
+            for t in meta.list_access_tokens(&user).await? {
+                let used = t.last_used.map_or_else(|| "never".to_owned(), when);
+                println!(
+                    "{:<18} {:<7} {:<21} {:<21} {}",
+                    t.id,
+                    t.scope,
+                    when(t.created),
+                    used,
+                    t.description
+                );
+            }
+        }
+        TokenCommand::Rm { user, id } => {
+            anyhow::ensure!(
+                meta.delete_access_token(&user, &id).await?,
+                "no such token for {user}: {id}"
+            );
+            println!("Revoked access token {id} of {user}");
+        }
+    }
+    Ok(())
+}
+
+/// The repository an administrator means: a bare NAME is `library/NAME`
+/// (what it is with --auth) unless a repository of that literal name exists
+/// (a root served without --auth).
+async fn repo_name(meta: &Meta, name: &str) -> anyhow::Result<String> {
+    let parsed =
+        RepoName::parse(name).map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?;
+    if name.contains('/') || meta.repository_exists(name).await? {
+        return Ok(parsed.as_str().to_owned());
+    }
+    Ok(berth_registry::auth::official_name(parsed)
+        .map_err(|e| anyhow::anyhow!("invalid repository name: {e}"))?
+        .as_str()
+        .to_owned())
+}
+
 async fn repo(meta: Meta, cmd: RepoCommand) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        RepoCommand::Private { name } => {
+            RepoCommand::Private { name: repo_name(&meta, &name).await? }
+        }
+        RepoCommand::Public { name } => {
+            RepoCommand::Public { name: repo_name(&meta, &name).await? }
+        }
+        RepoCommand::Describe { name, description, full_description } => RepoCommand::Describe {
+            name: repo_name(&meta, &name).await?,
+            description,
+            full_description,
+        },
+        RepoCommand::Rm { name } => RepoCommand::Rm { name: repo_name(&meta, &name).await? },
+    };
     let (name, private) = match cmd {
         RepoCommand::Private { name } => (name, true),
         RepoCommand::Public { name } => (name, false),
@@ -420,6 +534,8 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     };
     let addr = args.addr.or_else(|| config.addr.clone()).unwrap_or_else(|| DEFAULT_ADDR.into());
     let auth = args.auth || config.auth.unwrap_or(false);
+    let signup = args.signup || config.signup.unwrap_or(false);
+    anyhow::ensure!(!signup || auth, "sign-up needs accounts: add --auth");
     let root = registry_root(ctx, &config);
     init_logging(&args.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -450,9 +566,18 @@ fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let storage = if config.storage.s3().ok().flatten().is_some() { "s3" } else { "fs" };
     let metadata = if config.metadata.url.is_some() { "postgres" } else { "sqlite" };
     runtime.block_on(async move {
+        if auth.is_some() {
+            // With accounts, NAME means library/NAME: bring roots made
+            // without --auth in line before serving, or refuse to serve.
+            let hub = berth_registry::Hub::new(registry.metadata().clone());
+            for name in hub.merge_official_names().await? {
+                tracing::info!(from = %name, to = %format!("library/{name}"), "merged into the official name");
+            }
+        }
         let listener = server::bind(&addr).await?;
         tracing::info!(addr = %addr, root = %root.display(), storage, metadata, auth = auth.is_some(), tls = tls.is_some(), "registry listening");
-        let options = server::Options { auth, gc: config.gc(), tls: tls.is_some() };
+        let web = berth_registry::web::WebConfig { signup, ..Default::default() };
+        let options = server::Options { auth, gc: config.gc(), tls: tls.is_some(), web };
         let app = server::build(registry, options);
         match tls {
             Some(tls) => server::serve_tls(listener, app, tls, server::shutdown_signal()).await?,

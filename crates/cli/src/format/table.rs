@@ -15,11 +15,18 @@ pub struct Table {
     cells: Vec<(usize, usize, usize)>,
     /// Per line: range of its cells in `cells`.
     lines: Vec<(usize, usize)>,
+    /// 0: docker's formatter's 10.
+    min_width: usize,
 }
 
 impl Table {
     pub fn new() -> Table {
         Table::default()
+    }
+
+    /// A table whose cells are at least `min_width` wide (`docker top`'s 20).
+    pub fn with_min_width(min_width: usize) -> Table {
+        Table { min_width, ..Table::default() }
     }
 
     /// Adds text: `\t` separates cells, `\n` starts further lines.
@@ -72,7 +79,7 @@ impl Table {
             // A block of lines with a cell in this column starts here.
             self.write_lines(out, widths, line0, this);
             line0 = this;
-            let mut width = MIN_WIDTH;
+            let mut width = if self.min_width == 0 { MIN_WIDTH } else { self.min_width };
             while this < line1 && column + 1 < self.cell_count(this) {
                 width = width.max(self.cells[self.lines[this].0 + column].2 + PADDING);
                 this += 1;

@@ -51,10 +51,13 @@ pub fn needs(route: &Route, method: &Method) -> Vec<(RepoName, Action)> {
 }
 
 /// Identifies the caller and checks that it may do what `route` needs.
+/// A challenge names the repository as the client spelled it (`shown`), so
+/// the token it asks for is for the name it uses.
 pub async fn authorize(
     auth: &Auth,
     scheme: &str,
     route: &Route,
+    shown: &Route,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Identity> {
@@ -72,7 +75,8 @@ pub async fn authorize(
         }
         let actions: Vec<&str> =
             needed.iter().filter(|(r, _)| r == repo).map(|(_, a)| a.as_str()).collect();
-        let scope = format!("repository:{repo}:{}", actions.join(","));
+        let spelled = shown.repo().unwrap_or(repo);
+        let scope = format!("repository:{spelled}:{}", actions.join(","));
         let mut c = challenge(auth, scheme, headers, Some(scope));
         return Err(match identity {
             Identity::Anonymous => Error::Unauthorized(Some(c)),
@@ -80,7 +84,7 @@ pub async fn authorize(
                 c.insufficient_scope = true;
                 Error::InsufficientScope(c)
             }
-            Identity::User(_) => Error::Denied,
+            Identity::User(_) | Identity::AccessToken(..) => Error::Denied,
         });
     }
     Ok(identity)

@@ -73,8 +73,8 @@ pub async fn token(State(app): App, req: Request) -> Response {
     };
     match auth.issue(user.as_ref(), &scopes).await {
         Ok(mut t) => {
-            if offline && let Some(user) = &user {
-                t.refresh_token = Some(auth.issue_refresh(user));
+            if offline && let Some(login) = &user {
+                t.refresh_token = Some(auth.issue_refresh(login));
             }
             json_response(StatusCode::OK, serde_json::to_vec(&t).expect("json"))
         }
@@ -152,9 +152,19 @@ pub async fn dispatch(State(app): App, req: Request) -> Response {
         Some(Err(e)) => return error_response(&e, head),
         Some(Ok(route)) => route,
     };
+    let shown = route.clone();
+    let route = if app.auth.is_some() {
+        match route.official() {
+            Ok(r) => r,
+            Err(e) => return error_response(&e, head),
+        }
+    } else {
+        route
+    };
     let mut req = req;
     if let Some(auth) = &app.auth {
-        match access::authorize(auth, app.scheme, &route, req.method(), req.headers()).await {
+        let (method, headers) = (req.method(), req.headers());
+        match access::authorize(auth, app.scheme, &route, &shown, method, headers).await {
             Ok(identity) => {
                 req.extensions_mut().insert(identity);
             }
@@ -176,7 +186,19 @@ async fn handle(app: &AppState, route: Route, req: Request) -> Result<Response> 
         }
         (Route::Manifest(repo, r), Method::GET) => get_manifest(app, &repo, &r, false).await,
         (Route::Manifest(repo, r), Method::HEAD) => get_manifest(app, &repo, &r, true).await,
-        (Route::Manifest(repo, r), Method::PUT) => put_manifest(app, &repo, &r, req).await,
+        (Route::Manifest(repo, r), Method::PUT) => {
+            let user = req.extensions().get::<Identity>().and_then(|i| i.user_name());
+            let user = user.unwrap_or_default().to_owned();
+            let res = put_manifest(app, &repo, &r, req).await?;
+            if !r.contains(':') {
+                // Who pushed a tag, for the tags page; the push stands even
+                // if this is lost.
+                if let Err(e) = app.hub.record_push(&repo, &r, &user).await {
+                    tracing::warn!(error = %e, repo = %repo, "cannot record the pusher");
+                }
+            }
+            Ok(res)
+        }
         (Route::Manifest(repo, r), Method::DELETE) => delete_manifest(app, &repo, &r).await,
         (Route::Blob(repo, d), Method::GET) => get_blob(app, &repo, &d, req.headers(), false).await,
         (Route::Blob(repo, d), Method::HEAD) => get_blob(app, &repo, &d, req.headers(), true).await,
@@ -404,7 +426,10 @@ async fn start_upload(app: &AppState, repo: &RepoName, req: Request) -> Result<R
     let param = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     if let Some(mount) = param("mount") {
         let digest = parse_digest(&mount)?;
-        let from = param("from").map(|f| RepoName::parse(&f)).transpose()?;
+        let mut from = param("from").map(|f| RepoName::parse(&f)).transpose()?;
+        if app.auth.is_some() {
+            from = from.map(crate::auth::official_name).transpose()?;
+        }
         let identity = req.extensions().get::<Identity>();
         // With accounts, a mount needs pull access to the source. Without
         // `from`, the source is any repository holding the blob that the

@@ -14,6 +14,7 @@ use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity, namespace};
 use crate::error::{Error, Result};
+use crate::metadata::browse::{RepoOrder, RepoQuery};
 use berth_reference::RepoName;
 
 const SEARCH_DEFAULT: usize = 25;
@@ -53,6 +54,11 @@ async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Identity> {
     auth.identify(authorization).await
 }
 
+/// With accounts on, a bare name is the official `library/NAME`.
+pub(crate) fn hub_name(app: &AppState, repo: RepoName) -> Result<RepoName> {
+    if app.auth.is_some() { Ok(crate::auth::official_name(repo)?) } else { Ok(repo) }
+}
+
 /// `GET /v1/search?q=&n=&page=`: repositories whose name or description
 /// contains `q`, visible to the caller.
 pub async fn search(State(app): App, req: Request) -> Response {
@@ -82,21 +88,26 @@ async fn search_inner(app: &AppState, req: Request) -> Result<Response> {
         Some(auth) => auth.user_of(&identity).await?,
         None => None,
     };
-    let mut visible = Vec::new();
-    for hit in app.hub.search(&q).await? {
-        let may_pull = match &app.auth {
-            Some(auth) => auth.allowed(user.as_ref(), &hit.name).await?.contains(&Action::Pull),
-            None => true,
-        };
-        if may_pull {
-            visible.push(hit);
-        }
-    }
-    let total = visible.len();
-    let results = visible
+    let viewer = app.hub.viewer(app.auth.is_some(), user.as_ref()).await?;
+    let found = app
+        .hub
+        .browse(&RepoQuery {
+            text: Some(q.clone()),
+            namespace: None,
+            official: false,
+            verified: false,
+            viewer,
+            order: RepoOrder::Stars,
+            offset: (page - 1).saturating_mul(n),
+            limit: n,
+            count: true,
+        })
+        .await?;
+    let total = found.total as usize;
+    let results = found
+        .items
         .into_iter()
-        .skip((page - 1).saturating_mul(n))
-        .take(n)
+        .map(|h| h.summary)
         .map(|h| SearchResult {
             is_official: namespace(&h.name).is_none(),
             name: h.name.strip_prefix("library/").unwrap_or(&h.name).to_owned(),
@@ -132,7 +143,7 @@ async fn repositories_inner(app: &AppState, req: Request) -> Result<Response> {
         Some(name) => (name, true),
         None => (rest, false),
     };
-    let repo = RepoName::parse(name)?;
+    let repo = hub_name(app, RepoName::parse(name)?)?;
     let identity = caller(app, req.headers()).await?;
     match (star, req.method().clone()) {
         (true, m @ (Method::PUT | Method::DELETE)) => {
@@ -205,7 +216,7 @@ pub async fn repository_settings(app: &AppState, req: Request) -> Response {
 
 async fn repository_settings_inner(app: &AppState, req: Request) -> Result<Response> {
     let rest = req.uri().path().strip_prefix("/v2/repositories/").unwrap_or_default();
-    let repo = RepoName::parse(rest.trim_end_matches('/'))?;
+    let repo = hub_name(app, RepoName::parse(rest.trim_end_matches('/'))?)?;
     let identity = caller(app, req.headers()).await?;
     let user = match &app.auth {
         Some(auth) => auth.user_of(&identity).await?,

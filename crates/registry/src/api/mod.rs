@@ -22,6 +22,7 @@ use axum::routing::any;
 
 use crate::registry::Registry;
 
+pub(crate) use hub::hub_name as hub_name_for;
 pub use response::error_response;
 pub use route::Route;
 
@@ -34,6 +35,10 @@ pub struct AppState {
     pub auth: Option<crate::auth::Auth>,
     /// `http` or `https`, for the token realm URL.
     pub scheme: &'static str,
+    /// The website's settings and in-memory state.
+    pub web: crate::web::WebState,
+    /// Platform facts of manifests, for the tags pages.
+    pub images: crate::web::images::ImageFacts,
 }
 
 /// The `/v2/` API as an axum router.

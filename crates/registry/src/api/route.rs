@@ -16,6 +16,32 @@ pub enum Route {
 }
 
 impl Route {
+    /// The repository the route names, if any.
+    pub fn repo(&self) -> Option<&RepoName> {
+        match self {
+            Route::Catalog => None,
+            Route::Manifest(r, _)
+            | Route::Blob(r, _)
+            | Route::Upload(r, _)
+            | Route::Tags(r)
+            | Route::Referrers(r, _) => Some(r),
+        }
+    }
+
+    /// The same route on Docker Hub's name of its repository (see
+    /// [`crate::auth::official_name`]).
+    pub fn official(self) -> Result<Route> {
+        let map = |r: RepoName| crate::auth::official_name(r).map_err(Error::from);
+        Ok(match self {
+            Route::Catalog => Route::Catalog,
+            Route::Manifest(r, x) => Route::Manifest(map(r)?, x),
+            Route::Blob(r, x) => Route::Blob(map(r)?, x),
+            Route::Upload(r, x) => Route::Upload(map(r)?, x),
+            Route::Tags(r) => Route::Tags(map(r)?),
+            Route::Referrers(r, x) => Route::Referrers(map(r)?, x),
+        })
+    }
+
     /// Parses the path after `/v2/`. `None`: not an API path (404); an
     /// error: an API path with an invalid repository name.
     pub fn parse(rest: &str) -> Option<Result<Route>> {

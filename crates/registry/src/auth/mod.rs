@@ -20,6 +20,7 @@
 //! the user or changing the password revokes it.
 
 pub mod password;
+pub mod pat;
 pub mod token;
 
 use std::collections::HashMap;
@@ -71,12 +72,41 @@ impl Action {
     }
 }
 
+/// A personal access token's limit on what its user may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCap {
+    /// The token's ID (a refresh token made from it names it, so revoking
+    /// the token revokes the refresh token too).
+    pub id: String,
+    pub actions: Vec<Action>,
+}
+
+/// A caller that proved who it is, with a password or an access token.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: UserRecord,
+    /// Set when an access token stood in for the password.
+    pub cap: Option<TokenCap>,
+}
+
+impl Login {
+    /// What of `allowed` this login may use.
+    pub fn limit(&self, mut allowed: Vec<Action>) -> Vec<Action> {
+        if let Some(cap) = &self.cap {
+            allowed.retain(|a| cap.actions.contains(a));
+        }
+        allowed
+    }
+}
+
 /// Who is asking.
 #[derive(Debug, Clone)]
 pub enum Identity {
     Anonymous,
-    /// Logged in with Basic credentials.
+    /// Logged in with Basic credentials (a password).
     User(UserRecord),
+    /// Basic credentials with a personal access token as the password.
+    AccessToken(UserRecord, TokenCap),
     /// Presented a valid token (`sub` empty: anonymous).
     Token(Claims),
 }
@@ -85,7 +115,7 @@ impl Identity {
     pub fn user_name(&self) -> Option<&str> {
         match self {
             Identity::Anonymous => None,
-            Identity::User(u) => Some(&u.name),
+            Identity::User(u) | Identity::AccessToken(u, _) => Some(&u.name),
             Identity::Token(c) => (!c.sub.is_empty()).then_some(c.sub.as_str()),
         }
     }
@@ -98,6 +128,20 @@ pub fn namespace(repo: &str) -> Option<&str> {
         Some(("library", _)) => None,
         Some((ns, _)) => Some(ns),
     }
+}
+
+/// The name a repository has with accounts on: a one-component name is an
+/// official image, `library/NAME`, as on Docker Hub ("official images just
+/// have the repo name"), so `HOST/busybox` and `HOST/library/busybox` are
+/// one repository. Longer names are unchanged. Without accounts (a plain
+/// `registry:2`) names stay literal and this is not called.
+pub fn official_name(
+    repo: berth_reference::RepoName,
+) -> std::result::Result<berth_reference::RepoName, berth_reference::InvalidRepoName> {
+    if repo.as_str().contains('/') {
+        return Ok(repo);
+    }
+    berth_reference::RepoName::parse(&format!("library/{repo}"))
 }
 
 /// What `user` (None: anonymous) may do on `repo`. `owns_namespace`: the
@@ -179,8 +223,99 @@ impl Auth {
         &self.service
     }
 
-    /// Checks a user name and password, throttling repeated failures.
-    pub async fn login(&self, name: &str, password: &str) -> Result<UserRecord> {
+    /// A keyed digest of `data` for `purpose` (see [`TokenKey::tag`]); the
+    /// same on every replica that shares the key.
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> String {
+        self.key.tag(purpose, data)
+    }
+
+    /// The metadata the accounts live in.
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    /// Checks a user name and a password or personal access token,
+    /// throttling repeated failures (one count for both).
+    pub async fn login(&self, name: &str, password: &str) -> Result<Login> {
+        if !pat::looks_like_token(password) {
+            return Ok(Login { user: self.password_login(name, password).await?, cap: None });
+        }
+        self.check_throttle(name)?;
+        match self.token_login(name, password).await? {
+            Some(login) => {
+                self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+                Ok(login)
+            }
+            None => {
+                self.record_failure(name);
+                Err(Error::Unauthorized(None))
+            }
+        }
+    }
+
+    /// The login an access token gives, if it is `name`'s and genuine.
+    async fn token_login(&self, name: &str, text: &str) -> Result<Option<Login>> {
+        let Some((id, secret)) = pat::split(text) else { return Ok(None) };
+        let Some(record) = self.meta.access_token(id).await? else { return Ok(None) };
+        if record.user != name || !pat::matches(&record, secret) {
+            return Ok(None);
+        }
+        self.token_standing(record).await
+    }
+
+    /// The login a stored token gives its user now (`None`: the user or
+    /// the scope is gone), noting the use.
+    async fn token_standing(
+        &self,
+        record: crate::metadata::browse::AccessTokenRecord,
+    ) -> Result<Option<Login>> {
+        let Some(user) = self.meta.user(&record.user).await? else { return Ok(None) };
+        let Some(scope) = pat::TokenScope::parse(&record.scope) else { return Ok(None) };
+        let now = now_secs() as i64;
+        // One write a minute at most: every request of a client may carry it.
+        if record.last_used.is_none_or(|t| now - t >= 60) {
+            self.meta.touch_access_token(&record.id, now).await?;
+        }
+        Ok(Some(Login { user, cap: Some(TokenCap { id: record.id, actions: scope.actions() }) }))
+    }
+
+    /// Creates a personal access token for an existing `user`; returns its
+    /// record and the text, which is shown once and never stored.
+    pub async fn create_access_token(
+        &self,
+        user: &str,
+        description: &str,
+        scope: pat::TokenScope,
+    ) -> Result<(crate::metadata::browse::AccessTokenRecord, String)> {
+        create_access_token(self.meta.as_ref(), user, description, scope).await
+    }
+
+    fn check_throttle(&self, name: &str) -> Result<()> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = failures.get(name)
+            && f.count >= FREE_FAILURES
+        {
+            let wait = Duration::from_secs(1 << (f.count - FREE_FAILURES).min(6));
+            if let Some(left) = f.last.and_then(|l| wait.checked_sub(l.elapsed())) {
+                let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                return Err(Error::TooManyRequests { retry_after });
+            }
+        }
+        Ok(())
+    }
+
+    fn record_failure(&self, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() > 100_000 {
+            failures.clear();
+        }
+        let f = failures.entry(name.to_owned()).or_default();
+        f.count += 1;
+        f.last = Some(Instant::now());
+        tracing::warn!(user = name, failures = f.count, "failed login");
+    }
+
+    async fn password_login(&self, name: &str, password: &str) -> Result<UserRecord> {
         let user = self.meta.user(name).await?;
         // The stored hash is part of the key: a new password (or a new user
         // of the same name) never matches what was verified before.
@@ -198,18 +333,7 @@ impl Auth {
                 return Ok(u.clone());
             }
         }
-        {
-            let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(f) = failures.get(name)
-                && f.count >= FREE_FAILURES
-            {
-                let wait = Duration::from_secs(1 << (f.count - FREE_FAILURES).min(6));
-                if let Some(left) = f.last.and_then(|l| wait.checked_sub(l.elapsed())) {
-                    let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-                    return Err(Error::TooManyRequests { retry_after });
-                }
-            }
-        }
+        self.check_throttle(name)?;
         let ok = match &user {
             Some(u) => {
                 let (p, h) = (password.to_owned(), u.password_hash.clone());
@@ -217,11 +341,9 @@ impl Auth {
             }
             None => false,
         };
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match user {
             Some(user) if ok => {
-                failures.remove(name);
-                drop(failures);
+                self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
                 let mut cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.len() > 10_000 {
                     cache.clear();
@@ -230,21 +352,17 @@ impl Auth {
                 Ok(user)
             }
             _ => {
-                if failures.len() > 100_000 {
-                    failures.clear();
-                }
-                let f = failures.entry(name.to_owned()).or_default();
-                f.count += 1;
-                f.last = Some(Instant::now());
-                tracing::warn!(user = name, failures = f.count, "failed login");
+                self.record_failure(name);
                 Err(Error::Unauthorized(None))
             }
         }
     }
 
-    /// A refresh token for `user`, valid for [`REFRESH_TTL`] or until the
-    /// user's password changes or the user is removed.
-    pub fn issue_refresh(&self, user: &UserRecord) -> String {
+    /// A refresh token for a login, valid for [`REFRESH_TTL`] or until the
+    /// user is removed and, for a password login, the password changes; for
+    /// an access token's login, until the token is revoked.
+    pub fn issue_refresh(&self, login: &Login) -> String {
+        let user = &login.user;
         let now = now_secs();
         self.key.sign_refresh(&RefreshClaims {
             iss: token::ISSUER.into(),
@@ -254,19 +372,36 @@ impl Auth {
             iat: now,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             fp: self.key.fingerprint(&user.password_hash),
+            pat: login.cap.as_ref().map(|c| c.id.clone()),
         })
     }
 
     /// The user a refresh token stands for, if it is genuine, unexpired and
     /// the account is unchanged since it was issued; `UNAUTHORIZED` otherwise.
-    pub async fn redeem_refresh(&self, refresh_token: &str) -> Result<UserRecord> {
+    pub async fn redeem_refresh(&self, refresh_token: &str) -> Result<Login> {
         let claims =
             self.key.verify_refresh(refresh_token, &self.service, now_secs()).map_err(|e| {
                 tracing::info!(error = %e, "refused refresh token");
                 Error::Unauthorized(None)
             })?;
+        if let Some(id) = &claims.pat {
+            let record = self.meta.access_token(id).await?.filter(|r| r.user == claims.sub);
+            let login = match record {
+                Some(record) => self.token_standing(record).await?,
+                None => None,
+            };
+            return login.ok_or_else(|| {
+                tracing::info!(
+                    user = claims.sub,
+                    "refused refresh token of a revoked access token"
+                );
+                Error::Unauthorized(None)
+            });
+        }
         match self.meta.user(&claims.sub).await? {
-            Some(user) if self.key.fingerprint(&user.password_hash) == claims.fp => Ok(user),
+            Some(user) if self.key.fingerprint(&user.password_hash) == claims.fp => {
+                Ok(Login { user, cap: None })
+            }
             _ => {
                 tracing::info!(user = claims.sub, "refused refresh token of a changed account");
                 Err(Error::Unauthorized(None))
@@ -281,7 +416,11 @@ impl Auth {
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             let (name, pass) = decode_basic(rest.trim()).ok_or(Error::Unauthorized(None))?;
-            return Ok(Identity::User(self.login(&name, &pass).await?));
+            let login = self.login(&name, &pass).await?;
+            return Ok(match login.cap {
+                None => Identity::User(login.user),
+                Some(cap) => Identity::AccessToken(login.user, cap),
+            });
         }
         if scheme.eq_ignore_ascii_case("bearer") {
             let claims = self.key.verify(rest.trim(), &self.service, now_secs()).map_err(|e| {
@@ -315,6 +454,8 @@ impl Auth {
                     && a.actions.iter().any(|x| x == action.as_str())
             })),
             Identity::User(u) => Ok(self.allowed(Some(u), repo).await?.contains(&action)),
+            Identity::AccessToken(u, cap) => Ok(cap.actions.contains(&action)
+                && self.allowed(Some(u), repo).await?.contains(&action)),
             Identity::Anonymous => Ok(self.allowed(None, repo).await?.contains(&action)),
         }
     }
@@ -324,7 +465,7 @@ impl Auth {
     pub async fn user_of(&self, identity: &Identity) -> Result<Option<UserRecord>> {
         match identity {
             Identity::Anonymous => Ok(None),
-            Identity::User(u) => Ok(Some(u.clone())),
+            Identity::User(u) | Identity::AccessToken(u, _) => Ok(Some(u.clone())),
             Identity::Token(c) if c.sub.is_empty() => Ok(None),
             Identity::Token(c) => Ok(self.meta.user(&c.sub).await?),
         }
@@ -332,15 +473,15 @@ impl Auth {
 
     /// Issues a token for `scopes` (`repository:NAME:ACTIONS`); what is not
     /// allowed is left out, unknown scopes are ignored.
-    pub async fn issue(
-        &self,
-        user: Option<&UserRecord>,
-        scopes: &[String],
-    ) -> Result<TokenResponse> {
+    pub async fn issue(&self, login: Option<&Login>, scopes: &[String]) -> Result<TokenResponse> {
+        let user = login.map(|l| &l.user);
         let mut access: Vec<Access> = Vec::new();
         for scope in scopes {
             for (name, asked) in parse_scope(scope) {
-                let allowed = self.allowed(user, &name).await?;
+                let mut allowed = self.allowed(user, &name).await?;
+                if let Some(login) = login {
+                    allowed = login.limit(allowed);
+                }
                 let granted: Vec<String> = asked
                     .iter()
                     .filter(|a| allowed.contains(a))
@@ -385,6 +526,22 @@ impl Auth {
     }
 }
 
+/// Creates a personal access token for an existing `user` in `meta` (the
+/// CLI does this without a server); returns its record and its text.
+pub async fn create_access_token(
+    meta: &dyn MetadataStore,
+    user: &str,
+    description: &str,
+    scope: pat::TokenScope,
+) -> Result<(crate::metadata::browse::AccessTokenRecord, String)> {
+    let (record, text) = pat::generate(user, description, scope, now_secs() as i64)
+        .map_err(|e| Error::Storage(crate::storage::StorageError::Io(e)))?;
+    if !meta.create_access_token(&record).await? {
+        return Err(Error::NameUnknown(format!("no such user: {user}")));
+    }
+    Ok((record, text))
+}
+
 /// `repository:NAME:pull,push` → `(NAME, [Pull, Push])`; `*` means every
 /// action. Anything else (other resource types, bad names) yields nothing.
 pub fn parse_scope(scope: &str) -> Vec<(String, Vec<Action>)> {
@@ -393,7 +550,7 @@ pub fn parse_scope(scope: &str) -> Vec<(String, Vec<Action>)> {
         .filter_map(|s| {
             let rest = s.strip_prefix("repository:")?;
             let (name, actions) = rest.rsplit_once(':')?;
-            let name = berth_reference::RepoName::parse(name).ok()?;
+            let name = official_name(berth_reference::RepoName::parse(name).ok()?).ok()?;
             let actions: Vec<Action> = if actions == "*" {
                 Action::ALL.to_vec()
             } else {

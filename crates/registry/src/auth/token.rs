@@ -64,6 +64,10 @@ pub struct RefreshClaims {
     /// [`TokenKey::fingerprint`] of the user's password hash when issued: a
     /// password change, or removing and re-creating the user, revokes it.
     pub fp: String,
+    /// The personal access token it was made from, if any: revoking the
+    /// token revokes this too, and its scope still applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pat: Option<String>,
 }
 
 /// The signing key. Refresh tokens are signed with a key derived from it,
@@ -134,6 +138,17 @@ impl TokenKey {
 
     pub fn sign_refresh(&self, claims: &RefreshClaims) -> String {
         self.sign_with(&self.refresh, claims)
+    }
+
+    /// A keyed digest of `data` for `purpose` (the website's CSRF tokens),
+    /// never equal to a signature or fingerprint made for another purpose.
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> String {
+        let mut mac = Self::mac(&self.key);
+        mac.update(b"tag:");
+        mac.update(purpose.as_bytes());
+        mac.update(b":");
+        mac.update(data);
+        hex::encode(&mac.finalize().into_bytes()[..20])
     }
 
     /// A short, keyed digest of a password hash for [`RefreshClaims::fp`]
@@ -281,6 +296,7 @@ mod tests {
             iat: 100,
             jti: "r".into(),
             fp: key.fingerprint("$2b$hash"),
+            pat: None,
         };
         let r = key.sign_refresh(&refresh);
         assert_eq!(key.verify_refresh(&r, "svc", 500).unwrap(), refresh);

@@ -1,8 +1,9 @@
 //! Registry metadata, one trait per concern: [`Distribution`] (repositories,
 //! manifests, tags, blob links, referrers), [`Uploads`], [`Accounts`] (users
 //! and organisations), [`HubSettings`] (privacy, descriptions, search,
-//! stars) and [`Collection`] (what garbage collection needs);
-//! [`MetadataStore`] is all five as one object.
+//! stars) and [`Collection`] (what garbage collection needs), and for the
+//! website and access tokens, in [`browse`], [`AccessTokens`], [`Sessions`]
+//! and [`Browse`]; [`MetadataStore`] is all of them as one object.
 //!
 //! They are the boundary a PostgreSQL implementation will also sit behind,
 //! so they speak only in domain values (validated names, [`Digest`]s,
@@ -15,12 +16,14 @@
 //! Callers validate names and tags before they get here; the store checks
 //! only referential integrity.
 
+pub mod browse;
 mod postgres;
 mod sqlite;
 pub mod testing;
 
 /// Every concern's trait, for code that calls them on a concrete store.
 pub mod prelude {
+    pub use super::browse::{AccessTokens, Browse, Sessions};
     pub use super::{Accounts, Collection, Distribution, HubSettings, MetadataStore, Uploads};
 }
 
@@ -31,6 +34,7 @@ use berth_reference::Digest;
 
 use crate::storage::UploadId;
 
+pub use browse::{AccessTokens, Browse, Sessions};
 pub use postgres::{PG_SCHEMA_VERSION, PostgresMetadata};
 pub use sqlite::{SCHEMA_VERSION, SqliteMetadata, schema_version};
 
@@ -300,14 +304,30 @@ pub trait Collection: Send + Sync {
 }
 
 /// Everything the registry keeps besides blob bytes: each concern's trait,
-/// as one object. An implementation implements the five traits (and passes
+/// as one object. An implementation implements the eight traits (and passes
 /// every suite in [`testing`]); this one comes with them.
 pub trait MetadataStore:
-    Distribution + Uploads + Accounts + HubSettings + Collection + 'static
+    Distribution
+    + Uploads
+    + Accounts
+    + HubSettings
+    + Collection
+    + AccessTokens
+    + Sessions
+    + Browse
+    + 'static
 {
 }
 
-impl<T: Distribution + Uploads + Accounts + HubSettings + Collection + 'static> MetadataStore
-    for T
+impl<T> MetadataStore for T where
+    T: Distribution
+        + Uploads
+        + Accounts
+        + HubSettings
+        + Collection
+        + AccessTokens
+        + Sessions
+        + Browse
+        + 'static
 {
 }

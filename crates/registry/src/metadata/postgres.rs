@@ -31,7 +31,8 @@ use super::{
 use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
 /// Step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     name TEXT COLLATE "C" PRIMARY KEY,
     created BIGINT NOT NULL
@@ -132,7 +133,9 @@ CREATE TABLE secrets (
     name TEXT COLLATE "C" PRIMARY KEY,
     value BYTEA NOT NULL
 );
-"#];
+"#,
+    web::SCHEMA_V2,
+];
 
 /// The schema this code reads and writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -211,6 +214,8 @@ macro_rules! serializable {
         }
     }};
 }
+
+mod web;
 
 fn now() -> i64 {
     std::time::SystemTime::now()

@@ -19,6 +19,8 @@ use super::{
 };
 use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
+mod web;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
     name TEXT PRIMARY KEY,
@@ -104,7 +106,7 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 "#;
 
-/// Version 2: object storage's ledger (see `storage::ObjectLedger`) and
+/// Version 3: object storage's ledger (see `storage::ObjectLedger`) and
 /// shared secrets.
 const LEDGER: &str = r#"
 CREATE TABLE upload_ledger (
@@ -126,12 +128,12 @@ CREATE TABLE secrets (
 "#;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Ordered migration steps: step `i` takes the database from version `i` to
 /// `i + 1`. Step 0 is idempotent (`IF NOT EXISTS`) because roots made before
 /// the schema was versioned already hold these tables with version 0.
-const MIGRATIONS: &[&str] = &[SCHEMA, LEDGER];
+const MIGRATIONS: &[&str] = &[SCHEMA, web::SCHEMA_V2, LEDGER];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), MetadataError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;

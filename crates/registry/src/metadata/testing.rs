@@ -40,6 +40,7 @@ pub async fn run_suite(store: &dyn MetadataStore) {
     accounts(store).await;
     hub(store).await;
     collection(store).await;
+    browse(store).await;
 }
 
 /// [`super::Distribution`]: blob links, manifests, tags, referrers, listing.
@@ -66,6 +67,15 @@ pub async fn accounts(store: &dyn Accounts) {
 pub async fn hub(store: &dyn MetadataStore) {
     privacy(store).await;
     search_and_stars(store).await;
+}
+
+/// [`super::browse`]: access tokens, sessions, paged listings, renames.
+pub async fn browse(store: &dyn MetadataStore) {
+    access_tokens(store).await;
+    sessions(store).await;
+    listings(store).await;
+    tag_pages(store).await;
+    renames(store).await;
 }
 
 /// [`super::Collection`]: what garbage collection sees and removes.
@@ -323,4 +333,260 @@ async fn shared_secrets(store: &dyn Accounts) {
     // Whoever asks later gets the stored one, not its own candidate.
     assert_eq!(store.shared_secret("token-key", b"second").await.unwrap(), b"first");
     assert_eq!(store.shared_secret("other", b"x").await.unwrap(), b"x");
+}
+
+async fn access_tokens(store: &dyn MetadataStore) {
+    use super::browse::AccessTokenRecord;
+    let user = UserRecord { name: "tokuser".into(), password_hash: "$2b$x".into(), admin: false };
+    assert!(store.create_user(&user).await.unwrap());
+    let token = |id: &str, created: i64| AccessTokenRecord {
+        id: id.into(),
+        user: "tokuser".into(),
+        description: format!("token {id}"),
+        scope: "read".into(),
+        hash: "ab".repeat(32),
+        created,
+        last_used: None,
+    };
+    assert!(store.create_access_token(&token("t1", 10)).await.unwrap());
+    assert!(store.create_access_token(&token("t2", 20)).await.unwrap());
+    let mut orphan = token("t3", 30);
+    orphan.user = "nobody".into();
+    assert!(!store.create_access_token(&orphan).await.unwrap(), "the user must exist");
+    assert_eq!(store.access_token("t1").await.unwrap(), Some(token("t1", 10)));
+    assert_eq!(store.access_token("nope").await.unwrap(), None);
+    let ids: Vec<String> =
+        store.list_access_tokens("tokuser").await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["t2", "t1"], "newest first");
+    store.touch_access_token("t1", 99).await.unwrap();
+    assert_eq!(store.access_token("t1").await.unwrap().unwrap().last_used, Some(99));
+    assert!(!store.delete_access_token("someone", "t1").await.unwrap(), "only its user's");
+    assert!(store.delete_access_token("tokuser", "t1").await.unwrap());
+    assert!(!store.delete_access_token("tokuser", "t1").await.unwrap());
+    assert!(store.delete_user("tokuser").await.unwrap());
+    assert_eq!(store.access_token("t2").await.unwrap(), None, "removed with the user");
+}
+
+async fn sessions(store: &dyn MetadataStore) {
+    use super::browse::SessionRecord;
+    let user = UserRecord { name: "sesuser".into(), password_hash: "$2b$x".into(), admin: false };
+    assert!(store.create_user(&user).await.unwrap());
+    let s = |hash: &str, expires: i64| SessionRecord {
+        hash: hash.into(),
+        user: "sesuser".into(),
+        created: 100,
+        expires,
+    };
+    assert!(store.create_session(&s("h1", 200)).await.unwrap());
+    assert!(store.create_session(&s("h2", 300)).await.unwrap());
+    let mut orphan = s("h3", 300);
+    orphan.user = "nobody".into();
+    assert!(!store.create_session(&orphan).await.unwrap());
+    assert_eq!(store.session("h1", 150).await.unwrap(), Some(s("h1", 200)));
+    assert_eq!(store.session("h1", 200).await.unwrap(), None, "expired");
+    assert!(store.delete_session("h1").await.unwrap());
+    assert_eq!(store.session("h1", 150).await.unwrap(), None);
+    assert_eq!(store.delete_user_sessions("sesuser").await.unwrap(), 1);
+    assert_eq!(store.session("h2", 150).await.unwrap(), None);
+    assert!(store.create_session(&s("h4", 300)).await.unwrap());
+    assert!(store.delete_user("sesuser").await.unwrap());
+    assert_eq!(store.session("h4", 150).await.unwrap(), None, "removed with the user");
+}
+
+async fn listings(store: &dyn MetadataStore) {
+    use super::browse::{RepoOrder, RepoQuery, Viewer};
+    for repo in ["lst/one", "lst/two", "lst/hidden", "lstorg/tool", "library/lstofficial"] {
+        link_record_blobs(store, repo).await;
+        store.put_manifest(repo, &record(repo, None, &[]), Some("v1")).await.unwrap();
+        store.record_pusher(repo, "v1", "someone").await.unwrap();
+    }
+    store.set_repository_private("lst/hidden", true).await.unwrap();
+    store.set_repository_description("lst/two", Some("Second LST")).await.unwrap();
+    assert!(store.star("fan", "lst/two").await.unwrap());
+    assert!(store.create_org("lstorg").await.unwrap());
+    assert!(store.set_org_verified("lstorg", true).await.unwrap());
+    let query = |text: Option<&str>, viewer: Viewer| RepoQuery {
+        text: text.map(str::to_owned),
+        namespace: None,
+        official: false,
+        verified: false,
+        viewer,
+        order: RepoOrder::Stars,
+        offset: 0,
+        limit: 10,
+        count: true,
+    };
+    let names = |p: &super::browse::RepoPage| -> Vec<String> {
+        p.items.iter().map(|r| r.summary.name.clone()).collect()
+    };
+    // Anonymous: public ones only, in the count too; stars first.
+    let page =
+        store.query_repositories(&query(Some("lst"), Viewer::Namespaces(vec![]))).await.unwrap();
+    assert_eq!(names(&page), ["lst/two", "library/lstofficial", "lst/one", "lstorg/tool"]);
+    assert_eq!(page.total, 4);
+    assert_eq!(page.items[0].summary.stars, 1);
+    assert_eq!(page.items[0].summary.description.as_deref(), Some("Second LST"));
+    // The namespace's members and administrators see the private one.
+    let page = store
+        .query_repositories(&query(Some("lst"), Viewer::Namespaces(vec!["lst".into()])))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 5);
+    assert!(names(&page).contains(&"lst/hidden".to_owned()));
+    assert_eq!(
+        store.query_repositories(&query(Some("lst"), Viewer::Everything)).await.unwrap().total,
+        5
+    );
+    // Paging keeps the total.
+    let mut q = query(Some("lst"), Viewer::Namespaces(vec![]));
+    q.offset = 1;
+    q.limit = 2;
+    let page = store.query_repositories(&q).await.unwrap();
+    assert_eq!(names(&page), ["library/lstofficial", "lst/one"]);
+    assert_eq!(page.total, 4);
+    // Filters: official, verified publisher, namespace; by name.
+    let mut q = query(Some("lst"), Viewer::Everything);
+    q.official = true;
+    assert_eq!(names(&store.query_repositories(&q).await.unwrap()), ["library/lstofficial"]);
+    let mut q = query(Some("lst"), Viewer::Everything);
+    q.verified = true;
+    let page = store.query_repositories(&q).await.unwrap();
+    assert_eq!(names(&page), ["lstorg/tool"]);
+    assert!(page.items[0].verified);
+    let mut q = query(None, Viewer::Namespaces(vec![]));
+    q.namespace = Some("lst".into());
+    q.order = RepoOrder::Name;
+    assert_eq!(names(&store.query_repositories(&q).await.unwrap()), ["lst/one", "lst/two"]);
+    let mut q = query(None, Viewer::Everything);
+    q.order = RepoOrder::Updated;
+    let page = store.query_repositories(&q).await.unwrap();
+    assert!(page.items.windows(2).all(|w| w[0].updated >= w[1].updated));
+    assert!(page.items.iter().all(|r| r.updated > 0));
+    // Everything by stars: starred first, then by name; pages agree.
+    let everything =
+        store.query_repositories(&query(None, Viewer::Namespaces(vec![]))).await.unwrap();
+    assert!(everything.items.iter().all(|r| !r.summary.private));
+    assert!(everything.items.windows(2).all(|w| {
+        let (a, b) = (&w[0].summary, &w[1].summary);
+        a.stars > b.stars || (a.stars == b.stars && a.name < b.name)
+    }));
+    let mut q = query(None, Viewer::Namespaces(vec![]));
+    q.offset = 1;
+    q.limit = 3;
+    let part = store.query_repositories(&q).await.unwrap();
+    assert_eq!(names(&part), names(&everything)[1..4]);
+    let mut by_name = query(None, Viewer::Namespaces(vec![]));
+    by_name.order = RepoOrder::Name;
+    assert_eq!(part.total, store.query_repositories(&by_name).await.unwrap().total);
+    assert!(everything.items.iter().any(|r| r.summary.stars > 0));
+    // Text search follows description changes (owner's over the label's).
+    assert_eq!(
+        names(
+            &store
+                .query_repositories(&query(Some("second lst"), Viewer::Everything))
+                .await
+                .unwrap()
+        ),
+        ["lst/two"]
+    );
+    store.set_repository_owner_description("lst/two", Some("Renamed words"), None).await.unwrap();
+    assert!(
+        store
+            .query_repositories(&query(Some("second lst"), Viewer::Everything))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        names(
+            &store.query_repositories(&query(Some("NAMED WO"), Viewer::Everything)).await.unwrap()
+        ),
+        ["lst/two"]
+    );
+    store.set_repository_owner_description("lst/two", Some(""), None).await.unwrap();
+    assert_eq!(
+        store
+            .query_repositories(&query(Some("second lst"), Viewer::Everything))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    // Short texts too (under three characters).
+    assert!(
+        store.query_repositories(&query(Some("tw"), Viewer::Everything)).await.unwrap().total >= 1
+    );
+    assert_eq!(store.orgs_of("nobody").await.unwrap(), Vec::<String>::new());
+    assert!(store.starred("fan", "lst/two").await.unwrap());
+    assert!(!store.starred("fan", "lst/one").await.unwrap());
+}
+
+async fn tag_pages(store: &dyn MetadataStore) {
+    use super::browse::TagOrder;
+    let repo = "tagpage/repo";
+    link_record_blobs(store, repo).await;
+    let m = record("tagpage", None, &[]);
+    for tag in ["b", "a", "c"] {
+        store.put_manifest(repo, &m, Some(tag)).await.unwrap();
+    }
+    store.record_pusher(repo, "a", "alice").await.unwrap();
+    let page = store.tag_details(repo, TagOrder::Name, 0, 2).await.unwrap();
+    assert_eq!(page.total, 3);
+    let names: Vec<&str> = page.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(page.items[0].pushed_by.as_deref(), Some("alice"));
+    assert_eq!(page.items[1].pushed_by, None);
+    assert_eq!(page.items[0].digest, d("tagpage"));
+    assert_eq!(page.items[0].media_type, berth_oci::media_type::OCI_MANIFEST);
+    let page = store.tag_details(repo, TagOrder::Newest, 2, 10).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    // A deleted and pushed again tag has no pusher until one is recorded.
+    assert!(store.delete_tag(repo, "a").await.unwrap());
+    store.put_manifest(repo, &m, Some("a")).await.unwrap();
+    let page = store.tag_details(repo, TagOrder::Name, 0, 1).await.unwrap();
+    assert_eq!((page.items[0].name.as_str(), page.items[0].pushed_by.as_deref()), ("a", None));
+    assert_eq!(store.tag_details("tagpage/none", TagOrder::Name, 0, 10).await.unwrap().total, 0);
+}
+
+async fn renames(store: &dyn MetadataStore) {
+    use super::browse::RenameOutcome;
+    let from = "renamebare";
+    link_record_blobs(store, from).await;
+    store.put_manifest(from, &record("rn", None, &[]), Some("t")).await.unwrap();
+    store.set_repository_owner_description(from, Some("words"), None).await.unwrap();
+    store.set_repository_private(from, true).await.unwrap();
+    assert!(store.star("u", from).await.unwrap());
+    assert!(store.bare_repositories().await.unwrap().contains(&from.to_owned()));
+    let to = "library/renamebare";
+    assert_eq!(store.rename_repository(from, to).await.unwrap(), RenameOutcome::Renamed);
+    assert!(!store.repository_exists(from).await.unwrap());
+    assert_eq!(store.resolve_tag(to, "t").await.unwrap(), Some(d("rn")));
+    assert!(store.manifest(to, &d("rn")).await.unwrap().is_some());
+    assert_eq!(store.blob_link(to, &d("layer")).await.unwrap(), Some(1));
+    let summary = store.repository_summary(to).await.unwrap().unwrap();
+    assert_eq!(summary.description.as_deref(), Some("words"));
+    assert!(summary.private);
+    assert_eq!(summary.stars, 1);
+    assert!(!store.bare_repositories().await.unwrap().contains(&from.to_owned()));
+    let found = store
+        .query_repositories(&super::browse::RepoQuery {
+            text: Some("renamebare".into()),
+            namespace: None,
+            official: false,
+            verified: false,
+            viewer: super::browse::Viewer::Everything,
+            order: super::browse::RepoOrder::Name,
+            offset: 0,
+            limit: 10,
+            count: true,
+        })
+        .await
+        .unwrap();
+    let found: Vec<&str> = found.items.iter().map(|r| r.summary.name.as_str()).collect();
+    assert_eq!(found, [to], "search knows the new name only");
+    assert_eq!(store.rename_repository(from, to).await.unwrap(), RenameOutcome::NoSource);
+    link_record_blobs(store, from).await;
+    assert_eq!(store.rename_repository(from, to).await.unwrap(), RenameOutcome::TargetExists);
+    assert!(store.repository_exists(from).await.unwrap(), "nothing moved");
 }

@@ -69,6 +69,8 @@ pub struct TestRegistry {
     pub base: String,
     pub client: Client,
     pub addr: std::net::SocketAddr,
+    /// The registry's own metadata store, whichever the backend.
+    pub meta: Arc<dyn berth_registry::metadata::MetadataStore>,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -119,6 +121,29 @@ pub async fn start_auth(backend: Backend) -> TestRegistry {
 
 async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestRegistry {
     let dir = tempfile::tempdir().expect("tempdir");
+    start_in(backend, dir, limits, auth.is_some()).await
+}
+
+/// A registry on the root `dir` (which may hold data already), with or
+/// without accounts (created if missing, as in [`start_auth`]).
+pub async fn start_in(
+    backend: Backend,
+    dir: tempfile::TempDir,
+    limits: Limits,
+    auth: bool,
+) -> TestRegistry {
+    start_web(backend, dir, limits, auth, berth_registry::web::WebConfig::default()).await
+}
+
+/// [`start_in`] with the website's settings.
+pub async fn start_web(
+    backend: Backend,
+    dir: tempfile::TempDir,
+    limits: Limits,
+    auth: bool,
+    web: berth_registry::web::WebConfig,
+) -> TestRegistry {
+    let auth = auth.then_some(());
     let registry = open(backend, dir.path(), limits).await;
     let auth = match auth {
         None => None,
@@ -131,29 +156,45 @@ async fn start_full(backend: Backend, limits: Limits, auth: Option<()>) -> TestR
                     password_hash: hash,
                     admin,
                 };
-                assert!(meta.create_user(&user).await.unwrap());
+                if meta.user(name).await.unwrap().is_none() {
+                    assert!(meta.create_user(&user).await.unwrap());
+                }
             }
-            assert!(meta.create_org("acme").await.unwrap());
-            assert!(meta.add_org_member("acme", "bob").await.unwrap());
+            if meta.org("acme").await.unwrap().is_none() {
+                assert!(meta.create_org("acme").await.unwrap());
+                assert!(meta.add_org_member("acme", "bob").await.unwrap());
+            }
             Some(berth_registry::auth::Auth::open(dir.path(), meta, SERVICE).unwrap())
         }
     };
+    let meta = registry.metadata().clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, server::app(registry, auth), async {
+    let app = server::build(registry, server::Options { auth, web, ..Default::default() });
+    tokio::spawn(server::serve(listener, app, async {
         let _ = rx.await;
     }));
     TestRegistry {
         base: format!("http://{addr}"),
         client: Client::new(),
         addr,
+        meta,
         _dir: dir,
         stop: Some(tx),
     }
 }
 
 impl TestRegistry {
+    /// Stops the server and hands back its root, to start another on it.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._dir, dir)
+    }
+
     pub fn root(&self) -> &std::path::Path {
         self._dir.path()
     }
