@@ -140,8 +140,22 @@ CREATE TABLE secrets (
 /// The schema this code reads and writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Attempts of a transaction that keeps meeting serialization failures.
-const ATTEMPTS: u32 = 10;
+/// Attempts of a transaction that keeps meeting serialization failures
+/// (fifty pushers of one tag at once still all get through).
+const ATTEMPTS: u32 = 40;
+
+/// How long to wait before attempt `attempt + 1`: exponential with full
+/// jitter, capped at 200 ms, so that contenders do not retry in lockstep.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = (2u64 << attempt.min(7)).min(200);
+    let mut random = [0u8; 8];
+    // Without randomness the ceiling itself is still a working wait.
+    let jitter = match getrandom::getrandom(&mut random) {
+        Ok(()) => u64::from_le_bytes(random) % (ceiling + 1),
+        Err(_) => ceiling,
+    };
+    std::time::Duration::from_millis(jitter.max(1))
+}
 
 /// The connections a replica keeps open at most.
 const POOL_SIZE: usize = 32;
@@ -205,7 +219,7 @@ macro_rules! serializable {
             match outcome {
                 Ok(v) => break Ok(v),
                 Err(TxError::Pg(e)) if retryable(&e) && attempt < ATTEMPTS => {
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+                    tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
                 Err(TxError::Pg(e)) => break Err(pg(e)),

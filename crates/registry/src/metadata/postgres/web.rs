@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::{ATTEMPTS, PostgresMetadata, TxError, limit, parse_digest, pg, retryable};
+use super::{ATTEMPTS, PostgresMetadata, TxError, backoff, limit, parse_digest, pg, retryable};
 use crate::metadata::browse::{
     AccessTokenRecord, AccessTokens, Browse, RenameOutcome, RepoListing, RepoOrder, RepoPage,
     RepoQuery, SessionRecord, Sessions, TagDetail, TagOrder, TagPage, Viewer,
