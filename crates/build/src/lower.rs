@@ -1,13 +1,19 @@
 //! What the image built so far holds at a path, answered from its layer
 //! tars' headers (an uncompressed layer is indexed by seeking past the
 //! file contents), so that a COPY into a big image never unpacks it.
+//!
+//! The answers depend only on the layers, so they are kept beside the step
+//! cache (`build-cache/view-<digest of the diff IDs>.json`): a rebuild
+//! whose steps are all cached asks again and reads no layer.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
 
 use berth_oci::Layer;
+use berth_reference::Digest;
 use berth_store::Store;
 
 use crate::copy::LowerView;
@@ -34,15 +40,40 @@ pub struct StackView<'a> {
     indexes: RefCell<HashMap<usize, Index>>,
     /// The first layer that could not be read (reported by [`StackView::error`]).
     failure: RefCell<Option<io::Error>>,
+    /// Answers given for these layers, by this view or an earlier one.
+    memo: RefCell<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    /// Where the answers are kept; `None` for an image without layers.
+    file: Option<PathBuf>,
+    answers: BTreeMap<String, Option<bool>>,
+    /// Answers were added since the file was read.
+    dirty: bool,
+    /// A layer could not be read: nothing is kept.
+    spoiled: bool,
 }
 
 impl<'a> StackView<'a> {
     pub fn new(store: &'a Store, layers: &'a [Layer]) -> StackView<'a> {
+        let mut memo = Memo::default();
+        if !layers.is_empty() {
+            let ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+            let name = Digest::sha256_of(ids.join("\n").as_bytes());
+            let file = store.root().join("build-cache").join(format!("view-{}.json", name.hex()));
+            // A missing or unreadable file is only a cold start.
+            if let Ok(bytes) = std::fs::read(&file) {
+                memo.answers = serde_json::from_slice(&bytes).unwrap_or_default();
+            }
+            memo.file = Some(file);
+        }
         StackView {
             store,
             layers: layers.iter().rev().collect(),
             indexes: RefCell::new(HashMap::new()),
             failure: RefCell::new(None),
+            memo: RefCell::new(memo),
         }
     }
 
@@ -51,15 +82,59 @@ impl<'a> StackView<'a> {
         self.failure.borrow_mut().take()
     }
 
+    fn answer(&self, path: &str) -> Option<bool> {
+        for i in 0..self.layers.len() {
+            if let Some(answer) = self.with_index(i, |index| index.kind(path)) {
+                return answer;
+            }
+        }
+        None
+    }
+
     fn with_index<T>(&self, i: usize, f: impl FnOnce(&Index) -> T) -> T {
         let mut indexes = self.indexes.borrow_mut();
         let index = indexes.entry(i).or_insert_with(|| {
             index_layer(self.store, self.layers[i]).unwrap_or_else(|e| {
                 self.failure.borrow_mut().get_or_insert(e);
+                self.memo.borrow_mut().spoiled = true;
                 Index::default()
             })
         });
         f(index)
+    }
+}
+
+impl Index {
+    /// What this layer says of `path`: `None` when it says nothing (look
+    /// lower), `Some(None)` when it hides it, else its kind.
+    fn kind(&self, path: &str) -> Option<Option<bool>> {
+        let mut ancestor = String::new();
+        let mut parts = path.split('/').peekable();
+        while let Some(part) = parts.next() {
+            if !ancestor.is_empty() {
+                ancestor.push('/');
+            }
+            ancestor.push_str(part);
+            let last = parts.peek().is_none();
+            match self.entries.get(&ancestor) {
+                Some(Kind::Whiteout) => return Some(None),
+                Some(Kind::Other) if !last => return Some(None),
+                _ => {}
+            }
+            if !last && self.opaque.contains(&ancestor) {
+                // Below a re-created directory: only this layer counts.
+                return Some(match self.entries.get(path) {
+                    Some(Kind::Dir) => Some(true),
+                    Some(Kind::Other) => Some(false),
+                    _ => None,
+                });
+            }
+        }
+        match self.entries.get(path) {
+            Some(Kind::Dir) => Some(Some(true)),
+            Some(Kind::Other) => Some(Some(false)),
+            _ => None,
+        }
     }
 }
 
@@ -69,41 +144,30 @@ impl LowerView for StackView<'_> {
         if path.is_empty() {
             return Some(true);
         }
-        for i in 0..self.layers.len() {
-            let found = self.with_index(i, |index| {
-                let mut ancestor = String::new();
-                let mut parts = path.split('/').peekable();
-                while let Some(part) = parts.next() {
-                    if !ancestor.is_empty() {
-                        ancestor.push('/');
-                    }
-                    ancestor.push_str(part);
-                    let last = parts.peek().is_none();
-                    match index.entries.get(&ancestor) {
-                        Some(Kind::Whiteout) => return Some(None),
-                        Some(Kind::Other) if !last => return Some(None),
-                        _ => {}
-                    }
-                    if !last && index.opaque.contains(&ancestor) {
-                        // Below a re-created directory: only this layer counts.
-                        return Some(match index.entries.get(path) {
-                            Some(Kind::Dir) => Some(true),
-                            Some(Kind::Other) => Some(false),
-                            _ => None,
-                        });
-                    }
-                }
-                match index.entries.get(path) {
-                    Some(Kind::Dir) => Some(Some(true)),
-                    Some(Kind::Other) => Some(Some(false)),
-                    _ => None,
-                }
-            });
-            if let Some(answer) = found {
-                return answer;
-            }
+        if let Some(known) = self.memo.borrow().answers.get(path) {
+            return *known;
         }
-        None
+        let answer = self.answer(path);
+        let mut memo = self.memo.borrow_mut();
+        memo.answers.insert(path.to_owned(), answer);
+        memo.dirty = true;
+        answer
+    }
+}
+
+impl Drop for StackView<'_> {
+    fn drop(&mut self) {
+        let memo = self.memo.get_mut();
+        let Some(file) = &memo.file else { return };
+        if !memo.dirty || memo.spoiled {
+            return;
+        }
+        // Best effort, written whole or not at all: it is only a cache.
+        let Ok(bytes) = serde_json::to_vec(&memo.answers) else { return };
+        let temp = file.with_extension(format!("tmp.{}", std::process::id()));
+        if std::fs::write(&temp, bytes).is_ok() && std::fs::rename(&temp, file).is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
     }
 }
 

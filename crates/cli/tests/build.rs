@@ -473,3 +473,25 @@ fn sha256_hex(data: &[u8]) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
 }
+
+#[test]
+fn a_rebuild_with_every_step_cached_reads_no_layer() {
+    let env = Env::new();
+    env.write("ctx/a/one", "one\n");
+    env.write("ctx/b", "two\n");
+    // The second COPY asks what the first layer holds at /data and /data/b.
+    env.write("ctx/Dockerfile", "FROM scratch\nCOPY a /data/a\nCOPY b /data/b\n");
+    let first = env.ok(&["build", "-q", "-t", "cached:1", "ctx"]);
+    let layers = env.inspect("cached:1")["RootFS"]["Layers"].clone();
+    let lower = layers[0].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let blob = env.dir.path().join("store/blobs/sha256").join(&lower);
+    let bytes = std::fs::read(&blob).unwrap();
+    // Read now, the layer would say /data does not exist (a tar of zeros
+    // is an empty archive) and the second COPY would make it: another
+    // layer, another image. The rebuild must answer from what the first
+    // build learnt.
+    std::fs::write(&blob, vec![0u8; bytes.len()]).unwrap();
+    let again = env.ok(&["build", "-q", "-t", "cached:2", "ctx"]);
+    std::fs::write(&blob, &bytes).unwrap();
+    assert_eq!(first, again);
+}
