@@ -90,7 +90,7 @@ pub async fn open(
         }
     };
     let registry = Registry::new(blobs, meta, limits);
-    Ok(if config.metadata.url.is_some() { registry.without_manifest_cache() } else { registry })
+    Ok(if config.metadata.url.is_some() { registry.with_shared_metadata().await } else { registry })
 }
 
 /// Opens the filesystem + SQLite registry under `root`, creating it if needed.

@@ -8,8 +8,8 @@
 //! size, that uploads belong to the repository in the URL, and size limits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use berth_oci::{Descriptor, Manifest, ManifestError, media_type};
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
-use crate::metadata::{ManifestRecord, MetadataStore, UploadRecord};
+use crate::metadata::{Change, ChangeFeed, ManifestRecord, MetadataStore, UploadRecord};
 use crate::storage::{
     BlobReader, BlobStore, ByteRange, ByteStream, ChunkLength, UploadId, bytes_stream,
 };
@@ -98,13 +98,15 @@ pub struct PushedManifest {
 }
 
 /// Hot manifests by `(repository, tag or digest)`. Writes through this
-/// process bump a generation and drop the repository's entries; a reader
-/// inserts only if no write happened since it started, so a stale answer is
-/// never cached. Writes by other processes (admin commands, other replicas)
-/// are seen within [`CACHE_TTL`].
-#[derive(Default)]
+/// process, and changes the metadata's feed reports, bump a generation and
+/// drop the repository's entries; a reader inserts only if nothing was
+/// dropped since it started, so a stale answer is never cached. Writes the
+/// cache is not told of (admin commands on SQLite) are seen within
+/// [`CACHE_TTL`]. With shared metadata the cache is on only while the feed
+/// is live.
 struct ManifestCache {
     generation: AtomicU64,
+    enabled: AtomicBool,
     entries: RwLock<HashMap<String, RepoEntries>>,
 }
 
@@ -116,7 +118,22 @@ const CACHE_MAX_REPOSITORIES: usize = 4096;
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
 impl ManifestCache {
+    fn new(enabled: bool) -> ManifestCache {
+        ManifestCache {
+            generation: AtomicU64::new(0),
+            enabled: AtomicBool::new(enabled),
+            entries: RwLock::default(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
     fn get(&self, repo: &RepoName, key: &str) -> Option<Arc<ManifestContent>> {
+        if !self.enabled() {
+            return None;
+        }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let (at, value) = entries.get(repo.as_str())?.get(key)?;
         (at.elapsed() < CACHE_TTL).then(|| value.clone())
@@ -124,7 +141,7 @@ impl ManifestCache {
 
     fn insert(&self, generation: u64, repo: &RepoName, key: &str, value: Arc<ManifestContent>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
+        if !self.enabled() || self.generation.load(Ordering::Acquire) != generation {
             return;
         }
         if entries.len() >= CACHE_MAX_REPOSITORIES && !entries.contains_key(repo.as_str()) {
@@ -136,10 +153,33 @@ impl ManifestCache {
             .insert(key.to_owned(), (Instant::now(), value));
     }
 
-    fn invalidate(&self, repo: &RepoName) {
+    fn invalidate(&self, repo: &str) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(repo.as_str());
+        entries.remove(repo);
+    }
+
+    /// Drops everything, and turns the cache on or off.
+    fn reset(&self, enabled: bool) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+        self.enabled.store(enabled, Ordering::Release);
+    }
+
+    /// Applies what `feed` reports until it stops or the cache is gone.
+    async fn follow(cache: Weak<ManifestCache>, mut feed: ChangeFeed) {
+        while let Some(change) = feed.recv().await {
+            let Some(cache) = cache.upgrade() else { return };
+            match change {
+                Change::Live => cache.reset(true),
+                Change::Lost => cache.reset(false),
+                Change::Repository(repo) => cache.invalidate(&repo),
+            }
+        }
+        if let Some(cache) = cache.upgrade() {
+            cache.reset(false);
+        }
     }
 }
 
@@ -185,11 +225,8 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
-    cache: ManifestCache,
+    cache: Arc<ManifestCache>,
     manifest_bytes: ManifestBytes,
-    /// Off when the metadata is shared with other replicas: a cached
-    /// answer could then disagree with the database.
-    cache_enabled: bool,
 }
 
 impl Registry {
@@ -198,17 +235,29 @@ impl Registry {
             blobs,
             meta,
             limits,
-            cache: ManifestCache::default(),
+            cache: Arc::new(ManifestCache::new(true)),
             manifest_bytes: ManifestBytes::default(),
-            cache_enabled: true,
         }
     }
 
-    /// For a replica sharing its metadata (PostgreSQL): every manifest read
-    /// asks the database, so a tag moved through another replica is seen at once.
-    pub fn without_manifest_cache(mut self) -> Self {
-        self.cache_enabled = false;
+    /// For a replica sharing its metadata (PostgreSQL): manifests are cached
+    /// only while the metadata's change feed is live, so that a tag moved
+    /// through another replica is seen here as soon as the database tells;
+    /// without a feed every read asks the database.
+    pub async fn with_shared_metadata(self) -> Self {
+        match self.meta.subscribe_changes().await {
+            Some(feed) => {
+                self.cache.reset(feed.is_live());
+                tokio::spawn(ManifestCache::follow(Arc::downgrade(&self.cache), feed));
+            }
+            None => self.cache.reset(false),
+        }
         self
+    }
+
+    /// Whether manifest reads may be answered from memory right now.
+    pub fn manifest_cache_enabled(&self) -> bool {
+        self.cache.enabled()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -236,9 +285,7 @@ impl Registry {
         repo: &RepoName,
         reference: &ManifestRef,
     ) -> Result<Arc<ManifestContent>> {
-        if self.cache_enabled
-            && let Some(hit) = self.cache.get(repo, reference.as_key())
-        {
+        if let Some(hit) = self.cache.get(repo, reference.as_key()) {
             return Ok(hit);
         }
         let generation = self.cache.generation.load(Ordering::Acquire);
@@ -267,9 +314,7 @@ impl Registry {
             bytes,
             subject: record.subject,
         });
-        if self.cache_enabled {
-            self.cache.insert(generation, repo, reference.as_key(), content.clone());
-        }
+        self.cache.insert(generation, repo, reference.as_key(), content.clone());
         Ok(content)
     }
 
@@ -312,7 +357,7 @@ impl Registry {
             ManifestRef::Digest(_) => None,
         };
         self.meta.put_manifest(repo.as_str(), &record, tag).await?;
-        self.cache.invalidate(repo);
+        self.cache.invalidate(repo.as_str());
         if let (Some(_), Manifest::Image(m)) = (tag, &manifest) {
             self.record_description(repo, &m.config).await;
         }
@@ -345,7 +390,7 @@ impl Registry {
     /// go when garbage collection finds them unused).
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<()> {
         let found = self.meta.delete_repository(repo.as_str()).await?;
-        self.cache.invalidate(repo);
+        self.cache.invalidate(repo.as_str());
         if found { Ok(()) } else { Err(Error::NameUnknown(repo.to_string())) }
     }
 
@@ -420,7 +465,7 @@ impl Registry {
             ManifestRef::Digest(d) => self.meta.delete_manifest(repo.as_str(), d).await?,
             ManifestRef::Tag(t) => self.meta.delete_tag(repo.as_str(), t).await?,
         };
-        self.cache.invalidate(repo);
+        self.cache.invalidate(repo.as_str());
         if found { Ok(()) } else { Err(Error::ManifestUnknown(reference.as_key().to_owned())) }
     }
 

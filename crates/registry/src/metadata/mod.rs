@@ -120,10 +120,66 @@ pub struct GcSnapshot {
     pub links: Vec<(String, Digest, i64)>,
 }
 
+/// What a [`ChangeFeed`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The feed is connected: from now on every change is reported.
+    Live,
+    /// A tag or manifest of this repository changed (or the repository went).
+    Repository(String),
+    /// The feed lost its connection: changes may go unreported until the
+    /// next [`Change::Live`].
+    Lost,
+}
+
+/// Changes to tags and manifests made by any process sharing the metadata,
+/// so that a replica may cache what it reads and drop it when told.
+pub struct ChangeFeed {
+    receiver: tokio::sync::broadcast::Receiver<Change>,
+    live: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ChangeFeed {
+    /// A feed reading `receiver`; `live` tells whether its source is
+    /// connected (set before each [`Change::Live`] or [`Change::Lost`] is sent).
+    pub fn new(
+        receiver: tokio::sync::broadcast::Receiver<Change>,
+        live: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> ChangeFeed {
+        ChangeFeed { receiver, live }
+    }
+
+    /// Whether every change is being reported right now.
+    pub fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The next change; `None` once the source has stopped. A subscriber
+    /// that fell behind and missed changes is told to start over: `Live`
+    /// (drop everything, then trust the feed) or `Lost`.
+    pub async fn recv(&mut self) -> Option<Change> {
+        use tokio::sync::broadcast::error::RecvError;
+        match self.receiver.recv().await {
+            Ok(change) => Some(change),
+            Err(RecvError::Lagged(_)) => {
+                Some(if self.is_live() { Change::Live } else { Change::Lost })
+            }
+            Err(RecvError::Closed) => None,
+        }
+    }
+}
+
 /// Repositories, blob links, manifests, tags and referrers: what the
 /// distribution API reads and writes.
 #[async_trait]
 pub trait Distribution: Send + Sync {
+    /// A feed of changes made by every process sharing this metadata, where
+    /// the store has one; `None` where it does not (a cache must then
+    /// expire on its own).
+    async fn subscribe_changes(&self) -> Option<ChangeFeed> {
+        None
+    }
+
     /// Whether the repository has ever received a blob or manifest (and was not deleted).
     async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError>;
 

@@ -12,6 +12,9 @@
 //!   says, whatever locale the cluster was created with.
 //! - The schema version lives in `berth_schema`; migrations run under an
 //!   advisory lock so that replicas starting together migrate once.
+//! - Changes to tags and manifests are announced with `NOTIFY` and heard
+//!   by one extra connection per replica (the [`changes`] feed), so that
+//!   replicas may cache manifests and still see another's push at once.
 //!
 //! Connections are plain TCP (`NoTls`): run the database on a private
 //! network or through a local TLS proxy.
@@ -25,8 +28,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
-    Accounts, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord, MetadataError,
-    OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
+    Accounts, ChangeFeed, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord,
+    MetadataError, OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
 use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
@@ -135,6 +138,7 @@ CREATE TABLE secrets (
 );
 "#,
     web::SCHEMA_V2,
+    changes::SCHEMA_V3,
 ];
 
 /// The schema this code reads and writes.
@@ -162,6 +166,9 @@ const POOL_SIZE: usize = 32;
 
 pub struct PostgresMetadata {
     pool: Pool,
+    config: tokio_postgres::Config,
+    /// Started by the first subscriber: admin commands never listen.
+    feed: tokio::sync::OnceCell<changes::Feed>,
 }
 
 /// What a transaction body can fail with.
@@ -229,6 +236,7 @@ macro_rules! serializable {
     }};
 }
 
+mod changes;
 mod web;
 
 fn now() -> i64 {
@@ -268,7 +276,7 @@ impl PostgresMetadata {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| MetadataError::Database(format!("invalid PostgreSQL URL: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
@@ -276,7 +284,7 @@ impl PostgresMetadata {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| MetadataError::Database(e.to_string()))?;
-        let me = PostgresMetadata { pool };
+        let me = PostgresMetadata { pool, config, feed: tokio::sync::OnceCell::new() };
         me.migrate().await?;
         Ok(me)
     }
@@ -422,6 +430,11 @@ fn limit(n: usize) -> i64 {
 
 #[async_trait]
 impl Distribution for PostgresMetadata {
+    async fn subscribe_changes(&self) -> Option<ChangeFeed> {
+        let feed = self.feed.get_or_init(|| changes::Feed::start(self.config.clone())).await;
+        Some(feed.subscribe())
+    }
+
     async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError> {
         Ok(self.query_opt("SELECT 1 FROM repositories WHERE name = $1", &[&repo]).await?.is_some())
     }

@@ -98,7 +98,7 @@ async fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Regist
             );
             let blobs = berth_registry::storage::S3BlobStore::new(&settings, meta.clone())
                 .expect("S3 store");
-            Registry::new(Arc::new(blobs), meta, limits).without_manifest_cache()
+            Registry::new(Arc::new(blobs), meta, limits).with_shared_metadata().await
         }
     }
 }
