@@ -9,7 +9,8 @@
 # Measures, for the same OCI image of PUSH_MIB MiB (four incompressible layers):
 #   push with skopeo (oci: -> docker://), wall time and S3 requests
 #   pull with skopeo (docker:// -> dir:), wall time and S3 requests
-#   manifest GET by tag, requests/s (wrk, 64 connections, DURATION seconds)
+#   manifest GET by tag, requests/s (wrk, 64 connections, DURATION seconds),
+#   directly and through haproxy (three berth replicas, one distribution)
 # S3 requests are SeaweedFS's own per-bucket counters (its Prometheus
 # metrics). Targets from the issue: push and pull <= 0.7x distribution's
 # time, S3 requests per push <= 0.5x. Not part of .ci/run.
@@ -39,10 +40,11 @@ make_bucket dist || fail "cannot create bucket dist"
 export AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET"
 write_scale_config "$T/berth.toml"
 
+# start_berth: one more replica on the shared config (its port in BP).
 start_berth() {
     BP="$(free_port)"
-    mkdir -p "$T/berth-root"
-    BERTH_REGISTRY_ROOT="$T/berth-root" spawn "$BERTH" registry serve --config "$T/berth.toml" \
+    mkdir -p "$T/berth-root-$BP"
+    BERTH_REGISTRY_ROOT="$T/berth-root-$BP" spawn "$BERTH" registry serve --config "$T/berth.toml" \
         --addr "127.0.0.1:$BP" --log-level error
     BERTH_PID="${_PIDS[-1]}"
     wait_until 30 _http_answers "http://127.0.0.1:$BP/v2/" || fail "berth registry did not start"
@@ -148,6 +150,17 @@ curl -sSf -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
 curl -sSf -o /dev/null "http://127.0.0.1:$BP/v2/bench/img1/manifests/latest"
 d_rps="$(rps "127.0.0.1:$DP")"
 b_rps="$(rps "127.0.0.1:$BP")"
+# The issue's setting: each behind the same haproxy (keeping its backend
+# connections open), three berth replicas against one distribution.
+replicas=("$BP")
+start_berth && replicas+=("$BP")
+start_berth && replicas+=("$BP")
+HAPROXY_OPTION=http-keep-alive start_haproxy "${replicas[@]}"
+b_lb="$LB_PORT"
+HAPROXY_OPTION=http-keep-alive start_haproxy "$DP"
+d_lb="$LB_PORT"
+d_lb_rps="$(rps "127.0.0.1:$d_lb")"
+b_lb_rps="$(rps "127.0.0.1:$b_lb")"
 
 # ------------------------------------------------------------------ summary
 bp="$(median "${b_push[@]}")" dp="$(median "${d_push[@]}")"
@@ -161,4 +174,5 @@ row "push ${PUSH_MIB} MiB (s, skopeo)" "$bp" "$dp" "$(ratio "$bp" "$dp")" "<= 0.
 row "S3 requests per push" "$bpr" "$dpr" "$(ratio "$bpr" "$dpr")" "<= 0.5" "$(verdict le "$(ratio "$bpr" "$dpr")" 0.5)"
 row "pull ${PUSH_MIB} MiB (s, skopeo)" "$bl" "$dl" "$(ratio "$bl" "$dl")" "<= 0.7" "$(verdict le "$(ratio "$bl" "$dl")" 0.7)"
 row "S3 requests per pull" "$blr" "$dlr" "$(ratio "$blr" "$dlr")" "-" "-"
-row "manifest GET by tag (req/s)" "$b_rps" "$d_rps" "$(ratio "$b_rps" "$d_rps")" ">= 10" "$(verdict le 10 "$(ratio "$b_rps" "$d_rps")")"
+row "manifest GET by tag (req/s, direct)" "$b_rps" "$d_rps" "$(ratio "$b_rps" "$d_rps")" "-" "-"
+row "manifest GET, haproxy, 3 replicas" "$b_lb_rps" "$d_lb_rps" "$(ratio "$b_lb_rps" "$d_lb_rps")" ">= 10" "$(verdict le 10 "$(ratio "$b_lb_rps" "$d_lb_rps")")"

@@ -141,14 +141,17 @@ EOF
 # start_haproxy BACKEND_PORT...: haproxy round robin (no stickiness, every
 # request balanced on its own) over replicas on loopback; sets LB_PORT.
 start_haproxy() {
-    local cfg="$T/haproxy.cfg" i=0 p
+    local i=0 p
     LB_PORT="$(free_port)"
+    local cfg="$T/haproxy-$LB_PORT.cfg"
     {
         echo "global"
         echo "    maxconn 512"
         echo "defaults"
         echo "    mode http"
-        echo "    option http-server-close"
+        # The tests want every request of a connection balanced anew (an
+        # upload's PATCHes on different replicas); HAPROXY_OPTION overrides.
+        echo "    option ${HAPROXY_OPTION:-http-server-close}"
         echo "    timeout connect 5s"
         echo "    timeout client 600s"
         echo "    timeout server 600s"
@@ -162,8 +165,8 @@ start_haproxy() {
             echo "    server r$i 127.0.0.1:$p"
         done
     } >"$cfg"
-    spawn haproxy -f "$cfg" -db >"$T/haproxy.log" 2>&1
+    spawn haproxy -f "$cfg" -db >"$T/haproxy-$LB_PORT.log" 2>&1
     wait_until 30 _http_answers "http://127.0.0.1:$LB_PORT/v2/" ||
-        { cat "$T/haproxy.log" >&2; fail "haproxy did not start"; }
+        { cat "$T/haproxy-$LB_PORT.log" >&2; fail "haproxy did not start"; }
     say "haproxy on 127.0.0.1:$LB_PORT over $*"
 }
