@@ -41,11 +41,21 @@ pub struct Limits {
     /// Whether `POST ?mount=<digest>` without `from` links any blob the
     /// registry already stores (a 201 instead of a new upload).
     pub mount_without_from: bool,
+    /// Whether an index may name child manifests the repository lacks (a
+    /// sparse index, such as a copy of some platforms only). The spec lets
+    /// a registry accept or refuse such an index; a child that is present
+    /// must match its descriptor either way.
+    pub sparse_indexes: bool,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { manifest_max: MANIFEST_MAX, blob_max: 64 << 30, mount_without_from: true }
+        Limits {
+            manifest_max: MANIFEST_MAX,
+            blob_max: 64 << 30,
+            mount_without_from: true,
+            sparse_indexes: true,
+        }
     }
 }
 
@@ -455,6 +465,9 @@ impl Registry {
                 for d in &i.manifests {
                     let child = self.meta.manifest(repo.as_str(), &d.digest).await?;
                     match child {
+                        // Recorded all the same: once pushed, the child is
+                        // reached through this index, as GC walks children.
+                        None if self.limits.sparse_indexes => children.push(d.digest.clone()),
                         None => return Err(Error::ManifestBlobUnknown(d.digest.to_string())),
                         Some(c) if c.size != d.size => {
                             return Err(Error::ManifestInvalid(format!(

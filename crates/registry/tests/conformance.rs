@@ -381,7 +381,10 @@ async fn docker_schema2_and_manifest_list() {
 #[tokio::test]
 async fn oci_index_needs_its_children() {
     for b in all_backends() {
-        let reg = start(b).await;
+        // With sparse indexes turned off, every child must be pushed first.
+        let reg =
+            start_with(b, berth_registry::Limits { sparse_indexes: false, ..Default::default() })
+                .await;
         let (child, cd) = reg.push_image("multi", "child", "c").await;
         let missing = Digest::sha256_of(b"no such manifest");
         let bad = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len()), (&missing, 10)]);
@@ -396,6 +399,58 @@ async fn oci_index_needs_its_children() {
         let res = reg.client.get(reg.url("/v2/multi/manifests/latest")).send().await.unwrap();
         assert_eq!(header(&res, "content-type"), OCI_INDEX);
     }
+}
+
+#[tokio::test]
+async fn sparse_index_is_accepted_by_default() {
+    for b in all_backends() {
+        let reg = start(b).await;
+        let (child, cd) = reg.push_image("sparse", "child", "c").await;
+        let (arm, arm_digest) = sparse_child("arm64");
+        let idx = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len()), (&arm_digest, arm.len())]);
+        let res = reg.put_manifest("sparse", "latest", OCI_INDEX, idx.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        let res = reg.client.get(reg.url("/v2/sparse/manifests/latest")).send().await.unwrap();
+        assert_eq!(header(&res, "content-type"), OCI_INDEX);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), idx.as_bytes());
+        let missing = reg.url(&format!("/v2/sparse/manifests/{arm_digest}"));
+        let res = reg.client.get(&missing).send().await.unwrap();
+        assert_error(res, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+
+        // A child that is present must still match its descriptor.
+        let lying = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len() + 1), (&arm_digest, 9)]);
+        let res = reg.put_manifest("sparse", "lying", OCI_INDEX, lying.as_bytes()).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+        let res = reg.client.get(reg.url("/v2/sparse/manifests/lying")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // The missing child may come later, by digest, and is then served.
+        let config = reg.push_blob("sparse", SPARSE_CONFIG.as_bytes()).await;
+        assert_eq!(config, Digest::sha256_of(SPARSE_CONFIG.as_bytes()));
+        let res = reg.put_manifest("sparse", arm_digest.as_str(), OCI_MANIFEST, &arm).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        let res = reg.client.get(&missing).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &arm[..]);
+
+        // Docker manifest lists are indexes too.
+        let list = index(DOCKER_LIST, DOCKER_MANIFEST, &[(&Digest::sha256_of(b"absent"), 3)]);
+        let res = reg.put_manifest("sparse", "list", DOCKER_LIST, list.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+    }
+}
+
+const SPARSE_CONFIG: &str = r#"{"architecture":"arm64","os":"linux"}"#;
+
+/// An image manifest over [`SPARSE_CONFIG`] alone, and its digest: a child
+/// an index can name before it is pushed.
+fn sparse_child(seed: &str) -> (Vec<u8>, Digest) {
+    let config = Digest::sha256_of(SPARSE_CONFIG.as_bytes());
+    let extra = format!(r#""annotations":{{"seed":"{seed}"}}"#);
+    let m =
+        image_manifest(OCI_MANIFEST, (OCI_CONFIG, &config, SPARSE_CONFIG.len()), &[], Some(&extra));
+    let digest = Digest::sha256_of(m.as_bytes());
+    (m.into_bytes(), digest)
 }
 
 /// The `OCI-Tag` values of a response, split at commas as RFC 9110 lists are.
