@@ -12,6 +12,7 @@
 //! manifest_max = 4194304        # bytes
 //! blob_max = 68719476736        # bytes
 //! mount_without_from = true
+//! sparse_indexes = true         # accept indexes naming children not pushed
 //!
 //! [gc]
 //! interval_minutes = 60         # 0: no periodic collection
@@ -179,6 +180,7 @@ pub struct LimitsConfig {
     pub manifest_max: Option<usize>,
     pub blob_max: Option<u64>,
     pub mount_without_from: Option<bool>,
+    pub sparse_indexes: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +240,7 @@ impl Config {
             manifest_max: self.limits.manifest_max.unwrap_or(d.manifest_max),
             blob_max: self.limits.blob_max.unwrap_or(d.blob_max),
             mount_without_from: self.limits.mount_without_from.unwrap_or(d.mount_without_from),
+            sparse_indexes: self.limits.sparse_indexes.unwrap_or(d.sparse_indexes),
         }
     }
 }
@@ -252,6 +255,9 @@ mod tests {
         assert_eq!(c.addr.as_deref(), Some("0.0.0.0:80"));
         assert_eq!(c.limits().blob_max, 10);
         assert_eq!(c.limits().manifest_max, crate::registry::MANIFEST_MAX);
+        assert!(c.limits().sparse_indexes);
+        let strict: Config = toml::from_str("[limits]\nsparse_indexes = false\n").unwrap();
+        assert!(!strict.limits().sparse_indexes);
         assert!(toml::from_str::<Config>("adr = 1").is_err());
         assert_eq!(c.gc().unwrap().1.as_secs(), 3600);
         let off: Config = toml::from_str("[gc]\ninterval_minutes = 0\n").unwrap();

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// A manifest over the size limit: `413 Payload Too Large`, as the
     /// spec asks of registries that enforce one.
     ManifestTooLarge,
+    /// More `?tag=` parameters than one push takes: `414 URI Too Long`,
+    /// the status the spec allows for it.
+    TooManyTags,
     Unauthorized,
     Denied,
     /// A token without the access asked for: `DENIED` with a 401 and a
@@ -62,6 +65,7 @@ impl ErrorCode {
             NameUnknown => ("NAME_UNKNOWN", "repository name not known to registry", 404),
             SizeInvalid => ("SIZE_INVALID", "provided length did not match content length", 400),
             ManifestTooLarge => ("SIZE_INVALID", "manifest too large", 413),
+            TooManyTags => ("MANIFEST_INVALID", "too many tags in one push", 414),
             Unauthorized => ("UNAUTHORIZED", "authentication required", 401),
             Denied => ("DENIED", "requested access to the resource is denied", 403),
             InsufficientScope => ("DENIED", "requested access to the resource is denied", 401),
@@ -113,6 +117,8 @@ pub enum Error {
     SizeInvalid(String),
     #[error("manifest too large: {0}")]
     ManifestTooLarge(String),
+    #[error("too many tags: {0}")]
+    TooManyTags(String),
     /// No or bad credentials; the challenge tells the client where to log in.
     #[error("authentication required")]
     Unauthorized(Option<Challenge>),
@@ -153,6 +159,7 @@ impl Error {
             NameUnknown(_) => ErrorCode::NameUnknown,
             SizeInvalid(_) => ErrorCode::SizeInvalid,
             ManifestTooLarge(_) => ErrorCode::ManifestTooLarge,
+            TooManyTags(_) => ErrorCode::TooManyTags,
             Unauthorized(_) => ErrorCode::Unauthorized,
             Denied => ErrorCode::Denied,
             InsufficientScope(_) => ErrorCode::InsufficientScope,

@@ -41,13 +41,27 @@ pub struct Limits {
     /// Whether `POST ?mount=<digest>` without `from` links any blob the
     /// registry already stores (a 201 instead of a new upload).
     pub mount_without_from: bool,
+    /// Whether an index may name child manifests the repository lacks (a
+    /// sparse index, such as a copy of some platforms only). The spec lets
+    /// a registry accept or refuse such an index; a child that is present
+    /// must match its descriptor either way.
+    pub sparse_indexes: bool,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { manifest_max: MANIFEST_MAX, blob_max: 64 << 30, mount_without_from: true }
+        Limits {
+            manifest_max: MANIFEST_MAX,
+            blob_max: 64 << 30,
+            mount_without_from: true,
+            sparse_indexes: true,
+        }
     }
 }
+
+/// The most `?tag=` parameters one manifest push may carry (the spec asks
+/// registries to take at least 10, and allows a 414 beyond their limit).
+pub const TAGS_PER_PUSH_MAX: usize = 100;
 
 /// The `<reference>` of a manifest URL: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +109,9 @@ pub struct ManifestContent {
 pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// The tags given as `?tag=` parameters, now pointing at the manifest
+    /// (each is answered with an `OCI-Tag` header).
+    pub extra_tags: Vec<String>,
 }
 
 /// Hot manifests by `(repository, tag or digest)`. Writes through this
@@ -326,6 +343,21 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PushedManifest> {
+        self.put_manifest_tagged(repo, reference, &[], content_type, body).await
+    }
+
+    /// [`Registry::put_manifest`] with the `?tag=` parameters of a push by
+    /// digest: each is validated before anything is stored, and the
+    /// manifest and all its tags are recorded in one metadata transaction.
+    pub async fn put_manifest_tagged(
+        &self,
+        repo: &RepoName,
+        reference: &ManifestRef,
+        extra_tags: &[String],
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushedManifest> {
+        let extra_tags = check_extra_tags(reference, extra_tags)?;
         if body.len() > self.limits.manifest_max {
             return Err(Error::ManifestTooLarge(format!(
                 "manifest exceeds {} bytes",
@@ -352,16 +384,16 @@ impl Registry {
         })?;
         let record = self.check_references(repo, &digest, &manifest, body.len() as u64).await?;
         self.blobs.put(&digest, bytes_stream(body), self.limits.manifest_max as u64).await?;
-        let tag = match reference {
-            ManifestRef::Tag(t) => Some(t.as_str()),
-            ManifestRef::Digest(_) => None,
+        let tags: Vec<&str> = match reference {
+            ManifestRef::Tag(t) => vec![t.as_str()],
+            ManifestRef::Digest(_) => extra_tags.iter().map(String::as_str).collect(),
         };
-        self.meta.put_manifest(repo.as_str(), &record, tag).await?;
+        self.meta.put_manifest(repo.as_str(), &record, &tags).await?;
         self.cache.invalidate(repo.as_str());
-        if let (Some(_), Manifest::Image(m)) = (tag, &manifest) {
+        if let (false, Manifest::Image(m)) = (tags.is_empty(), &manifest) {
             self.record_description(repo, &m.config).await;
         }
-        Ok(PushedManifest { digest, subject: record.subject })
+        Ok(PushedManifest { digest, subject: record.subject, extra_tags })
     }
 
     /// Takes the repository's search description from a tagged image's
@@ -433,6 +465,9 @@ impl Registry {
                 for d in &i.manifests {
                     let child = self.meta.manifest(repo.as_str(), &d.digest).await?;
                     match child {
+                        // Recorded all the same: once pushed, the child is
+                        // reached through this index, as GC walks children.
+                        None if self.limits.sparse_indexes => children.push(d.digest.clone()),
                         None => return Err(Error::ManifestBlobUnknown(d.digest.to_string())),
                         Some(c) if c.size != d.size => {
                             return Err(Error::ManifestInvalid(format!(
@@ -676,6 +711,34 @@ impl Registry {
             })
             .collect())
     }
+}
+
+/// The `?tag=` parameters of a push, validated and without repeats. They
+/// are defined for a push by digest only: with a tag in the path they are
+/// refused rather than half applied.
+fn check_extra_tags(reference: &ManifestRef, tags: &[String]) -> Result<Vec<String>> {
+    if tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let ManifestRef::Tag(t) = reference {
+        return Err(Error::ManifestInvalid(format!(
+            "tag parameters apply to a push by digest, not to tag {t:?}"
+        )));
+    }
+    if tags.len() > TAGS_PER_PUSH_MAX {
+        return Err(Error::TooManyTags(format!(
+            "{} tags in one push, at most {TAGS_PER_PUSH_MAX}",
+            tags.len()
+        )));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        validate_tag(tag).map_err(|_| Error::ManifestInvalid(format!("invalid tag {tag:?}")))?;
+        if !unique.contains(tag) {
+            unique.push(tag.clone());
+        }
+    }
+    Ok(unique)
 }
 
 /// Layers that live elsewhere (`urls` on a non-distributable layer) need not be pushed.

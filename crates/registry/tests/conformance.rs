@@ -381,7 +381,10 @@ async fn docker_schema2_and_manifest_list() {
 #[tokio::test]
 async fn oci_index_needs_its_children() {
     for b in all_backends() {
-        let reg = start(b).await;
+        // With sparse indexes turned off, every child must be pushed first.
+        let reg =
+            start_with(b, berth_registry::Limits { sparse_indexes: false, ..Default::default() })
+                .await;
         let (child, cd) = reg.push_image("multi", "child", "c").await;
         let missing = Digest::sha256_of(b"no such manifest");
         let bad = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len()), (&missing, 10)]);
@@ -395,6 +398,197 @@ async fn oci_index_needs_its_children() {
         assert_eq!(res.status(), StatusCode::CREATED);
         let res = reg.client.get(reg.url("/v2/multi/manifests/latest")).send().await.unwrap();
         assert_eq!(header(&res, "content-type"), OCI_INDEX);
+    }
+}
+
+#[tokio::test]
+async fn sparse_index_is_accepted_by_default() {
+    for b in all_backends() {
+        let reg = start(b).await;
+        let (child, cd) = reg.push_image("sparse", "child", "c").await;
+        let (arm, arm_digest) = sparse_child("arm64");
+        let idx = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len()), (&arm_digest, arm.len())]);
+        let res = reg.put_manifest("sparse", "latest", OCI_INDEX, idx.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        let res = reg.client.get(reg.url("/v2/sparse/manifests/latest")).send().await.unwrap();
+        assert_eq!(header(&res, "content-type"), OCI_INDEX);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), idx.as_bytes());
+        let missing = reg.url(&format!("/v2/sparse/manifests/{arm_digest}"));
+        let res = reg.client.get(&missing).send().await.unwrap();
+        assert_error(res, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+
+        // A child that is present must still match its descriptor.
+        let lying = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len() + 1), (&arm_digest, 9)]);
+        let res = reg.put_manifest("sparse", "lying", OCI_INDEX, lying.as_bytes()).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+        let res = reg.client.get(reg.url("/v2/sparse/manifests/lying")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // The missing child may come later, by digest, and is then served.
+        let config = reg.push_blob("sparse", SPARSE_CONFIG.as_bytes()).await;
+        assert_eq!(config, Digest::sha256_of(SPARSE_CONFIG.as_bytes()));
+        let res = reg.put_manifest("sparse", arm_digest.as_str(), OCI_MANIFEST, &arm).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        let res = reg.client.get(&missing).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &arm[..]);
+
+        // Docker manifest lists are indexes too.
+        let list = index(DOCKER_LIST, DOCKER_MANIFEST, &[(&Digest::sha256_of(b"absent"), 3)]);
+        let res = reg.put_manifest("sparse", "list", DOCKER_LIST, list.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+    }
+}
+
+const SPARSE_CONFIG: &str = r#"{"architecture":"arm64","os":"linux"}"#;
+
+/// An image manifest over [`SPARSE_CONFIG`] alone, and its digest: a child
+/// an index can name before it is pushed.
+fn sparse_child(seed: &str) -> (Vec<u8>, Digest) {
+    let config = Digest::sha256_of(SPARSE_CONFIG.as_bytes());
+    let extra = format!(r#""annotations":{{"seed":"{seed}"}}"#);
+    let m =
+        image_manifest(OCI_MANIFEST, (OCI_CONFIG, &config, SPARSE_CONFIG.len()), &[], Some(&extra));
+    let digest = Digest::sha256_of(m.as_bytes());
+    (m.into_bytes(), digest)
+}
+
+/// The `OCI-Tag` values of a response, split at commas as RFC 9110 lists are.
+fn oci_tags(res: &reqwest::Response) -> Vec<String> {
+    let mut tags: Vec<String> = res
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(',').map(|t| t.trim().to_owned()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+async fn put_with_tags(
+    reg: &TestRegistry,
+    repo: &str,
+    reference: &str,
+    tags: &[&str],
+    body: &[u8],
+) -> reqwest::Response {
+    let query: Vec<String> = tags.iter().map(|t| format!("tag={t}")).collect();
+    reg.client
+        .put(reg.url(&format!("/v2/{repo}/manifests/{reference}?{}", query.join("&"))))
+        .header("content-type", OCI_MANIFEST)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn manifest_push_by_digest_applies_tag_parameters() {
+    for b in all_backends() {
+        let reg = start(b).await;
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let repo = format!("tagged/{}", alg.as_str());
+            let config =
+                format!(r#"{{"architecture":"amd64","os":"linux","alg":"{}"}}"#, alg.as_str());
+            let c = reg.push_blob_with(&repo, config.as_bytes(), alg).await;
+            let l = reg.push_blob_with(&repo, b"tagged layer", alg).await;
+            let m = image_manifest(OCI_MANIFEST, (OCI_CONFIG, &c, config.len()), &[(&l, 12)], None);
+            let d = Digest::of(alg, m.as_bytes());
+            // Ten tags, the least the spec asks a registry to take at once.
+            let tags = ["1.2.3", "1.2", "1", "latest", "a", "b", "c", "d", "e", "f_G-h.9"];
+            let res = put_with_tags(&reg, &repo, d.as_str(), &tags, m.as_bytes()).await;
+            assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+            assert_eq!(header(&res, "docker-content-digest"), d.as_str());
+            assert!(reg.location(&res).ends_with(&format!("/v2/{repo}/manifests/{d}")));
+            let mut expected: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+            expected.sort();
+            assert_eq!(oci_tags(&res), expected);
+            for tag in tags {
+                let res = reg.client.get(reg.url(&format!("/v2/{repo}/manifests/{tag}"))).send();
+                let res = res.await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "{tag}");
+                assert_eq!(header(&res, "docker-content-digest"), d.as_str(), "{tag}");
+                assert_eq!(res.bytes().await.unwrap().as_ref(), m.as_bytes());
+            }
+            let res = reg.client.get(reg.url(&format!("/v2/{repo}/tags/list"))).send().await;
+            let list: serde_json::Value = res.unwrap().json().await.unwrap();
+            assert_eq!(list["tags"], serde_json::json!(expected));
+
+            // Again, a tag repeated: applied and answered once.
+            let res =
+                put_with_tags(&reg, &repo, d.as_str(), &["again", "again"], m.as_bytes()).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            assert_eq!(oci_tags(&res), ["again"]);
+            // A push by digest without parameters tags nothing and says so.
+            let res = reg.put_manifest(&repo, d.as_str(), OCI_MANIFEST, m.as_bytes()).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            assert!(res.headers().get("oci-tag").is_none());
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_tag_parameters_store_nothing() {
+    for b in all_backends() {
+        let reg = start(b).await;
+        let (old, old_digest) = reg.push_image("strict/tags", "kept", "old").await;
+        let config = br#"{"architecture":"amd64","os":"linux","new":true}"#;
+        let c = reg.push_blob("strict/tags", config).await;
+        let m = image_manifest(OCI_MANIFEST, (OCI_CONFIG, &c, config.len()), &[], None);
+        let d = Digest::sha256_of(m.as_bytes());
+        let by_digest = reg.url(&format!("/v2/strict/tags/manifests/{d}"));
+        let resolves = |tag: &str| {
+            let url = reg.url(&format!("/v2/strict/tags/manifests/{tag}"));
+            let client = reg.client.clone();
+            async move {
+                let res = client.head(url).send().await.unwrap();
+                (res.status() == StatusCode::OK).then(|| header(&res, "docker-content-digest"))
+            }
+        };
+
+        let long = "x".repeat(129);
+        let invalid = ["-dash", ".dot", "has%20space", "colon:x", long.as_str()];
+        for bad in invalid {
+            let res = put_with_tags(
+                &reg,
+                "strict/tags",
+                d.as_str(),
+                &["kept", "fresh", bad],
+                m.as_bytes(),
+            )
+            .await;
+            assert_error(res, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+        }
+        let res = put_with_tags(&reg, "strict/tags", d.as_str(), &["kept", ""], m.as_bytes()).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+
+        // More than a push takes: 414, as the spec allows.
+        let many: Vec<String> =
+            (0..=berth_registry::registry::TAGS_PER_PUSH_MAX).map(|i| format!("t{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let res = put_with_tags(&reg, "strict/tags", d.as_str(), &many, m.as_bytes()).await;
+        assert_error(res, StatusCode::URI_TOO_LONG, "MANIFEST_INVALID").await;
+
+        // Tag parameters belong to a push by digest; with a tag in the path
+        // the push is refused whole.
+        let res =
+            put_with_tags(&reg, "strict/tags", "path", &["kept", "fresh"], m.as_bytes()).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+
+        // None of it stored the manifest, created a tag or moved one.
+        assert_eq!(
+            reg.client.get(&by_digest).send().await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(resolves("kept").await.as_deref(), Some(old_digest.as_str()));
+        for tag in ["fresh", "path", "t0"] {
+            assert_eq!(resolves(tag).await, None, "{tag}");
+        }
+        let res = reg.client.get(reg.url("/v2/strict/tags/tags/list")).send().await.unwrap();
+        let list: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(list["tags"], serde_json::json!(["kept"]));
+        let res = reg.client.get(reg.url("/v2/strict/tags/manifests/kept")).send().await.unwrap();
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &old[..]);
     }
 }
 

@@ -109,6 +109,35 @@ async fn untagged_manifests_go_but_children_of_tagged_indexes_stay() {
 }
 
 #[tokio::test]
+async fn a_sparse_index_keeps_the_child_pushed_after_it() {
+    for b in all_backends() {
+        let reg = start(b).await;
+        let config = br#"{"architecture":"arm64","os":"linux"}"#;
+        let c = reg.push_blob("sparse/app", config).await;
+        let child = image_manifest(OCI_MANIFEST, (OCI_CONFIG, &c, config.len()), &[], None);
+        let cd = Digest::sha256_of(child.as_bytes());
+        // The index first, naming a child not pushed yet; then the child, untagged.
+        let idx = index(OCI_INDEX, OCI_MANIFEST, &[(&cd, child.len())]);
+        let res = reg.put_manifest("sparse/app", "latest", OCI_INDEX, idx.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = reg.put_manifest("sparse/app", cd.as_str(), OCI_MANIFEST, child.as_bytes()).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let (_, lonely) = reg.push_image("sparse/app", "old", "o").await;
+        reg.client.delete(reg.url("/v2/sparse/app/manifests/old")).send().await.unwrap();
+
+        let opts = GcOptions { delete_untagged: true, ..now_opts(false) };
+        let report = reg.beside().collect_garbage(&opts).await.unwrap();
+        assert_eq!(report.manifests_deleted, [("sparse/app".to_owned(), lonely)]);
+        let res = reg.client.get(reg.url(&format!("/v2/sparse/app/manifests/{cd}"))).send();
+        let res = res.await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "the tagged index reaches its late child");
+        assert_eq!(res.bytes().await.unwrap().as_ref(), child.as_bytes());
+        let res = reg.client.get(reg.url(&format!("/v2/sparse/app/blobs/{c}"))).send().await;
+        assert_eq!(res.unwrap().bytes().await.unwrap().as_ref(), config);
+    }
+}
+
+#[tokio::test]
 async fn deleted_repositories_are_reclaimed() {
     let dir = tempfile::tempdir().unwrap();
     let reg = open_local(dir.path(), Limits::default()).unwrap();

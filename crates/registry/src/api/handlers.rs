@@ -16,7 +16,7 @@ use super::route::Route;
 use super::{AppState, query_pairs};
 use crate::auth::{Action, Identity};
 use crate::error::{Error, Result};
-use crate::registry::{ManifestRef, parse_digest};
+use crate::registry::{ManifestRef, PushedManifest, parse_digest};
 use crate::storage::{ByteRange, ByteStream, UploadId};
 use berth_reference::RepoName;
 
@@ -189,11 +189,12 @@ async fn handle(app: &AppState, route: Route, req: Request) -> Result<Response> 
         (Route::Manifest(repo, r), Method::PUT) => {
             let user = req.extensions().get::<Identity>().and_then(|i| i.user_name());
             let user = user.unwrap_or_default().to_owned();
-            let res = put_manifest(app, &repo, &r, req).await?;
-            if !r.contains(':') {
+            let (res, pushed) = put_manifest(app, &repo, &r, req).await?;
+            let path_tag = (!r.contains(':')).then_some(r.as_str());
+            for tag in path_tag.into_iter().chain(pushed.extra_tags.iter().map(String::as_str)) {
                 // Who pushed a tag, for the tags page; the push stands even
                 // if this is lost.
-                if let Err(e) = app.hub.record_push(&repo, &r, &user).await {
+                if let Err(e) = app.hub.record_push(&repo, tag, &user).await {
                     tracing::warn!(error = %e, repo = %repo, "cannot record the pusher");
                 }
             }
@@ -240,8 +241,15 @@ async fn get_manifest(app: &AppState, repo: &RepoName, r: &str, head: bool) -> R
     Ok(res)
 }
 
-async fn put_manifest(app: &AppState, repo: &RepoName, r: &str, req: Request) -> Result<Response> {
+async fn put_manifest(
+    app: &AppState,
+    repo: &RepoName,
+    r: &str,
+    req: Request,
+) -> Result<(Response, PushedManifest)> {
     let reference = ManifestRef::parse(r)?;
+    let extra_tags: Vec<String> =
+        query_pairs(&req).into_iter().filter(|(k, _)| k == "tag").map(|(_, v)| v).collect();
     let content_type = header_str(req.headers(), header::CONTENT_TYPE.as_str())
         .map(|c| c.split(';').next().unwrap_or("").trim().to_owned());
     let limit = app.registry.limits().manifest_max;
@@ -252,7 +260,10 @@ async fn put_manifest(app: &AppState, repo: &RepoName, r: &str, req: Request) ->
     // Past the check above, only a chunked body can overflow (or a client
     // that hung up, which hears no answer anyway).
     let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
-    let pushed = app.registry.put_manifest(repo, &reference, content_type.as_deref(), body).await?;
+    let pushed = app
+        .registry
+        .put_manifest_tagged(repo, &reference, &extra_tags, content_type.as_deref(), body)
+        .await?;
     let mut res = status_only(StatusCode::CREATED);
     let h = res.headers_mut();
     h.insert(header::LOCATION, value(&format!("/v2/{repo}/manifests/{}", pushed.digest))?);
@@ -260,7 +271,10 @@ async fn put_manifest(app: &AppState, repo: &RepoName, r: &str, req: Request) ->
     if let Some(subject) = &pushed.subject {
         h.insert("oci-subject", value(subject.as_str())?);
     }
-    Ok(res)
+    for tag in &pushed.extra_tags {
+        h.append("oci-tag", value(tag)?);
+    }
+    Ok((res, pushed))
 }
 
 async fn delete_manifest(app: &AppState, repo: &RepoName, r: &str) -> Result<Response> {

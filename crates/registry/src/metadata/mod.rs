@@ -201,15 +201,17 @@ pub trait Distribution: Send + Sync {
 
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError>;
 
-    /// Stores a manifest (idempotent) and, if given, points `tag` at it, in
-    /// one transaction. Creates the repository. Every blob in `record.blobs`
-    /// must be linked in `repo` at commit time (`MissingBlob` otherwise), so
-    /// a concurrent garbage collection cannot strand the manifest.
+    /// Stores a manifest (idempotent) and points each of `tags` at it, in
+    /// one transaction: on any error no tag has moved. Creates the
+    /// repository. Every blob in `record.blobs` must be linked in `repo` at
+    /// commit time (`MissingBlob` otherwise), so a concurrent garbage
+    /// collection cannot strand the manifest. `record.children` need not
+    /// exist (a sparse index names children never pushed).
     async fn put_manifest(
         &self,
         repo: &str,
         record: &ManifestRecord,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), MetadataError>;
 
     async fn manifest(

@@ -508,7 +508,7 @@ impl Distribution for PostgresMetadata {
         &self,
         repo: &str,
         record: &ManifestRecord,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), MetadataError> {
         let annotations = record
             .annotations
@@ -561,7 +561,7 @@ impl Distribution for PostgresMetadata {
                     .await?;
                 }
             }
-            if let Some(tag) = tag {
+            for &tag in tags {
                 tx.execute(
                     "INSERT INTO tags (repository, name, digest, updated) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,

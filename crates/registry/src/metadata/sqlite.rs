@@ -431,9 +431,10 @@ impl Distribution for SqliteMetadata {
         &self,
         repo: &str,
         record: &ManifestRecord,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), MetadataError> {
-        let (repo, record, tag) = (repo.to_owned(), record.clone(), tag.map(str::to_owned));
+        let (repo, record) = (repo.to_owned(), record.clone());
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
         self.call(move |c| {
             let annotations = record
                 .annotations
@@ -485,7 +486,7 @@ impl Distribution for SqliteMetadata {
                     .map_err(db)?;
                 }
             }
-            if let Some(tag) = tag {
+            for tag in &tags {
                 tx.execute(
                     "INSERT INTO tags (repository, name, digest, updated) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,

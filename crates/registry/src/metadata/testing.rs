@@ -47,6 +47,7 @@ pub async fn run_suite(store: &dyn MetadataStore) {
 pub async fn distribution(store: &dyn MetadataStore) {
     blob_links(store).await;
     manifests_and_tags(store).await;
+    several_tags_at_once(store).await;
     referrers(store).await;
     listing_pagination(store).await;
     delete_repository(store).await;
@@ -108,17 +109,17 @@ async fn manifests_and_tags(store: &dyn MetadataStore) {
     link_record_blobs(store, repo).await;
     let m1 = record("m1", None, &[]);
     let index = record("index", None, &["m1"]);
-    store.put_manifest(repo, &m1, Some("v1")).await.unwrap();
-    store.put_manifest(repo, &m1, Some("v1")).await.unwrap();
-    store.put_manifest(repo, &index, Some("latest")).await.unwrap();
+    store.put_manifest(repo, &m1, &["v1"]).await.unwrap();
+    store.put_manifest(repo, &m1, &["v1"]).await.unwrap();
+    store.put_manifest(repo, &index, &["latest"]).await.unwrap();
     assert_eq!(store.manifest(repo, &d("m1")).await.unwrap(), Some(m1.clone()));
     assert_eq!(store.manifest(repo, &d("index")).await.unwrap(), Some(index.clone()));
     assert_eq!(store.manifest("tags/other", &d("m1")).await.unwrap(), None);
     assert_eq!(store.resolve_tag(repo, "v1").await.unwrap(), Some(d("m1")));
     // Re-pointing a tag moves it.
-    store.put_manifest(repo, &index, Some("v1")).await.unwrap();
+    store.put_manifest(repo, &index, &["v1"]).await.unwrap();
     assert_eq!(store.resolve_tag(repo, "v1").await.unwrap(), Some(d("index")));
-    store.put_manifest(repo, &m1, Some("v2")).await.unwrap();
+    store.put_manifest(repo, &m1, &["v2"]).await.unwrap();
     assert_eq!(store.list_tags(repo, None, 100).await.unwrap(), ["latest", "v1", "v2"]);
     assert!(store.delete_tag(repo, "v2").await.unwrap());
     assert!(!store.delete_tag(repo, "v2").await.unwrap());
@@ -130,14 +131,47 @@ async fn manifests_and_tags(store: &dyn MetadataStore) {
     assert_eq!(store.list_tags(repo, None, 100).await.unwrap(), Vec::<String>::new());
 }
 
+/// A push by digest with `?tag=` parameters: every tag or none.
+async fn several_tags_at_once(store: &dyn MetadataStore) {
+    let repo = "tags/several";
+    link_record_blobs(store, repo).await;
+    let first = record("several-1", None, &[]);
+    let second = record("several-2", None, &[]);
+    store.put_manifest(repo, &first, &["1.2.3", "1.2", "latest"]).await.unwrap();
+    for tag in ["1.2.3", "1.2", "latest"] {
+        assert_eq!(store.resolve_tag(repo, tag).await.unwrap(), Some(d("several-1")), "{tag}");
+    }
+    // Again with an overlapping set: idempotent for the manifest, and moves what it names.
+    store.put_manifest(repo, &second, &["1.2", "latest", "1"]).await.unwrap();
+    store.put_manifest(repo, &second, &["1.2", "latest", "1"]).await.unwrap();
+    assert_eq!(store.resolve_tag(repo, "1.2.3").await.unwrap(), Some(d("several-1")));
+    for tag in ["1.2", "latest", "1"] {
+        assert_eq!(store.resolve_tag(repo, tag).await.unwrap(), Some(d("several-2")), "{tag}");
+    }
+    assert_eq!(store.list_tags(repo, None, 100).await.unwrap(), ["1", "1.2", "1.2.3", "latest"]);
+    // A manifest that fails its check moves no tag and creates none.
+    let mut unlinked = record("several-3", None, &[]);
+    unlinked.blobs.push(d("never linked"));
+    let err = store.put_manifest(repo, &unlinked, &["latest", "new"]).await.unwrap_err();
+    assert!(matches!(err, super::MetadataError::MissingBlob(_)), "{err:?}");
+    assert_eq!(store.resolve_tag(repo, "latest").await.unwrap(), Some(d("several-2")));
+    assert_eq!(store.resolve_tag(repo, "new").await.unwrap(), None);
+    assert_eq!(store.manifest(repo, &d("several-3")).await.unwrap(), None);
+    // Children need not exist: a sparse index is recorded with all of them.
+    let sparse = record("several-index", None, &["several-1", "never pushed"]);
+    store.put_manifest(repo, &sparse, &["index"]).await.unwrap();
+    let stored = store.manifest(repo, &d("several-index")).await.unwrap().unwrap();
+    assert_eq!(stored.children, [d("several-1"), d("never pushed")]);
+}
+
 async fn referrers(store: &dyn MetadataStore) {
     let repo = "ref/repo";
     link_record_blobs(store, repo).await;
     link_record_blobs(store, "ref/second").await;
-    store.put_manifest(repo, &record("sig", Some("target"), &[]), None).await.unwrap();
-    store.put_manifest(repo, &record("sbom", Some("target"), &[]), None).await.unwrap();
-    store.put_manifest(repo, &record("other", Some("elsewhere"), &[]), None).await.unwrap();
-    store.put_manifest("ref/second", &record("x", Some("target"), &[]), None).await.unwrap();
+    store.put_manifest(repo, &record("sig", Some("target"), &[]), &[]).await.unwrap();
+    store.put_manifest(repo, &record("sbom", Some("target"), &[]), &[]).await.unwrap();
+    store.put_manifest(repo, &record("other", Some("elsewhere"), &[]), &[]).await.unwrap();
+    store.put_manifest("ref/second", &record("x", Some("target"), &[]), &[]).await.unwrap();
     let mut got: Vec<Digest> =
         store.referrers(repo, &d("target")).await.unwrap().into_iter().map(|r| r.digest).collect();
     got.sort();
@@ -152,7 +186,7 @@ async fn listing_pagination(store: &dyn MetadataStore) {
     link_record_blobs(store, repo).await;
     let m = record("paged", None, &[]);
     for tag in ["c", "a", "b", "d"] {
-        store.put_manifest(repo, &m, Some(tag)).await.unwrap();
+        store.put_manifest(repo, &m, &[tag]).await.unwrap();
     }
     assert_eq!(store.list_tags(repo, None, 2).await.unwrap(), ["a", "b"]);
     assert_eq!(store.list_tags(repo, Some("b"), 2).await.unwrap(), ["c", "d"]);
@@ -181,7 +215,7 @@ async fn delete_repository(store: &dyn MetadataStore) {
     let repo = "gone/repo";
     store.link_blob(repo, &d("b"), 1).await.unwrap();
     link_record_blobs(store, repo).await;
-    store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
+    store.put_manifest(repo, &record("gm", None, &[]), &["t"]).await.unwrap();
     store.set_repository_owner_description(repo, Some("old words"), Some("old")).await.unwrap();
     assert!(store.delete_repository(repo).await.unwrap());
     assert!(!store.repository_exists(repo).await.unwrap());
@@ -190,7 +224,7 @@ async fn delete_repository(store: &dyn MetadataStore) {
     assert_eq!(store.blob_link(repo, &d("b")).await.unwrap(), None);
     // The name can be used again from scratch.
     link_record_blobs(store, repo).await;
-    store.put_manifest(repo, &record("gm", None, &[]), Some("t")).await.unwrap();
+    store.put_manifest(repo, &record("gm", None, &[]), &["t"]).await.unwrap();
     assert_eq!(store.resolve_tag(repo, "t").await.unwrap(), Some(d("gm")));
     let fresh = store.repository_summary(repo).await.unwrap().unwrap();
     assert_eq!((fresh.description, fresh.full_description), (None, None));
@@ -294,7 +328,7 @@ async fn gc_view(store: &dyn MetadataStore) {
     let repo = "gc/view";
     store.link_blob(repo, &d("gc-linked"), 3).await.unwrap();
     link_record_blobs(store, repo).await;
-    store.put_manifest(repo, &record("gc-m", None, &[]), Some("t")).await.unwrap();
+    store.put_manifest(repo, &record("gc-m", None, &[]), &["t"]).await.unwrap();
     assert_eq!(store.blob_linked_anywhere(&d("gc-linked")).await.unwrap(), Some(3));
     assert_eq!(store.blob_linked_anywhere(&d("gc-none")).await.unwrap(), None);
     let snap = store.gc_snapshot().await.unwrap();
@@ -310,13 +344,13 @@ async fn gc_view_links(store: &dyn MetadataStore) {
     let repo = "gc/links";
     let far_future = i64::MAX;
     // A manifest cannot name a blob its repository does not hold.
-    let err = store.put_manifest(repo, &record("needs-blobs", None, &[]), None).await.unwrap_err();
+    let err = store.put_manifest(repo, &record("needs-blobs", None, &[]), &[]).await.unwrap_err();
     assert!(matches!(err, super::MetadataError::MissingBlob(_)), "{err:?}");
     assert_eq!(store.manifest(repo, &d("needs-blobs")).await.unwrap(), None);
     store.link_blob(repo, &d("config"), 1).await.unwrap();
     store.link_blob(repo, &d("layer"), 1).await.unwrap();
     store.link_blob(repo, &d("loose"), 1).await.unwrap();
-    store.put_manifest(repo, &record("uses", None, &[]), None).await.unwrap();
+    store.put_manifest(repo, &record("uses", None, &[]), &[]).await.unwrap();
     // Links a manifest uses stay; a loose one goes, but only if old enough.
     assert!(!store.unlink_stale_blob(repo, &d("layer"), far_future).await.unwrap());
     assert!(!store.unlink_stale_blob(repo, &d("loose"), 0).await.unwrap());
@@ -397,7 +431,7 @@ async fn listings(store: &dyn MetadataStore) {
     use super::browse::{RepoOrder, RepoQuery, Viewer};
     for repo in ["lst/one", "lst/two", "lst/hidden", "lstorg/tool", "library/lstofficial"] {
         link_record_blobs(store, repo).await;
-        store.put_manifest(repo, &record(repo, None, &[]), Some("v1")).await.unwrap();
+        store.put_manifest(repo, &record(repo, None, &[]), &["v1"]).await.unwrap();
         store.record_pusher(repo, "v1", "someone").await.unwrap();
     }
     store.set_repository_private("lst/hidden", true).await.unwrap();
@@ -528,7 +562,7 @@ async fn tag_pages(store: &dyn MetadataStore) {
     link_record_blobs(store, repo).await;
     let m = record("tagpage", None, &[]);
     for tag in ["b", "a", "c"] {
-        store.put_manifest(repo, &m, Some(tag)).await.unwrap();
+        store.put_manifest(repo, &m, &[tag]).await.unwrap();
     }
     store.record_pusher(repo, "a", "alice").await.unwrap();
     let page = store.tag_details(repo, TagOrder::Name, 0, 2).await.unwrap();
@@ -543,7 +577,7 @@ async fn tag_pages(store: &dyn MetadataStore) {
     assert_eq!(page.items.len(), 1);
     // A deleted and pushed again tag has no pusher until one is recorded.
     assert!(store.delete_tag(repo, "a").await.unwrap());
-    store.put_manifest(repo, &m, Some("a")).await.unwrap();
+    store.put_manifest(repo, &m, &["a"]).await.unwrap();
     let page = store.tag_details(repo, TagOrder::Name, 0, 1).await.unwrap();
     assert_eq!((page.items[0].name.as_str(), page.items[0].pushed_by.as_deref()), ("a", None));
     assert_eq!(store.tag_details("tagpage/none", TagOrder::Name, 0, 10).await.unwrap().total, 0);
@@ -553,7 +587,7 @@ async fn renames(store: &dyn MetadataStore) {
     use super::browse::RenameOutcome;
     let from = "renamebare";
     link_record_blobs(store, from).await;
-    store.put_manifest(from, &record("rn", None, &[]), Some("t")).await.unwrap();
+    store.put_manifest(from, &record("rn", None, &[]), &["t"]).await.unwrap();
     store.set_repository_owner_description(from, Some("words"), None).await.unwrap();
     store.set_repository_private(from, true).await.unwrap();
     assert!(store.star("u", from).await.unwrap());

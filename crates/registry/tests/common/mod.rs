@@ -71,6 +71,8 @@ pub struct TestRegistry {
     pub addr: std::net::SocketAddr,
     /// The registry's own metadata store, whichever the backend.
     pub meta: Arc<dyn berth_registry::metadata::MetadataStore>,
+    blobs: Arc<dyn berth_registry::storage::BlobStore>,
+    limits: Limits,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -144,7 +146,8 @@ pub async fn start_web(
     web: berth_registry::web::WebConfig,
 ) -> TestRegistry {
     let auth = auth.then_some(());
-    let registry = open(backend, dir.path(), limits).await;
+    let registry = open(backend, dir.path(), limits.clone()).await;
+    let blobs = registry.blob_store().clone();
     let auth = match auth {
         None => None,
         Some(()) => {
@@ -180,6 +183,8 @@ pub async fn start_web(
         client: Client::new(),
         addr,
         meta,
+        blobs,
+        limits,
         _dir: dir,
         stop: Some(tx),
     }
@@ -193,6 +198,12 @@ impl TestRegistry {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         std::mem::replace(&mut self._dir, dir)
+    }
+
+    /// Another [`Registry`] on the server's storage and metadata, to call
+    /// directly (as `berth registry gc` does beside a running server).
+    pub fn beside(&self) -> Registry {
+        Registry::new(self.blobs.clone(), self.meta.clone(), self.limits.clone())
     }
 
     pub fn root(&self) -> &std::path::Path {
