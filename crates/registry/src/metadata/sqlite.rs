@@ -737,6 +737,32 @@ impl Accounts for SqliteMetadata {
         .await
     }
 
+    async fn users_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64), MetadataError> {
+        let (offset, limit) =
+            (offset.min(i64::MAX as usize) as i64, limit.min(i64::MAX as usize) as i64);
+        self.call(move |c| {
+            let total: i64 =
+                c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(db)?;
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT name, password_hash, admin FROM users ORDER BY name LIMIT ? OFFSET ?",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([limit, offset], |r| {
+                    Ok(UserRecord { name: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)? })
+                })
+                .map_err(db)?;
+            let users = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+            Ok((users, total as u64))
+        })
+        .await
+    }
+
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, MetadataError> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
         self.call(move |c| {
