@@ -197,7 +197,59 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepoSummary> {
 }
 
 pub struct SqliteMetadata {
+    /// The one connection that writes (SQLite allows one writer at a time).
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections, so that a slow listing or a GC snapshot does
+    /// not hold up manifest reads: in WAL mode readers run beside the
+    /// writer and each other, and see every transaction committed before
+    /// they start.
+    readers: Arc<Readers>,
+}
+
+/// A small pool of read-only connections, opened as needed.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    opened: std::sync::atomic::AtomicUsize,
+    returned: std::sync::Condvar,
+}
+
+/// Read connections at most: beyond the cores they would only queue.
+const READERS: usize = 4;
+
+impl Readers {
+    fn take(&self) -> Result<Connection, MetadataError> {
+        use std::sync::atomic::Ordering;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = idle.pop() {
+                return Ok(c);
+            }
+            if self.opened.load(Ordering::Acquire) < READERS {
+                self.opened.fetch_add(1, Ordering::AcqRel);
+                drop(idle);
+                return self.open().inspect_err(|_| {
+                    self.opened.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self) -> Result<Connection, MetadataError> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        self.returned.notify_one();
+    }
 }
 
 fn db(e: rusqlite::Error) -> MetadataError {
@@ -235,7 +287,32 @@ impl SqliteMetadata {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
         migrate(&conn, path)?;
-        Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)) })
+        let readers = Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            opened: std::sync::atomic::AtomicUsize::new(0),
+            returned: std::sync::Condvar::new(),
+        };
+        Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(readers) })
+    }
+
+    /// Runs `f`, which only reads, on a read-only connection on the
+    /// blocking pool (a write there fails: "attempt to write a readonly
+    /// database").
+    async fn read<T, F>(&self, f: F) -> Result<T, MetadataError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, MetadataError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = readers.take()?;
+            let result = f(&mut conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| MetadataError::Database(e.to_string()))?
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -338,7 +415,7 @@ fn list_names(
 impl Distribution for SqliteMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row("SELECT 1 FROM repositories WHERE name = ?1", [&repo], |_| Ok(()))
                 .optional()
                 .map(|r| r.is_some())
@@ -353,7 +430,7 @@ impl Distribution for SqliteMetadata {
         limit: usize,
     ) -> Result<Vec<String>, MetadataError> {
         let after = after.map(str::to_owned);
-        self.call(move |c| {
+        self.read(move |c| {
             list_names(
                 c,
                 "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -403,7 +480,7 @@ impl Distribution for SqliteMetadata {
 
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, MetadataError> {
         let (repo, digest) = (repo.to_owned(), digest.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             c.prepare_cached("SELECT size FROM blob_links WHERE repository = ?1 AND digest = ?2")
                 .and_then(|mut s| {
                     s.query_row(params![repo, digest], |r| r.get::<_, i64>(0)).optional()
@@ -505,7 +582,7 @@ impl Distribution for SqliteMetadata {
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetadataError> {
         let (repo, digest) = (repo.to_owned(), digest.to_string());
-        self.call(move |c| load_manifest(c, &repo, &digest)).await
+        self.read(move |c| load_manifest(c, &repo, &digest)).await
     }
 
     async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError> {
@@ -531,7 +608,7 @@ impl Distribution for SqliteMetadata {
 
     async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, MetadataError> {
         let (repo, tag) = (repo.to_owned(), tag.to_owned());
-        self.call(move |c| {
+        self.read(move |c| {
             let d = c
                 .prepare_cached("SELECT digest FROM tags WHERE repository = ?1 AND name = ?2")
                 .and_then(|mut s| {
@@ -550,7 +627,7 @@ impl Distribution for SqliteMetadata {
         limit: usize,
     ) -> Result<Vec<String>, MetadataError> {
         let (repo, after) = (repo.to_owned(), after.map(str::to_owned));
-        self.call(move |c| {
+        self.read(move |c| {
             list_names(
                 c,
                 "SELECT name FROM tags WHERE repository = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
@@ -578,7 +655,7 @@ impl Distribution for SqliteMetadata {
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, MetadataError> {
         let (repo, subject) = (repo.to_owned(), subject.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             let digests: Vec<String> = {
                 let mut stmt = c
                     .prepare_cached(
@@ -607,7 +684,7 @@ impl Distribution for SqliteMetadata {
     ) -> Result<Vec<String>, MetadataError> {
         let digest = digest.to_string();
         let limit = limit.min(i64::MAX as usize) as i64;
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT repository FROM blob_links WHERE digest = ?1
@@ -638,7 +715,7 @@ impl Uploads for SqliteMetadata {
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
         let id = id.clone();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT repository, started FROM uploads WHERE id = ?1",
                 [id.as_str()],
@@ -660,7 +737,7 @@ impl Uploads for SqliteMetadata {
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT id, repository, started FROM uploads ORDER BY id")
                 .map_err(db)?;
@@ -711,7 +788,7 @@ impl Accounts for SqliteMetadata {
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, MetadataError> {
         let name = name.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row("SELECT password_hash, admin FROM users WHERE name = ?1", [&name], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
             })
@@ -723,7 +800,7 @@ impl Accounts for SqliteMetadata {
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, MetadataError> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT name, password_hash, admin FROM users ORDER BY name")
                 .map_err(db)?;
@@ -744,7 +821,7 @@ impl Accounts for SqliteMetadata {
     ) -> Result<(Vec<UserRecord>, u64), MetadataError> {
         let (offset, limit) =
             (offset.min(i64::MAX as usize) as i64, limit.min(i64::MAX as usize) as i64);
-        self.call(move |c| {
+        self.read(move |c| {
             let total: i64 =
                 c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(db)?;
             let mut stmt = c
@@ -813,7 +890,7 @@ impl Accounts for SqliteMetadata {
 
     async fn org(&self, name: &str) -> Result<Option<OrgRecord>, MetadataError> {
         let name = name.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let verified = c
                 .query_row("SELECT verified FROM orgs WHERE name = ?1", [&name], |r| {
                     r.get::<_, bool>(0)
@@ -911,7 +988,7 @@ impl HubSettings for SqliteMetadata {
 
     async fn repository_private(&self, repo: &str) -> Result<bool, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.prepare_cached("SELECT private FROM repository_settings WHERE name = ?1")
                 .and_then(|mut s| s.query_row([&repo], |r| r.get::<_, bool>(0)).optional())
                 .map(|o| o.unwrap_or(false))
@@ -948,7 +1025,7 @@ impl HubSettings for SqliteMetadata {
     ) -> Result<Vec<RepoSummary>, MetadataError> {
         let query = query.to_lowercase();
         let limit = limit.min(i64::MAX as usize) as i64;
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "{SUMMARY}
@@ -990,7 +1067,7 @@ impl HubSettings for SqliteMetadata {
 
     async fn repository_summary(&self, repo: &str) -> Result<Option<RepoSummary>, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.prepare_cached(&format!("{SUMMARY} WHERE r.name = ?1"))
                 .and_then(|mut s| s.query_row([&repo], summary_row).optional())
                 .map_err(db)

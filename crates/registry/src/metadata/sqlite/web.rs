@@ -131,7 +131,7 @@ impl AccessTokens for SqliteMetadata {
 
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>, MetadataError> {
         let id = id.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1"),
                 [&id],
@@ -148,7 +148,7 @@ impl AccessTokens for SqliteMetadata {
         user: &str,
     ) -> Result<Vec<AccessTokenRecord>, MetadataError> {
         let user = user.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE user = ?1
@@ -204,7 +204,7 @@ impl Sessions for SqliteMetadata {
 
     async fn session(&self, hash: &str, now: i64) -> Result<Option<SessionRecord>, MetadataError> {
         let hash = hash.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT hash, user, created, expires FROM sessions WHERE hash = ?1 AND expires > ?2",
                 params![hash, now],
@@ -420,7 +420,7 @@ fn listing_sql(
 impl Browse for SqliteMetadata {
     async fn query_repositories(&self, query: &RepoQuery) -> Result<RepoPage, MetadataError> {
         let q = query.clone();
-        self.call(move |c| {
+        self.read(move |c| {
             let (sql_count, sql_page, args, page_args) = listing_sql(&q);
             let count = || -> Result<i64, MetadataError> {
                 c.prepare_cached(&sql_count)
@@ -474,7 +474,7 @@ impl Browse for SqliteMetadata {
         limit: usize,
     ) -> Result<TagPage, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let total: i64 = c
                 .query_row("SELECT COUNT(*) FROM tags WHERE repository = ?1", [&repo], |r| r.get(0))
                 .map_err(db)?;
@@ -517,7 +517,7 @@ impl Browse for SqliteMetadata {
 
     async fn orgs_of(&self, user: &str) -> Result<Vec<String>, MetadataError> {
         let user = user.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut s = c
                 .prepare_cached("SELECT org FROM org_members WHERE user = ?1 ORDER BY org")
                 .map_err(db)?;
@@ -529,7 +529,7 @@ impl Browse for SqliteMetadata {
 
     async fn starred(&self, user: &str, repo: &str) -> Result<bool, MetadataError> {
         let (user, repo) = (user.to_owned(), repo.to_owned());
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT 1 FROM stars WHERE user = ?1 AND repository = ?2",
                 params![user, repo],
