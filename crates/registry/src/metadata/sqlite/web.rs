@@ -342,7 +342,7 @@ fn listing_sql(
     };
     let unfiltered = text.is_none() && q.namespace.is_none();
     let walk = q.order == RepoOrder::Updated && unfiltered;
-    // Everything by stars: the starred ones (few) sorted by their count,
+    // Everything by stars: the starred ones from the star count index,
     // then the rest in name order straight from the primary key, each side
     // cut at the page's end, so 10,000 rows are never sorted.
     let by_stars = q.order == RepoOrder::Stars && unfiltered;
@@ -357,12 +357,12 @@ fn listing_sql(
         format!(
             "SELECT name, k, NULL AS total FROM (
                SELECT * FROM (SELECT r.name AS name, s.n AS k
-                 FROM (SELECT repository, COUNT(*) AS n FROM stars GROUP BY repository) s
+                 FROM star_counts s
                  JOIN repositories r ON r.name = s.repository{joins}{filter}
                  ORDER BY s.n DESC, r.name LIMIT ?)
                UNION ALL
                SELECT * FROM (SELECT r.name AS name, 0 AS k FROM repositories r{joins}
-                 WHERE NOT EXISTS (SELECT 1 FROM stars x WHERE x.repository = r.name){and_filter}
+                 WHERE NOT EXISTS (SELECT 1 FROM star_counts x WHERE x.repository = r.name){and_filter}
                  ORDER BY r.name LIMIT ?))
              ORDER BY k DESC, name LIMIT ? OFFSET ?"
         )
@@ -380,7 +380,9 @@ fn listing_sql(
         )
     } else {
         let (key, join) = match q.order {
-            RepoOrder::Stars => ("(SELECT COUNT(*) FROM stars s WHERE s.repository = f.name)", ""),
+            RepoOrder::Stars => {
+                ("COALESCE((SELECT n FROM star_counts s WHERE s.repository = f.name), 0)", "")
+            }
             RepoOrder::Updated => (
                 "COALESCE(a.updated, f.created)",
                 " LEFT JOIN repository_activity a ON a.name = f.name",
@@ -396,7 +398,7 @@ fn listing_sql(
         "SELECT r.name,
                COALESCE(NULLIF(o.description, ''), d.description),
                o.full_description,
-               (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name),
+               COALESCE((SELECT n FROM star_counts s WHERE s.repository = r.name), 0),
                COALESCE(p.private, 0),
                COALESCE(a.updated, r.created),
                COALESCE(g.verified, 0),
