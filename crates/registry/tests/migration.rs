@@ -100,7 +100,8 @@ async fn unversioned_root_migrates_in_place() {
         conn.execute_batch(OLD_SCHEMA).unwrap();
         conn.execute_batch(
             "INSERT INTO repositories VALUES ('alice/app', 1);
-             INSERT INTO users (name, password_hash, admin, created) VALUES ('alice', 'x', 0, 1);",
+             INSERT INTO users (name, password_hash, admin, created) VALUES ('alice', 'x', 0, 1);
+             INSERT INTO stars (user, repository) VALUES ('alice', 'alice/app'), ('bob', 'alice/app');",
         )
         .unwrap();
     }
@@ -108,6 +109,10 @@ async fn unversioned_root_migrates_in_place() {
     let store = SqliteMetadata::open(&path).unwrap();
     assert!(store.repository_exists("alice/app").await.unwrap());
     assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash, "x");
+    // Stars given before the counts were kept are counted.
+    assert_eq!(store.repository_summary("alice/app").await.unwrap().unwrap().stars, 2);
+    assert!(store.unstar("bob", "alice/app").await.unwrap());
+    assert_eq!(store.repository_summary("alice/app").await.unwrap().unwrap().stars, 1);
     drop(store);
     assert_eq!(metadata::schema_version(&path).unwrap(), metadata::SCHEMA_VERSION);
     // Opening again at the current version changes nothing.

@@ -651,3 +651,27 @@ async fn administrators_manage_users_orgs_and_garbage_collection() {
     assert!(res.body.contains("Removed alice."));
     assert!(!alice.get("/").await.body.contains("Your repositories"));
 }
+
+#[tokio::test]
+async fn the_admin_page_lists_users_a_page_at_a_time() {
+    let reg = start_site(WebConfig::default()).await;
+    // 3 users from the setup and 57 more: 60 users, three pages of 25.
+    for n in 0..57 {
+        let user = berth_registry::metadata::UserRecord {
+            name: format!("user{n:02}"),
+            password_hash: "$2b$04$unusedunusedunusedunuseOunusedunusedunusedunusedunused".into(),
+            admin: false,
+        };
+        assert!(reg.meta.create_user(&user).await.unwrap());
+    }
+    let mut admin = signed_in(&reg, "admin").await;
+    let first = admin.get("/admin").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(first.body.contains("60 users") && first.body.contains("Page 1 of 3"));
+    assert!(first.body.contains(">admin<") && first.body.contains(">user21<"));
+    assert!(!first.body.contains(">user22<"), "the first page holds 25 users");
+    let last = admin.get("/admin?page=3").await;
+    assert!(last.body.contains(">user47<") && last.body.contains(">user56<"));
+    assert!(!last.body.contains(">admin<") && !last.body.contains(">user46<"));
+    assert!(last.body.contains(r#"href="/admin?page=2""#), "a link back");
+}

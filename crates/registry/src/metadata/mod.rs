@@ -273,6 +273,14 @@ pub trait Accounts: Send + Sync {
     /// Every user, sorted by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>, MetadataError>;
 
+    /// Up to `limit` users from position `offset` in name order, and how
+    /// many users there are.
+    async fn users_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64), MetadataError>;
+
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, MetadataError>;
 
     /// Removes a user and their organisation memberships.

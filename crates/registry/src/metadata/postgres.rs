@@ -743,6 +743,33 @@ impl Accounts for PostgresMetadata {
             .collect())
     }
 
+    async fn users_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64), MetadataError> {
+        let (offset, limit) =
+            (offset.min(i64::MAX as usize) as i64, limit.min(i64::MAX as usize) as i64);
+        // The count in the same statement: one snapshot for both.
+        let rows = self
+            .query(
+                "SELECT name, password_hash, admin, COUNT(*) OVER () FROM users
+                 ORDER BY name LIMIT $1 OFFSET $2",
+                &[&limit, &offset],
+            )
+            .await?;
+        let total = match rows.first() {
+            Some(r) => r.get::<_, i64>(3) as u64,
+            // Past the end, or no users at all.
+            None => self.query("SELECT COUNT(*) FROM users", &[]).await?[0].get::<_, i64>(0) as u64,
+        };
+        let users = rows
+            .iter()
+            .map(|r| UserRecord { name: r.get(0), password_hash: r.get(1), admin: r.get(2) })
+            .collect();
+        Ok((users, total))
+    }
+
     async fn set_password(&self, name: &str, hash: &str) -> Result<bool, MetadataError> {
         Ok(self
             .execute("UPDATE users SET password_hash = $2 WHERE name = $1", &[&name, &hash])

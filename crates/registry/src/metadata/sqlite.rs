@@ -127,13 +127,39 @@ CREATE TABLE secrets (
 );
 "#;
 
+/// Version 4: each repository's star count, kept by triggers, so that
+/// listings by stars walk an index instead of counting every star.
+const STAR_COUNTS: &str = r#"
+CREATE TABLE star_counts (
+    repository TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX star_counts_by_n ON star_counts(n DESC, repository);
+INSERT INTO star_counts (repository, n) SELECT repository, COUNT(*) FROM stars GROUP BY repository;
+CREATE TRIGGER stars_counted AFTER INSERT ON stars BEGIN
+    INSERT INTO star_counts (repository, n) VALUES (NEW.repository, 1)
+        ON CONFLICT (repository) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER stars_uncounted AFTER DELETE ON stars BEGIN
+    UPDATE star_counts SET n = n - 1 WHERE repository = OLD.repository;
+    DELETE FROM star_counts WHERE repository = OLD.repository AND n <= 0;
+END;
+CREATE TRIGGER stars_moved AFTER UPDATE OF repository ON stars
+    WHEN OLD.repository <> NEW.repository BEGIN
+    UPDATE star_counts SET n = n - 1 WHERE repository = OLD.repository;
+    DELETE FROM star_counts WHERE repository = OLD.repository AND n <= 0;
+    INSERT INTO star_counts (repository, n) VALUES (NEW.repository, 1)
+        ON CONFLICT (repository) DO UPDATE SET n = n + 1;
+END;
+"#;
+
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Ordered migration steps: step `i` takes the database from version `i` to
 /// `i + 1`. Step 0 is idempotent (`IF NOT EXISTS`) because roots made before
 /// the schema was versioned already hold these tables with version 0.
-const MIGRATIONS: &[&str] = &[SCHEMA, web::SCHEMA_V2, LEDGER];
+const MIGRATIONS: &[&str] = &[SCHEMA, web::SCHEMA_V2, LEDGER, STAR_COUNTS];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), MetadataError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
@@ -179,7 +205,7 @@ pub fn schema_version(path: &Path) -> Result<i64, MetadataError> {
 /// the image label's.
 const SUMMARY: &str = "SELECT r.name, COALESCE(NULLIF(o.description, ''), d.description),
         o.full_description,
-        (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name) AS n,
+        COALESCE((SELECT n FROM star_counts s WHERE s.repository = r.name), 0) AS n,
         COALESCE(p.private, 0)
     FROM repositories r
     LEFT JOIN repository_descriptions d ON d.name = r.name
@@ -197,7 +223,59 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepoSummary> {
 }
 
 pub struct SqliteMetadata {
+    /// The one connection that writes (SQLite allows one writer at a time).
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections, so that a slow listing or a GC snapshot does
+    /// not hold up manifest reads: in WAL mode readers run beside the
+    /// writer and each other, and see every transaction committed before
+    /// they start.
+    readers: Arc<Readers>,
+}
+
+/// A small pool of read-only connections, opened as needed.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    opened: std::sync::atomic::AtomicUsize,
+    returned: std::sync::Condvar,
+}
+
+/// Read connections at most: beyond the cores they would only queue.
+const READERS: usize = 4;
+
+impl Readers {
+    fn take(&self) -> Result<Connection, MetadataError> {
+        use std::sync::atomic::Ordering;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = idle.pop() {
+                return Ok(c);
+            }
+            if self.opened.load(Ordering::Acquire) < READERS {
+                self.opened.fetch_add(1, Ordering::AcqRel);
+                drop(idle);
+                return self.open().inspect_err(|_| {
+                    self.opened.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self) -> Result<Connection, MetadataError> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        self.returned.notify_one();
+    }
 }
 
 fn db(e: rusqlite::Error) -> MetadataError {
@@ -235,7 +313,32 @@ impl SqliteMetadata {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
         migrate(&conn, path)?;
-        Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)) })
+        let readers = Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            opened: std::sync::atomic::AtomicUsize::new(0),
+            returned: std::sync::Condvar::new(),
+        };
+        Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(readers) })
+    }
+
+    /// Runs `f`, which only reads, on a read-only connection on the
+    /// blocking pool (a write there fails: "attempt to write a readonly
+    /// database").
+    async fn read<T, F>(&self, f: F) -> Result<T, MetadataError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, MetadataError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = readers.take()?;
+            let result = f(&mut conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| MetadataError::Database(e.to_string()))?
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -338,7 +441,7 @@ fn list_names(
 impl Distribution for SqliteMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row("SELECT 1 FROM repositories WHERE name = ?1", [&repo], |_| Ok(()))
                 .optional()
                 .map(|r| r.is_some())
@@ -353,7 +456,7 @@ impl Distribution for SqliteMetadata {
         limit: usize,
     ) -> Result<Vec<String>, MetadataError> {
         let after = after.map(str::to_owned);
-        self.call(move |c| {
+        self.read(move |c| {
             list_names(
                 c,
                 "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -403,7 +506,7 @@ impl Distribution for SqliteMetadata {
 
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, MetadataError> {
         let (repo, digest) = (repo.to_owned(), digest.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             c.prepare_cached("SELECT size FROM blob_links WHERE repository = ?1 AND digest = ?2")
                 .and_then(|mut s| {
                     s.query_row(params![repo, digest], |r| r.get::<_, i64>(0)).optional()
@@ -506,7 +609,7 @@ impl Distribution for SqliteMetadata {
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetadataError> {
         let (repo, digest) = (repo.to_owned(), digest.to_string());
-        self.call(move |c| load_manifest(c, &repo, &digest)).await
+        self.read(move |c| load_manifest(c, &repo, &digest)).await
     }
 
     async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, MetadataError> {
@@ -532,7 +635,7 @@ impl Distribution for SqliteMetadata {
 
     async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, MetadataError> {
         let (repo, tag) = (repo.to_owned(), tag.to_owned());
-        self.call(move |c| {
+        self.read(move |c| {
             let d = c
                 .prepare_cached("SELECT digest FROM tags WHERE repository = ?1 AND name = ?2")
                 .and_then(|mut s| {
@@ -551,7 +654,7 @@ impl Distribution for SqliteMetadata {
         limit: usize,
     ) -> Result<Vec<String>, MetadataError> {
         let (repo, after) = (repo.to_owned(), after.map(str::to_owned));
-        self.call(move |c| {
+        self.read(move |c| {
             list_names(
                 c,
                 "SELECT name FROM tags WHERE repository = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
@@ -579,7 +682,7 @@ impl Distribution for SqliteMetadata {
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, MetadataError> {
         let (repo, subject) = (repo.to_owned(), subject.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             let digests: Vec<String> = {
                 let mut stmt = c
                     .prepare_cached(
@@ -608,7 +711,7 @@ impl Distribution for SqliteMetadata {
     ) -> Result<Vec<String>, MetadataError> {
         let digest = digest.to_string();
         let limit = limit.min(i64::MAX as usize) as i64;
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT repository FROM blob_links WHERE digest = ?1
@@ -639,7 +742,7 @@ impl Uploads for SqliteMetadata {
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
         let id = id.clone();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT repository, started FROM uploads WHERE id = ?1",
                 [id.as_str()],
@@ -661,7 +764,7 @@ impl Uploads for SqliteMetadata {
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT id, repository, started FROM uploads ORDER BY id")
                 .map_err(db)?;
@@ -712,7 +815,7 @@ impl Accounts for SqliteMetadata {
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, MetadataError> {
         let name = name.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row("SELECT password_hash, admin FROM users WHERE name = ?1", [&name], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
             })
@@ -724,7 +827,7 @@ impl Accounts for SqliteMetadata {
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, MetadataError> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT name, password_hash, admin FROM users ORDER BY name")
                 .map_err(db)?;
@@ -734,6 +837,32 @@ impl Accounts for SqliteMetadata {
                 })
                 .map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn users_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64), MetadataError> {
+        let (offset, limit) =
+            (offset.min(i64::MAX as usize) as i64, limit.min(i64::MAX as usize) as i64);
+        self.read(move |c| {
+            let total: i64 =
+                c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(db)?;
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT name, password_hash, admin FROM users ORDER BY name LIMIT ? OFFSET ?",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([limit, offset], |r| {
+                    Ok(UserRecord { name: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)? })
+                })
+                .map_err(db)?;
+            let users = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+            Ok((users, total as u64))
         })
         .await
     }
@@ -788,7 +917,7 @@ impl Accounts for SqliteMetadata {
 
     async fn org(&self, name: &str) -> Result<Option<OrgRecord>, MetadataError> {
         let name = name.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let verified = c
                 .query_row("SELECT verified FROM orgs WHERE name = ?1", [&name], |r| {
                     r.get::<_, bool>(0)
@@ -886,7 +1015,7 @@ impl HubSettings for SqliteMetadata {
 
     async fn repository_private(&self, repo: &str) -> Result<bool, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.prepare_cached("SELECT private FROM repository_settings WHERE name = ?1")
                 .and_then(|mut s| s.query_row([&repo], |r| r.get::<_, bool>(0)).optional())
                 .map(|o| o.unwrap_or(false))
@@ -923,7 +1052,7 @@ impl HubSettings for SqliteMetadata {
     ) -> Result<Vec<RepoSummary>, MetadataError> {
         let query = query.to_lowercase();
         let limit = limit.min(i64::MAX as usize) as i64;
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "{SUMMARY}
@@ -965,7 +1094,7 @@ impl HubSettings for SqliteMetadata {
 
     async fn repository_summary(&self, repo: &str) -> Result<Option<RepoSummary>, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.prepare_cached(&format!("{SUMMARY} WHERE r.name = ?1"))
                 .and_then(|mut s| s.query_row([&repo], summary_row).optional())
                 .map_err(db)

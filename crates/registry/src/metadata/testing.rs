@@ -245,6 +245,13 @@ async fn users_and_orgs(store: &dyn Accounts) {
     let names: Vec<String> =
         store.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
     assert_eq!(names, ["alice", "root"]);
+    let page = |offset, limit| async move {
+        let (users, total) = store.users_page(offset, limit).await.unwrap();
+        (users.into_iter().map(|u| u.name).collect::<Vec<_>>(), total)
+    };
+    assert_eq!(page(0, 1).await, (vec!["alice".to_owned()], 2));
+    assert_eq!(page(1, 5).await, (vec!["root".to_owned()], 2));
+    assert_eq!(page(2, 5).await, (vec![], 2));
 
     // Users and organisations share the namespace.
     assert!(!store.create_org("alice").await.unwrap());

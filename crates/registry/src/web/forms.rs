@@ -9,8 +9,8 @@ use berth_reference::RepoName;
 use maud::{Markup, PreEscaped, html};
 
 use super::pages::{
-    App, View, candidates, display, layout, may, official_candidates, query, repo_url, resolve,
-    when,
+    App, PAGE_SIZE, View, candidates, display, layout, may, official_candidates, page_number,
+    pager, query, repo_url, resolve, when,
 };
 use super::session::{self, Visitor, post_allowed, visitor};
 use super::{error_page, field, form, markdown, redirect};
@@ -695,8 +695,14 @@ pub async fn repository(State(app): App, req: Request) -> Response {
 
 // ---- administrators ----
 
-async fn admin_body(app: &AppState, v: &Visitor, notice: Option<&str>) -> Result<Markup> {
-    let users = accounts(app)?.metadata().list_users().await?;
+async fn admin_body(
+    app: &AppState,
+    v: &Visitor,
+    page: usize,
+    notice: Option<&str>,
+) -> Result<Markup> {
+    let (users, total) =
+        accounts(app)?.metadata().users_page((page - 1) * PAGE_SIZE, PAGE_SIZE).await?;
     let last_gc = app.web.last_gc.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(html! {
         h1 { "Administration" }
@@ -724,6 +730,8 @@ async fn admin_body(app: &AppState, v: &Visitor, notice: Option<&str>) -> Result
                 }
             }
         }
+        p.meta { (total) " user" @if total != 1 { "s" } }
+        (pager("/admin", &[], page, total))
         h2 { "Organisations" }
         form method="post" action="/admin" {
             input type="hidden" name="csrf" value=(v.csrf);
@@ -767,7 +775,7 @@ pub async fn admin_page(State(app): App, req: Request) -> Response {
             return Ok(redirect("/login?next=/admin", &v.set_cookies));
         }
         admin_only(&v)?;
-        let body = admin_body(&app, &v, None).await?;
+        let body = admin_body(&app, &v, page_number(&query(&parts.uri)), None).await?;
         Ok(super::html(
             StatusCode::OK,
             layout(&app, &v, "Administration", "", body),
@@ -849,7 +857,7 @@ pub async fn admin(State(app): App, req: Request) -> Response {
             }
             _ => return Err(Error::InvalidRequest("unknown action".into())),
         };
-        let body = admin_body(&app, &v, Some(&notice)).await?;
+        let body = admin_body(&app, &v, 1, Some(&notice)).await?;
         Ok(super::html(
             StatusCode::OK,
             layout(&app, &v, "Administration", "", body),

@@ -151,7 +151,7 @@ fn repo_cards(items: &[RepoListing]) -> Markup {
 }
 
 /// Previous/next links keeping the other query parameters.
-fn pager(base: &str, params: &[(&str, String)], page: usize, total: u64) -> Markup {
+pub(super) fn pager(base: &str, params: &[(&str, String)], page: usize, total: u64) -> Markup {
     let pages = (total as usize).div_ceil(PAGE_SIZE).clamp(1, PAGE_MAX);
     let link = |p: usize| {
         let mut q: Vec<String> = params
@@ -201,7 +201,7 @@ fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
     q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
 }
 
-fn page_number(q: &[(String, String)]) -> usize {
+pub(super) fn page_number(q: &[(String, String)]) -> usize {
     param(q, "page").and_then(|p| p.parse().ok()).filter(|&p| p >= 1).unwrap_or(1).min(PAGE_MAX)
 }
 

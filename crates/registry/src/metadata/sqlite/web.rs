@@ -131,7 +131,7 @@ impl AccessTokens for SqliteMetadata {
 
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>, MetadataError> {
         let id = id.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1"),
                 [&id],
@@ -148,7 +148,7 @@ impl AccessTokens for SqliteMetadata {
         user: &str,
     ) -> Result<Vec<AccessTokenRecord>, MetadataError> {
         let user = user.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE user = ?1
@@ -204,7 +204,7 @@ impl Sessions for SqliteMetadata {
 
     async fn session(&self, hash: &str, now: i64) -> Result<Option<SessionRecord>, MetadataError> {
         let hash = hash.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT hash, user, created, expires FROM sessions WHERE hash = ?1 AND expires > ?2",
                 params![hash, now],
@@ -342,7 +342,7 @@ fn listing_sql(
     };
     let unfiltered = text.is_none() && q.namespace.is_none();
     let walk = q.order == RepoOrder::Updated && unfiltered;
-    // Everything by stars: the starred ones (few) sorted by their count,
+    // Everything by stars: the starred ones from the star count index,
     // then the rest in name order straight from the primary key, each side
     // cut at the page's end, so 10,000 rows are never sorted.
     let by_stars = q.order == RepoOrder::Stars && unfiltered;
@@ -357,12 +357,12 @@ fn listing_sql(
         format!(
             "SELECT name, k, NULL AS total FROM (
                SELECT * FROM (SELECT r.name AS name, s.n AS k
-                 FROM (SELECT repository, COUNT(*) AS n FROM stars GROUP BY repository) s
+                 FROM star_counts s
                  JOIN repositories r ON r.name = s.repository{joins}{filter}
                  ORDER BY s.n DESC, r.name LIMIT ?)
                UNION ALL
                SELECT * FROM (SELECT r.name AS name, 0 AS k FROM repositories r{joins}
-                 WHERE NOT EXISTS (SELECT 1 FROM stars x WHERE x.repository = r.name){and_filter}
+                 WHERE NOT EXISTS (SELECT 1 FROM star_counts x WHERE x.repository = r.name){and_filter}
                  ORDER BY r.name LIMIT ?))
              ORDER BY k DESC, name LIMIT ? OFFSET ?"
         )
@@ -380,7 +380,9 @@ fn listing_sql(
         )
     } else {
         let (key, join) = match q.order {
-            RepoOrder::Stars => ("(SELECT COUNT(*) FROM stars s WHERE s.repository = f.name)", ""),
+            RepoOrder::Stars => {
+                ("COALESCE((SELECT n FROM star_counts s WHERE s.repository = f.name), 0)", "")
+            }
             RepoOrder::Updated => (
                 "COALESCE(a.updated, f.created)",
                 " LEFT JOIN repository_activity a ON a.name = f.name",
@@ -396,7 +398,7 @@ fn listing_sql(
         "SELECT r.name,
                COALESCE(NULLIF(o.description, ''), d.description),
                o.full_description,
-               (SELECT COUNT(*) FROM stars s WHERE s.repository = r.name),
+               COALESCE((SELECT n FROM star_counts s WHERE s.repository = r.name), 0),
                COALESCE(p.private, 0),
                COALESCE(a.updated, r.created),
                COALESCE(g.verified, 0),
@@ -420,7 +422,7 @@ fn listing_sql(
 impl Browse for SqliteMetadata {
     async fn query_repositories(&self, query: &RepoQuery) -> Result<RepoPage, MetadataError> {
         let q = query.clone();
-        self.call(move |c| {
+        self.read(move |c| {
             let (sql_count, sql_page, args, page_args) = listing_sql(&q);
             let count = || -> Result<i64, MetadataError> {
                 c.prepare_cached(&sql_count)
@@ -474,7 +476,7 @@ impl Browse for SqliteMetadata {
         limit: usize,
     ) -> Result<TagPage, MetadataError> {
         let repo = repo.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let total: i64 = c
                 .query_row("SELECT COUNT(*) FROM tags WHERE repository = ?1", [&repo], |r| r.get(0))
                 .map_err(db)?;
@@ -517,7 +519,7 @@ impl Browse for SqliteMetadata {
 
     async fn orgs_of(&self, user: &str) -> Result<Vec<String>, MetadataError> {
         let user = user.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut s = c
                 .prepare_cached("SELECT org FROM org_members WHERE user = ?1 ORDER BY org")
                 .map_err(db)?;
@@ -529,7 +531,7 @@ impl Browse for SqliteMetadata {
 
     async fn starred(&self, user: &str, repo: &str) -> Result<bool, MetadataError> {
         let (user, repo) = (user.to_owned(), repo.to_owned());
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT 1 FROM stars WHERE user = ?1 AND repository = ?2",
                 params![user, repo],
