@@ -1090,6 +1090,16 @@ impl ObjectLedger for PostgresMetadata {
         Ok(row.map(|r| object_entry(&r, 0)))
     }
 
+    async fn object_touch(&self, digest: &Digest, at: i64) -> Result<bool, StorageError> {
+        self.execute(
+            "UPDATE blob_objects SET created = GREATEST(created, $2) WHERE digest = $1",
+            &[&digest.as_str(), &at],
+        )
+        .await
+        .map(|n| n == 1)
+        .map_err(ledger_err)
+    }
+
     async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError> {
         self.execute("DELETE FROM blob_objects WHERE digest = $1", &[&digest.as_str()])
             .await

@@ -1137,6 +1137,20 @@ impl ObjectLedger for SqliteMetadata {
         .map_err(ledger_err)
     }
 
+    async fn object_touch(&self, digest: &Digest, at: i64) -> Result<bool, StorageError> {
+        let digest = digest.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE blob_objects SET created = max(created, ?2) WHERE digest = ?1",
+                params![digest, at],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
     async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError> {
         let digest = digest.to_string();
         self.call(move |c| {
