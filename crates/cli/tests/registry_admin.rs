@@ -80,6 +80,24 @@ fn gc_sweeps_writes_a_crash_cut_off() {
 }
 
 #[tokio::test]
+async fn gc_refuses_to_run_beside_another_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    let registry = berth_registry::open_local(&root, Default::default()).expect("open the root");
+    let lease = registry.metadata().lease_collection().await.expect("the lease is free");
+    let out = berth(dir.path(), &["registry", "gc"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("garbage collection is already running on another replica"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing was collected");
+    lease.release().await;
+    let out = berth(dir.path(), &["registry", "gc", "--sweep-orphans"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("Deleted 0 orphaned object(s) (0 bytes)\n"), "{text}");
+}
+
+#[tokio::test]
 async fn access_tokens_are_created_listed_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str], stdin: Option<&str>| {

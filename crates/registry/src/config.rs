@@ -229,6 +229,7 @@ impl Config {
                 .upload_expiry_hours
                 .map_or(d.upload_expiry, |h| std::time::Duration::from_secs(h * 3600)),
             delete_untagged: self.gc.delete_untagged.unwrap_or(false),
+            ..d
         };
         Some((opts, std::time::Duration::from_secs(minutes * 60)))
     }

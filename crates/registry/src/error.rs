@@ -137,6 +137,9 @@ pub enum Error {
     RangeInvalid(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Another process holds the collection lease.
+    #[error("garbage collection is already running on another replica")]
+    CollectionRunning,
     #[error("storage: {0}")]
     Storage(StorageError),
     #[error("metadata: {0}")]
@@ -168,7 +171,7 @@ impl Error {
             TooManyRequests { .. } => ErrorCode::TooManyRequests,
             RangeInvalid(_) => ErrorCode::RangeInvalid,
             InvalidRequest(_) => ErrorCode::InvalidRequest,
-            Storage(_) | Metadata(_) => ErrorCode::Unknown,
+            CollectionRunning | Storage(_) | Metadata(_) => ErrorCode::Unknown,
         }
     }
 
@@ -224,6 +227,7 @@ impl From<MetadataError> for Error {
     fn from(e: MetadataError) -> Error {
         match e {
             MetadataError::MissingBlob(d) => Error::ManifestBlobUnknown(d.to_string()),
+            MetadataError::CollectionRunning => Error::CollectionRunning,
             other => Error::Metadata(other),
         }
     }

@@ -1,12 +1,38 @@
-//! Garbage collection that is safe while pushes run.
+//! Garbage collection that is safe while pushes run, and that reads what
+//! it needs from the metadata database in batches rather than holding the
+//! whole registry in memory or listing the bucket.
 //!
-//! Mark: every blob some repository links, every manifest's own bytes and
-//! the blobs manifests reference. Sweep: stored blobs outside that set, but
-//! only those older than the grace period, because a push stores a blob
-//! before it links it (and an upload in progress is not a blob yet).
-//! Optionally, untagged manifests go first: those no tag reaches, directly
-//! or as a child of a tagged index, and that do not refer (`subject`) to a
-//! manifest that is kept. Abandoned uploads expire.
+//! One collection at a time among every replica sharing the metadata
+//! ([`crate::metadata::Collection::lease_collection`]). Then, in order:
+//! - abandoned uploads expire; optionally, untagged manifests go: those no
+//!   tag reaches, directly or as a child of a tagged index, and that do not
+//!   refer (`subject`) to a manifest that is kept;
+//! - blob links no manifest of their repository uses, older than the grace
+//!   period, are removed ([`crate::metadata::Collection::stale_links`], a batch per
+//!   transaction);
+//! - stored blobs that nothing keeps (no link, no manifest reference, no
+//!   manifest with that digest) and that are older than the grace period
+//!   go. Which blobs are stored: on object storage, the ledger in the
+//!   metadata database ([`crate::storage::BlobStore::ledger_backed`]): candidates come from
+//!   one query per batch, keyset-paginated, and each batch's entries are
+//!   re-checked and removed in one transaction before their objects are
+//!   deleted in bulk; on the filesystem, the files themselves (a local
+//!   listing), checked against the database a batch at a time;
+//! - with `sweep_orphans`, objects the ledger does not know (a crash
+//!   between the write and the record) go too: the one listing of the
+//!   bucket, for rare runs.
+//!
+//! Why a push racing a collection never loses a blob: the grace period
+//! covers a blob between its write and its link, and every way to a new
+//! link first writes or touches the blob ([`crate::storage::BlobStore::touch`]: a put of a
+//! blob already stored, a mount). Deletion is judged after the fact on
+//! exactly what the push touches: the ledger entry, in the transaction
+//! that removes it (the touch waits for it and then finds the entry gone,
+//! so the push stores the blob anew), or the file, moved aside before its
+//! age is read. A manifest put holds its links `FOR SHARE` while it
+//! commits, so a link cannot go between its check and its commit; if a
+//! link went before, the put is refused (`MANIFEST_BLOB_UNKNOWN`) and the
+//! client uploads the blob again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -16,6 +42,9 @@ use berth_reference::Digest;
 use crate::error::Result;
 use crate::registry::Registry;
 use berth_reference::RepoName;
+
+/// Rows a collection reads, and removes in one transaction, at a time.
+pub const BATCH: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -27,6 +56,10 @@ pub struct GcOptions {
     pub upload_expiry: Duration,
     /// Also delete manifests no tag reaches.
     pub delete_untagged: bool,
+    /// Also list the whole blob store for objects the ledger does not know.
+    pub sweep_orphans: bool,
+    /// Rows per batch ([`BATCH`]; smaller in tests, to cross batch edges).
+    pub batch_size: usize,
 }
 
 impl Default for GcOptions {
@@ -36,6 +69,8 @@ impl Default for GcOptions {
             grace: Duration::from_secs(30 * 60),
             upload_expiry: Duration::from_secs(24 * 3600),
             delete_untagged: false,
+            sweep_orphans: false,
+            batch_size: BATCH,
         }
     }
 }
@@ -53,6 +88,10 @@ pub struct GcReport {
     pub uploads_expired: usize,
     /// Leftovers of blob writes a crash interrupted.
     pub scratch_removed: usize,
+    /// Objects no ledger entry named (with `sweep_orphans`), and their bytes
+    /// (not in `bytes_reclaimed`).
+    pub orphans_removed: usize,
+    pub orphan_bytes: u64,
 }
 
 fn unix_now() -> i64 {
@@ -63,65 +102,135 @@ fn unix_now() -> i64 {
 }
 
 impl Registry {
-    /// Runs one collection.
+    /// Runs one collection; `CollectionRunning` (a metadata error) if
+    /// another process is running one on the same metadata.
     pub async fn collect_garbage(&self, opts: &GcOptions) -> Result<GcReport> {
+        let lease = self.metadata().lease_collection().await?;
+        let result = self.collect(opts).await;
+        lease.release().await;
+        result
+    }
+
+    async fn collect(&self, opts: &GcOptions) -> Result<GcReport> {
         let mut report = GcReport::default();
         self.expire_uploads(opts, &mut report).await?;
         if opts.delete_untagged {
             self.delete_untagged(opts, &mut report).await?;
         }
-        let snapshot = self.metadata().gc_snapshot().await?;
-        // A dry run deleted nothing: leave out what it would have deleted.
-        let gone: HashSet<(String, Digest)> = report.manifests_deleted.iter().cloned().collect();
-        let live = snapshot
-            .manifests
-            .iter()
-            .filter(|(r, m, _)| !gone.contains(&(r.clone(), m.digest.clone())));
-        let mut used_in_repo: HashSet<(String, Digest)> = HashSet::new();
-        let mut marked: HashSet<Digest> = HashSet::new();
-        for (repo, m, _) in live {
-            marked.insert(m.digest.clone());
-            for b in &m.blobs {
-                marked.insert(b.clone());
-                used_in_repo.insert((repo.clone(), b.clone()));
-            }
-        }
-        // A link no manifest uses keeps its blob only during the grace
-        // period (a push links layers before it sends the manifest).
+        let started = SystemTime::now();
         let cutoff = unix_now() - opts.grace.as_secs() as i64;
-        for (repo, digest, linked) in snapshot.links {
-            if linked >= cutoff || used_in_repo.contains(&(repo.clone(), digest.clone())) {
-                marked.insert(digest);
-                continue;
-            }
-            if opts.dry_run || self.metadata().unlink_stale_blob(&repo, &digest, cutoff).await? {
-                report.links_removed += 1;
-            } else {
-                // Used since the snapshot.
-                marked.insert(digest);
-            }
+        let batch = opts.batch_size.max(1);
+        self.remove_stale_links(opts.dry_run, cutoff, batch, &mut report).await?;
+        // A dry run removed no link: the stale ones must not keep blobs.
+        let stale_before = opts.dry_run.then_some(cutoff);
+        if self.blob_store().ledger_backed() {
+            self.sweep_ledger(opts.dry_run, cutoff, stale_before, batch, &mut report).await?;
+        } else {
+            let before = started.checked_sub(opts.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+            self.sweep_listing(opts.dry_run, before, stale_before, batch, &mut report).await?;
         }
-        let now = SystemTime::now();
-        for blob in self.blob_store().list().await? {
-            if marked.contains(&blob.digest) {
-                continue;
-            }
-            let age = now.duration_since(blob.modified).unwrap_or(Duration::ZERO);
-            if age < opts.grace {
-                report.blobs_kept_young += 1;
-                continue;
-            }
-            // Re-check just before deleting: a push may have linked it since the mark.
-            if !opts.dry_run {
-                if self.metadata().blob_in_use(&blob.digest).await? {
-                    continue;
-                }
-                self.blob_store().delete(&blob.digest).await?;
-            }
-            report.bytes_reclaimed += blob.size;
-            report.blobs_deleted.push((blob.digest, blob.size));
+        report.bytes_reclaimed = report.blobs_deleted.iter().map(|(_, n)| n).sum();
+        if opts.sweep_orphans {
+            let before = started.checked_sub(opts.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+            let (n, bytes) = self.blob_store().sweep_orphans(before, opts.dry_run).await?;
+            report.orphans_removed = n;
+            report.orphan_bytes = bytes;
         }
         Ok(report)
+    }
+
+    /// Links no manifest of their repository uses, older than `cutoff`.
+    async fn remove_stale_links(
+        &self,
+        dry_run: bool,
+        cutoff: i64,
+        batch: usize,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let meta = self.metadata();
+        let mut after: Option<(String, Digest)> = None;
+        loop {
+            let at = after.as_ref().map(|(r, d)| (r.as_str(), d));
+            let links = meta.stale_links(at, cutoff, batch).await?;
+            let Some(last) = links.last() else { break };
+            after = Some(last.clone());
+            report.links_removed += if dry_run {
+                links.len()
+            } else {
+                // Those a manifest began to use since the read stay.
+                meta.unlink_stale_blobs(&links, cutoff).await?
+            };
+            if links.len() < batch {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Object storage: candidates from the ledger, never from the bucket.
+    async fn sweep_ledger(
+        &self,
+        dry_run: bool,
+        cutoff: i64,
+        stale_before: Option<i64>,
+        batch: usize,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let meta = self.metadata();
+        let mut after: Option<Digest> = None;
+        loop {
+            let unkept = meta.unkept_objects(after.as_ref(), stale_before, batch).await?;
+            let Some((last, _)) = unkept.last() else { break };
+            after = Some(last.clone());
+            let full = unkept.len() == batch;
+            let (old, young): (Vec<_>, Vec<_>) =
+                unkept.into_iter().partition(|(_, e)| e.created < cutoff);
+            report.blobs_kept_young += young.len();
+            if dry_run {
+                report.blobs_deleted.extend(old.into_iter().map(|(d, e)| (d, e.size)));
+            } else if !old.is_empty() {
+                let digests: Vec<Digest> = old.into_iter().map(|(d, _)| d).collect();
+                // Entries first (re-checked, locked), objects after: a crash
+                // in between leaves orphans for `sweep_orphans`, never an
+                // entry without its object.
+                let removed = meta.remove_unkept_objects(&digests, cutoff).await?;
+                let keys = removed.iter().map(|(_, e)| e.key.clone()).collect();
+                self.blob_store().delete_objects(keys).await?;
+                report.blobs_deleted.extend(removed.into_iter().map(|(d, e)| (d, e.size)));
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The filesystem: its listing is the truth, checked a batch at a time.
+    async fn sweep_listing(
+        &self,
+        dry_run: bool,
+        before: SystemTime,
+        stale_before: Option<i64>,
+        batch: usize,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let stored = self.blob_store().list().await?;
+        for chunk in stored.chunks(batch) {
+            let digests: Vec<Digest> = chunk.iter().map(|b| b.digest.clone()).collect();
+            let kept = self.metadata().blobs_kept(&digests, stale_before).await?;
+            for blob in chunk.iter().filter(|b| !kept.contains(&b.digest)) {
+                if blob.modified >= before {
+                    report.blobs_kept_young += 1;
+                } else if dry_run {
+                    report.blobs_deleted.push((blob.digest.clone(), blob.size));
+                } else if let Some(size) =
+                    self.blob_store().delete_unless_touched(&blob.digest, before).await?
+                {
+                    report.blobs_deleted.push((blob.digest.clone(), size));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn expire_uploads(&self, opts: &GcOptions, report: &mut GcReport) -> Result<()> {

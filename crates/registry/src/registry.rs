@@ -565,7 +565,10 @@ impl Registry {
             }
             None => return Ok(false),
         };
-        if self.blobs.stat_is_cheap() && self.blobs.stat(digest).await?.is_none() {
+        // Touched, not just looked at: garbage collection may be deleting
+        // it right now (its last link just went), and a touch either comes
+        // first and keeps it for the grace period, or finds it gone.
+        if !self.blobs.touch(digest).await? {
             return Ok(false);
         }
         self.meta.link_blob(repo.as_str(), digest, size).await?;

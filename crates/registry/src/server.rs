@@ -70,6 +70,10 @@ pub fn build(registry: Registry, options: Options) -> Router {
                         uploads = r.uploads_expired,
                         "garbage collection"
                     ),
+                    // Replicas share the schedule; one of them collects.
+                    Err(crate::Error::CollectionRunning) => {
+                        tracing::info!("garbage collection skipped: another replica is running it")
+                    }
                     Err(e) => tracing::error!(error = %e, "garbage collection failed"),
                 }
             }

@@ -15,4 +15,5 @@ async fn sqlite_metadata_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteMetadata::open(&dir.path().join("metadata.db")).unwrap();
     metadata::testing::run_suite(&store).await;
+    metadata::testing::ledger_collection(&store).await;
 }

@@ -30,6 +30,7 @@ fn postgres_metadata_and_s3_with_a_postgres_ledger() {
     let rt = runtime();
     let meta = rt.block_on(PostgresMetadata::connect(&pg.database("suite"))).unwrap();
     rt.block_on(metadata::testing::run_suite(&meta));
+    rt.block_on(metadata::testing::ledger_collection(&meta));
     // A second connection migrates nothing and sees the same data.
     let again = rt.block_on(PostgresMetadata::connect(&pg.database_url("suite"))).unwrap();
     rt.block_on(async {

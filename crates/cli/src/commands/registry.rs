@@ -81,6 +81,9 @@ pub struct GcArgs {
     /// Also delete manifests that no tag reaches (children of tagged indexes stay)
     #[arg(long)]
     delete_untagged: bool,
+    /// Also list the whole bucket for objects berth has no record of (left by a crash); slow on large buckets, run it rarely
+    #[arg(long)]
+    sweep_orphans: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -215,6 +218,8 @@ fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
         grace: std::time::Duration::from_secs(args.grace_minutes * 60),
         upload_expiry: std::time::Duration::from_secs(args.upload_expiry_hours * 3600),
         delete_untagged: args.delete_untagged,
+        sweep_orphans: args.sweep_orphans,
+        ..GcOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -243,6 +248,12 @@ fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
     );
     let what = if args.dry_run { "Reclaimable space" } else { "Total reclaimed space" };
     println!("{what}: {} bytes", report.bytes_reclaimed);
+    if args.sweep_orphans {
+        println!(
+            "{verb} {} orphaned object(s) ({} bytes)",
+            report.orphans_removed, report.orphan_bytes
+        );
+    }
     Ok(())
 }
 

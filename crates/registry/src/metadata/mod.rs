@@ -51,6 +51,9 @@ pub enum MetadataError {
     /// The file was written by a newer berth; opening it would lose data.
     #[error("{path}: schema version {found} is newer than this berth knows ({known})")]
     SchemaTooNew { path: String, found: i64, known: i64 },
+    /// Another process holds the collection lease ([`Collection::lease_collection`]).
+    #[error("garbage collection is already running on another replica")]
+    CollectionRunning,
 }
 
 /// A manifest as the registry indexes it (its bytes live in blob storage).
@@ -118,6 +121,23 @@ pub struct GcSnapshot {
     pub tags: Vec<(String, Digest)>,
     /// Every blob link: repository, blob, when it was linked (Unix seconds).
     pub links: Vec<(String, Digest, i64)>,
+}
+
+/// The right to collect garbage (a PostgreSQL session holding an advisory
+/// lock, or a locked file beside the SQLite database): given back by
+/// [`CollectionLease::release`], or, less promptly, when dropped.
+pub struct CollectionLease(futures_util::future::BoxFuture<'static, ()>);
+
+impl CollectionLease {
+    /// A lease that `release` gives back; it owns whatever holds the lease,
+    /// so dropping it unawaited gives the lease back as well.
+    pub fn new(release: impl std::future::Future<Output = ()> + Send + 'static) -> CollectionLease {
+        CollectionLease(Box::pin(release))
+    }
+
+    pub async fn release(self) {
+        self.0.await
+    }
 }
 
 /// What a [`ChangeFeed`] reports.
@@ -367,6 +387,57 @@ pub trait Collection: Send + Sync {
     /// Whether anything still needs `digest`: a link, a manifest reference,
     /// or a manifest with that digest, in any repository.
     async fn blob_in_use(&self, digest: &Digest) -> Result<bool, MetadataError>;
+
+    /// One collection at a time among every process sharing this metadata:
+    /// `CollectionRunning` while another holds the lease.
+    async fn lease_collection(&self) -> Result<CollectionLease, MetadataError>;
+
+    /// Up to `limit` links after `after` (by repository, then digest) made
+    /// before `linked_before` that no manifest of their repository references.
+    async fn stale_links(
+        &self,
+        after: Option<(&str, &Digest)>,
+        linked_before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest)>, MetadataError>;
+
+    /// [`Collection::unlink_stale_blob`] for each of `links`, in one
+    /// transaction; how many went.
+    async fn unlink_stale_blobs(
+        &self,
+        links: &[(String, Digest)],
+        linked_before: i64,
+    ) -> Result<usize, MetadataError>;
+
+    /// Those of `digests` something keeps: a link, a manifest reference or a
+    /// manifest with that digest. With `stale_before`, links made before it
+    /// that no manifest of their repository uses do not count (what a dry
+    /// run sees: the links a collection would remove first).
+    async fn blobs_kept(
+        &self,
+        digests: &[Digest],
+        stale_before: Option<i64>,
+    ) -> Result<std::collections::HashSet<Digest>, MetadataError>;
+
+    /// Up to `limit` blobs of the object ledger after `after` (by digest)
+    /// that nothing keeps (as [`Collection::blobs_kept`] counts), whatever
+    /// their age, with their entries.
+    async fn unkept_objects(
+        &self,
+        after: Option<&Digest>,
+        stale_before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, crate::storage::ObjectEntry)>, MetadataError>;
+
+    /// Removes from the object ledger those of `digests` recorded (or
+    /// touched) before `created_before` that nothing keeps, in one
+    /// transaction that locks their entries against a concurrent touch;
+    /// returns what it removed, whose objects the caller then deletes.
+    async fn remove_unkept_objects(
+        &self,
+        digests: &[Digest],
+        created_before: i64,
+    ) -> Result<Vec<(Digest, crate::storage::ObjectEntry)>, MetadataError>;
 }
 
 /// Everything the registry keeps besides blob bytes: each concern's trait,

@@ -28,8 +28,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
-    Accounts, ChangeFeed, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord,
-    MetadataError, OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
+    Accounts, ChangeFeed, Collection, CollectionLease, Distribution, GcSnapshot, HubSettings,
+    ManifestRecord, MetadataError, OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
 use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
@@ -1079,6 +1079,153 @@ impl Collection for PostgresMetadata {
             .await?;
         Ok(row.is_some_and(|r| r.get(0)))
     }
+
+    /// `pg_try_advisory_lock` on a connection of its own, outside the pool,
+    /// held for the run: the lock goes with the session, so a collector
+    /// that dies or loses the database releases it.
+    async fn lease_collection(&self) -> Result<CollectionLease, MetadataError> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let held: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&COLLECTION_LOCK])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if !held {
+            task.abort();
+            return Err(MetadataError::CollectionRunning);
+        }
+        // Unlocked at once on release: the server notices a closed session
+        // only a moment later, and the next run may be about to start.
+        Ok(CollectionLease::new(async move {
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&COLLECTION_LOCK]).await;
+            drop(client);
+            task.abort();
+        }))
+    }
+
+    async fn stale_links(
+        &self,
+        after: Option<(&str, &Digest)>,
+        linked_before: i64,
+        n: usize,
+    ) -> Result<Vec<(String, Digest)>, MetadataError> {
+        let (repo, digest) = after.map_or(("", ""), |(r, d)| (r, d.as_str()));
+        let rows = self
+            .query(
+                "SELECT l.repository, l.digest FROM blob_links l
+                 WHERE (l.repository, l.digest) > ($1, $2) AND l.created < $3
+                   AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                                   WHERE r.repository = l.repository AND r.digest = l.digest)
+                 ORDER BY l.repository, l.digest LIMIT $4",
+                &[&repo, &digest, &linked_before, &limit(n)],
+            )
+            .await?;
+        rows.iter().map(|r| Ok((r.get(0), parse_digest(r.get(1))?))).collect()
+    }
+
+    async fn unlink_stale_blobs(
+        &self,
+        links: &[(String, Digest)],
+        linked_before: i64,
+    ) -> Result<usize, MetadataError> {
+        let repos: Vec<&str> = links.iter().map(|(r, _)| r.as_str()).collect();
+        let digests: Vec<&str> = links.iter().map(|(_, d)| d.as_str()).collect();
+        // Serializable: a manifest put holding one of these links FOR SHARE
+        // makes this wait, then fail and retry, then see the reference.
+        serializable!(self, |tx| {
+            tx.execute(
+                "DELETE FROM blob_links l
+                 USING unnest($1::text[], $2::text[]) AS c(repository, digest)
+                 WHERE l.repository = c.repository AND l.digest = c.digest AND l.created < $3
+                   AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                                   WHERE r.repository = l.repository AND r.digest = l.digest)",
+                &[&repos, &digests, &linked_before],
+            )
+            .await? as usize
+        })
+    }
+
+    async fn blobs_kept(
+        &self,
+        digests: &[Digest],
+        stale_before: Option<i64>,
+    ) -> Result<std::collections::HashSet<Digest>, MetadataError> {
+        let list: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        let rows = self
+            .query(
+                &format!("SELECT d FROM unnest($1::text[]) AS d WHERE {}", pg_kept("d", "$2")),
+                &[&list, &stale_before],
+            )
+            .await?;
+        rows.iter().map(|r| parse_digest(r.get(0))).collect()
+    }
+
+    async fn unkept_objects(
+        &self,
+        after: Option<&Digest>,
+        stale_before: Option<i64>,
+        n: usize,
+    ) -> Result<Vec<(Digest, ObjectEntry)>, MetadataError> {
+        let after = after.map_or("", Digest::as_str);
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT b.digest, b.key, b.size, b.created FROM blob_objects b
+                     WHERE b.digest > $1 AND NOT ({})
+                     ORDER BY b.digest LIMIT $3",
+                    pg_kept("b.digest", "$2")
+                ),
+                &[&after, &stale_before, &limit(n)],
+            )
+            .await?;
+        rows.iter().map(|r| Ok((parse_digest(r.get(0))?, object_entry(r, 1)))).collect()
+    }
+
+    async fn remove_unkept_objects(
+        &self,
+        digests: &[Digest],
+        created_before: i64,
+    ) -> Result<Vec<(Digest, ObjectEntry)>, MetadataError> {
+        let list: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        // The delete locks each entry: a put touching it (an UPDATE of the
+        // same row) waits, then finds it gone and stores the blob anew; a
+        // touch that came first makes the entry young, so it stays.
+        serializable!(self, |tx| {
+            let rows = tx
+                .query(
+                    &format!(
+                        "DELETE FROM blob_objects b
+                         WHERE b.digest = ANY($1) AND b.created < $2 AND NOT ({})
+                         RETURNING b.digest, b.key, b.size, b.created",
+                        pg_kept("b.digest", "NULL::bigint")
+                    ),
+                    &[&list, &created_before],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push((parse_digest(r.get(0))?, object_entry(r, 1)));
+            }
+            out
+        })
+    }
+}
+
+/// The advisory lock key of garbage collection (beside migration's).
+const COLLECTION_LOCK: i64 = 7286562844;
+
+/// Whether something keeps the blob `digest` (an SQL expression; links
+/// made before `stale_before` do not count, unless it is NULL).
+fn pg_kept(digest: &str, stale_before: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = {digest}
+                 AND ({stale_before}::bigint IS NULL OR l.created >= {stale_before}::bigint))
+         OR EXISTS (SELECT 1 FROM manifest_refs r WHERE r.digest = {digest})
+         OR EXISTS (SELECT 1 FROM manifests m WHERE m.digest = {digest})"
+    )
 }
 
 fn ledger_err(e: MetadataError) -> StorageError {
@@ -1115,6 +1262,16 @@ impl ObjectLedger for PostgresMetadata {
             .await
             .map_err(ledger_err)?;
         Ok(row.map(|r| object_entry(&r, 0)))
+    }
+
+    async fn object_touch(&self, digest: &Digest, at: i64) -> Result<bool, StorageError> {
+        self.execute(
+            "UPDATE blob_objects SET created = GREATEST(created, $2) WHERE digest = $1",
+            &[&digest.as_str(), &at],
+        )
+        .await
+        .map(|n| n == 1)
+        .map_err(ledger_err)
     }
 
     async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError> {

@@ -14,8 +14,8 @@ use berth_reference::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Accounts, Collection, Distribution, GcSnapshot, HubSettings, ManifestRecord, MetadataError,
-    OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
+    Accounts, Collection, CollectionLease, Distribution, GcSnapshot, HubSettings, ManifestRecord,
+    MetadataError, OrgRecord, RepoSummary, UploadRecord, Uploads, UserRecord,
 };
 use crate::storage::{LedgerEntry, ObjectEntry, ObjectLedger, StorageError, UploadId};
 
@@ -230,6 +230,8 @@ pub struct SqliteMetadata {
     /// writer and each other, and see every transaction committed before
     /// they start.
     readers: Arc<Readers>,
+    /// The database file: the collection lease is a lock on a file beside it.
+    path: std::path::PathBuf,
 }
 
 /// A small pool of read-only connections, opened as needed.
@@ -319,7 +321,11 @@ impl SqliteMetadata {
             opened: std::sync::atomic::AtomicUsize::new(0),
             returned: std::sync::Condvar::new(),
         };
-        Ok(SqliteMetadata { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(readers) })
+        Ok(SqliteMetadata {
+            conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
+            path: path.to_owned(),
+        })
     }
 
     /// Runs `f`, which only reads, on a read-only connection on the
@@ -1220,6 +1226,207 @@ impl Collection for SqliteMetadata {
         })
         .await
     }
+
+    /// A lock on `<database>.gc-lock`, held by the open file: the kernel
+    /// drops it when the process ends, however it ends.
+    async fn lease_collection(&self) -> Result<CollectionLease, MetadataError> {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".gc-lock");
+        let path = std::path::PathBuf::from(name);
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| MetadataError::Database(format!("{}: {e}", path.display())))?;
+            match file.try_lock() {
+                Ok(()) => Ok(CollectionLease::new(async move { drop(file) })),
+                Err(std::fs::TryLockError::WouldBlock) => Err(MetadataError::CollectionRunning),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    Err(MetadataError::Database(format!("{}: {e}", path.display())))
+                }
+            }
+        })
+        .await
+        .map_err(|e| MetadataError::Database(e.to_string()))?
+    }
+
+    async fn stale_links(
+        &self,
+        after: Option<(&str, &Digest)>,
+        linked_before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest)>, MetadataError> {
+        let (repo, digest) =
+            after.map_or((String::new(), String::new()), |(r, d)| (r.to_owned(), d.to_string()));
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT l.repository, l.digest FROM blob_links l
+                     WHERE (l.repository, l.digest) > (?1, ?2) AND l.created < ?3
+                       AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                                       WHERE r.repository = l.repository AND r.digest = l.digest)
+                     ORDER BY l.repository, l.digest LIMIT ?4",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![repo, digest, linked_before, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (repo, d) = row.map_err(db)?;
+                out.push((repo, parse_digest(&d)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn unlink_stale_blobs(
+        &self,
+        links: &[(String, Digest)],
+        linked_before: i64,
+    ) -> Result<usize, MetadataError> {
+        let links: Vec<(String, String)> =
+            links.iter().map(|(r, d)| (r.clone(), d.to_string())).collect();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut removed = 0;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "DELETE FROM blob_links
+                         WHERE repository = ?1 AND digest = ?2 AND created < ?3
+                           AND NOT EXISTS (SELECT 1 FROM manifest_refs
+                                           WHERE repository = ?1 AND digest = ?2)",
+                    )
+                    .map_err(db)?;
+                for (repo, digest) in &links {
+                    removed += stmt.execute(params![repo, digest, linked_before]).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn blobs_kept(
+        &self,
+        digests: &[Digest],
+        stale_before: Option<i64>,
+    ) -> Result<std::collections::HashSet<Digest>, MetadataError> {
+        let digests = digests.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut kept = std::collections::HashSet::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!("SELECT {}", sqlite_kept("?1", "?2")))
+                    .map_err(db)?;
+                for d in digests {
+                    if stmt
+                        .query_row(params![d.as_str(), stale_before], |r| r.get::<_, bool>(0))
+                        .map_err(db)?
+                    {
+                        kept.insert(d);
+                    }
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(kept)
+        })
+        .await
+    }
+
+    async fn unkept_objects(
+        &self,
+        after: Option<&Digest>,
+        stale_before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, ObjectEntry)>, MetadataError> {
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT b.digest, b.key, b.size, b.created FROM blob_objects b
+                     WHERE b.digest > ?2 AND NOT ({})
+                     ORDER BY b.digest LIMIT ?3",
+                    sqlite_kept("b.digest", "?1")
+                ))
+                .map_err(db)?;
+            let rows =
+                stmt.query_map(params![stale_before, after, limit], object_row).map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, e) = row.map_err(db)?;
+                out.push((parse_digest(&d)?, e));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove_unkept_objects(
+        &self,
+        digests: &[Digest],
+        created_before: i64,
+    ) -> Result<Vec<(Digest, ObjectEntry)>, MetadataError> {
+        let digests = digests.to_vec();
+        self.call(move |c| {
+            // IMMEDIATE: the write lock first, so the check and the delete
+            // see the same database (a touch or link waits for the commit).
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let mut out = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "DELETE FROM blob_objects AS b
+                         WHERE b.digest = ?1 AND b.created < ?2 AND NOT ({})
+                         RETURNING digest, key, size, created",
+                        sqlite_kept("b.digest", "NULL")
+                    ))
+                    .map_err(db)?;
+                for d in &digests {
+                    let removed = stmt
+                        .query_row(params![d.as_str(), created_before], object_row)
+                        .optional()
+                        .map_err(db)?;
+                    if let Some((_, e)) = removed {
+                        out.push((d.clone(), e));
+                    }
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Whether something keeps the blob `digest` (an SQL expression; links
+/// made before `stale_before` do not count, unless it is NULL).
+fn sqlite_kept(digest: &str, stale_before: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = {digest}
+                 AND ({stale_before} IS NULL OR l.created >= {stale_before}))
+         OR EXISTS (SELECT 1 FROM manifest_refs r WHERE r.digest = {digest})
+         OR EXISTS (SELECT 1 FROM manifests m WHERE m.digest = {digest})"
+    )
+}
+
+fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, ObjectEntry)> {
+    Ok((
+        r.get(0)?,
+        ObjectEntry { key: r.get(1)?, size: r.get::<_, i64>(2)? as u64, created: r.get(3)? },
+    ))
 }
 
 fn ledger_err(e: MetadataError) -> StorageError {
@@ -1262,6 +1469,20 @@ impl ObjectLedger for SqliteMetadata {
                     .optional()
                 })
                 .map_err(db)
+        })
+        .await
+        .map_err(ledger_err)
+    }
+
+    async fn object_touch(&self, digest: &Digest, at: i64) -> Result<bool, StorageError> {
+        let digest = digest.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE blob_objects SET created = max(created, ?2) WHERE digest = ?1",
+                params![digest, at],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
         })
         .await
         .map_err(ledger_err)

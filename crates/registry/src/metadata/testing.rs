@@ -331,6 +331,109 @@ async fn search_and_stars(store: &dyn MetadataStore) {
     assert_eq!(store.search_repositories("gamma", 10).await.unwrap()[0].description, None);
 }
 
+/// What garbage collection reads in batches and removes, for a store that
+/// is also the object ledger (both built-in ones are), and its lease.
+pub async fn ledger_collection<S: MetadataStore + crate::storage::ObjectLedger>(store: &S) {
+    use crate::storage::ObjectEntry;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let names = ["lc-linked", "lc-ref", "lc-manifest", "lc-free", "lc-young", "lc-stale"];
+    for name in names {
+        // Recorded long ago, but for the young one.
+        let created = if name == "lc-young" { now } else { 100 };
+        let entry = ObjectEntry { key: format!("key/{name}"), size: 5, created };
+        assert!(store.object_insert(&d(name), &entry).await.unwrap());
+    }
+    store.link_blob("lc/a", &d("lc-linked"), 5).await.unwrap();
+    store.link_blob("lc/s", &d("lc-stale"), 5).await.unwrap();
+    store.link_blob("lc/m", &d("lc-ref"), 5).await.unwrap();
+    let m = ManifestRecord {
+        digest: d("lc-manifest"),
+        blobs: vec![d("lc-ref")],
+        children: vec![],
+        ..record("lc-manifest", None, &[])
+    };
+    store.put_manifest("lc/m", &m, None).await.unwrap();
+    let ours = |v: Vec<(Digest, ObjectEntry)>| -> Vec<Digest> {
+        v.into_iter().map(|(d, _)| d).filter(|x| names.iter().any(|n| d(n) == *x)).collect()
+    };
+    let sorted = |mut v: Vec<Digest>| {
+        v.sort();
+        v
+    };
+    // Every link counts; or, as a dry run sees it, none made before the cutoff.
+    let unkept = ours(store.unkept_objects(None, None, 100).await.unwrap());
+    assert_eq!(unkept, sorted(vec![d("lc-free"), d("lc-young")]));
+    let dry = ours(store.unkept_objects(None, Some(now + 10), 100).await.unwrap());
+    let all_links_stale = vec![d("lc-free"), d("lc-young"), d("lc-stale"), d("lc-linked")];
+    assert_eq!(dry, sorted(all_links_stale));
+    // Keyset pages of one.
+    let mut paged = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = store.unkept_objects(after.as_ref(), None, 1).await.unwrap();
+        assert!(page.len() <= 1);
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        paged.extend(ours(page));
+    }
+    assert_eq!(paged, unkept);
+    let all: Vec<Digest> = names.iter().map(|n| d(n)).collect();
+    let kept = store.blobs_kept(&all, None).await.unwrap();
+    let expected: std::collections::HashSet<Digest> =
+        ["lc-linked", "lc-ref", "lc-manifest", "lc-stale"].iter().map(|n| d(n)).collect();
+    assert_eq!(kept, expected);
+    let kept_dry = store.blobs_kept(&all, Some(now + 10)).await.unwrap();
+    assert_eq!(kept_dry, [d("lc-ref"), d("lc-manifest")].into_iter().collect());
+    // Removal re-checks: only the old entry nothing keeps goes.
+    let removed = store.remove_unkept_objects(&all, now - 10).await.unwrap();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].0, d("lc-free"));
+    assert_eq!(removed[0].1.key, "key/lc-free");
+    assert!(store.object_get(&d("lc-free")).await.unwrap().is_none());
+    assert!(store.object_get(&d("lc-young")).await.unwrap().is_some());
+    // A touch makes an old entry young again; a removed one cannot be touched.
+    assert!(!store.object_touch(&d("lc-free"), now).await.unwrap());
+    let old = ObjectEntry { key: "key/lc-touched".into(), size: 1, created: 100 };
+    assert!(store.object_insert(&d("lc-touched"), &old).await.unwrap());
+    assert!(store.object_touch(&d("lc-touched"), now).await.unwrap());
+    assert!(store.remove_unkept_objects(&[d("lc-touched")], now - 10).await.unwrap().is_empty());
+    // A touch never moves an entry back in time.
+    assert!(store.object_touch(&d("lc-touched"), 5).await.unwrap());
+    assert_eq!(store.object_get(&d("lc-touched")).await.unwrap().unwrap().created, now);
+
+    // Stale links: made before the cutoff, used by no manifest of their repository.
+    let stale = store.stale_links(None, now + 10, 100).await.unwrap();
+    let stale: Vec<_> = stale.into_iter().filter(|(r, _)| r.starts_with("lc/")).collect();
+    assert_eq!(stale, [("lc/a".to_owned(), d("lc-linked")), ("lc/s".to_owned(), d("lc-stale"))]);
+    assert!(store.stale_links(None, 0, 100).await.unwrap().is_empty(), "none that old");
+    let first = store.stale_links(Some(("lc/a", &d("lc-linked"))), now + 10, 1).await.unwrap();
+    assert_eq!(first, [("lc/s".to_owned(), d("lc-stale"))]);
+    let with_used = [stale.clone(), vec![("lc/m".to_owned(), d("lc-ref"))]].concat();
+    assert_eq!(store.unlink_stale_blobs(&with_used, now + 10).await.unwrap(), 2);
+    assert_eq!(store.blob_link("lc/m", &d("lc-ref")).await.unwrap(), Some(5));
+    assert_eq!(store.blob_link("lc/s", &d("lc-stale")).await.unwrap(), None);
+
+    // One lease at a time, free again once dropped.
+    let lease = store.lease_collection().await.unwrap();
+    let err = store.lease_collection().await.err().expect("a second lease is refused");
+    assert!(matches!(err, super::MetadataError::CollectionRunning), "{err:?}");
+    assert_eq!(err.to_string(), "garbage collection is already running on another replica");
+    lease.release().await;
+    let lease = store.lease_collection().await.expect("free at once when released");
+    drop(lease);
+    // Dropped unreleased: the session's end reaches the server a moment later.
+    let mut again = store.lease_collection().await;
+    for _ in 0..50 {
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        again = store.lease_collection().await;
+    }
+    assert!(again.is_ok(), "the lease is free once dropped");
+}
+
 async fn gc_view(store: &dyn MetadataStore) {
     let repo = "gc/view";
     store.link_blob(repo, &d("gc-linked"), 3).await.unwrap();

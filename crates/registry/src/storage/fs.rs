@@ -5,6 +5,7 @@
 //!   blobs/<algorithm>/<first two hex>/<hex>   complete, verified blobs
 //!   uploads/<uuid>                            uploads in progress (appendable)
 //!   tmp/<uuid>                                `put` in progress, renamed into blobs/
+//!   tmp/gc-<algorithm>-<hex>                  a blob garbage collection is deleting
 //! ```
 //!
 //! A blob appears by `rename(2)` from `tmp/` or `uploads/` (same filesystem),
@@ -62,6 +63,11 @@ impl FsBlobStore {
         self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
     }
 
+    /// Where garbage collection moves a blob before it deletes it.
+    fn aside_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("tmp").join(format!("gc-{}-{}", digest.algorithm().as_str(), digest.hex()))
+    }
+
     fn upload_path(&self, id: &UploadId) -> PathBuf {
         self.root.join("uploads").join(id.as_str())
     }
@@ -75,6 +81,17 @@ impl FsBlobStore {
 
     fn forget_upload(&self, id: &UploadId) {
         self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Puts back a blob a collection moved aside and did not delete (it
+    /// was being judged: keeping it is always safe).
+    async fn restore_aside(&self, name: &str, aside: &Path) -> Result<(), StorageError> {
+        let Some((alg, hex)) = name.split_once('-') else { return Ok(()) };
+        let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else { return Ok(()) };
+        match self.install(aside, &digest).await {
+            Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     /// Moves a verified file, whose content is already synced, into place
@@ -346,6 +363,49 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    /// A new modification time: `put` renames a new file into place, which
+    /// has one already.
+    async fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.blob_path(digest);
+        tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(f) => f.set_modified(SystemTime::now()).map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(StorageError::from)
+    }
+
+    /// Renames the blob aside first, then judges the file it moved: a put
+    /// renames a new file into place and a touch changes the time of the
+    /// one there, so either the racing write is what was moved (fresh: put
+    /// back) or it comes after the move (and stores the blob again).
+    async fn delete_unless_touched(
+        &self,
+        digest: &Digest,
+        before: SystemTime,
+    ) -> Result<Option<u64>, StorageError> {
+        let (path, aside) = (self.blob_path(digest), self.aside_path(digest));
+        tokio::task::spawn_blocking(move || -> io::Result<Option<u64>> {
+            match std::fs::rename(&path, &aside) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let meta = std::fs::metadata(&aside)?;
+            if meta.modified()? >= before {
+                std::fs::rename(&aside, &path)?;
+                return Ok(None);
+            }
+            std::fs::remove_file(&aside)?;
+            Ok(Some(meta.len()))
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(StorageError::from)
+    }
+
     async fn list(&self) -> Result<Vec<BlobInfo>, StorageError> {
         let root = self.root.join("blobs");
         tokio::task::spawn_blocking(move || -> io::Result<Vec<BlobInfo>> {
@@ -458,7 +518,11 @@ impl BlobStore for FsBlobStore {
         }
         // Chunks were synced as they came; this covers data written by a
         // process that crashed before it could sync.
-        tokio::fs::File::open(&path).await?.sync_all().await?;
+        let file = tokio::fs::File::open(&path).await?;
+        file.sync_all().await?;
+        // The upload may have been idle for long: the blob is new now, and
+        // garbage collection's grace period must cover it until it is linked.
+        file.into_std().await.set_modified(SystemTime::now())?;
         self.install(&path, digest).await?;
         Ok(size)
     }
@@ -494,8 +558,13 @@ impl BlobStore for FsBlobStore {
         let mut removed = 0;
         let mut dir = tokio::fs::read_dir(self.root.join("tmp")).await?;
         while let Some(entry) = dir.next_entry().await? {
-            let name = entry.file_name();
-            if UploadId::parse(&name.to_string_lossy()).is_none() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(blob) = name.strip_prefix("gc-") {
+                // Left by a collection that stopped mid-delete.
+                self.restore_aside(blob, &entry.path()).await?;
+                continue;
+            }
+            if UploadId::parse(&name).is_none() {
                 continue;
             }
             let modified = match entry.metadata().await {

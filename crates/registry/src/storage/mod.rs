@@ -187,6 +187,57 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every stored blob, for garbage collection.
     async fn list(&self) -> Result<Vec<BlobInfo>, StorageError>;
 
+    /// Marks a stored blob as just written, so that garbage collection's
+    /// grace period covers a push or mount reusing it; `false` if absent.
+    /// A `put` of a blob already present does the same.
+    async fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
+        Ok(self.stat(digest).await?.is_some())
+    }
+
+    /// Deletes a blob unless it was written or touched at or after
+    /// `before`, checked so that a put or touch racing the delete keeps the
+    /// blob (or stores it anew). Its size if it went.
+    async fn delete_unless_touched(
+        &self,
+        digest: &Digest,
+        before: SystemTime,
+    ) -> Result<Option<u64>, StorageError> {
+        match self.stat(digest).await? {
+            Some(info) if info.modified < before && self.delete(digest).await? => {
+                Ok(Some(info.size))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the stored blobs are exactly those the [`ObjectLedger`]
+    /// records, in the registry's own metadata database: garbage collection
+    /// then finds its candidates there and never lists the store, removes
+    /// their entries, and passes their keys to [`BlobStore::delete_objects`].
+    fn ledger_backed(&self) -> bool {
+        false
+    }
+
+    /// Deletes objects by key (those of ledger entries garbage collection
+    /// removed), in bulk; how many requests failed is an error.
+    async fn delete_objects(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        let _ = keys;
+        Ok(())
+    }
+
+    /// Objects older than `before` that no ledger entry names (left by a
+    /// crash between writing an object and recording it): removed unless
+    /// `dry_run`. Returns how many and their bytes. This lists the whole
+    /// store: it is for rare runs. Stores without a ledger have none.
+    async fn sweep_orphans(
+        &self,
+        before: SystemTime,
+        dry_run: bool,
+    ) -> Result<(usize, u64), StorageError> {
+        let _ = (before, dry_run);
+        Ok((0, 0))
+    }
+
     /// Creates an empty upload.
     async fn upload_start(&self, id: &UploadId) -> Result<(), StorageError>;
 
@@ -280,6 +331,11 @@ pub trait ObjectLedger: Send + Sync + 'static {
     async fn object_get(&self, digest: &Digest) -> Result<Option<ObjectEntry>, StorageError>;
 
     async fn object_remove(&self, digest: &Digest) -> Result<bool, StorageError>;
+
+    /// Marks the blob as recorded `at` (never earlier than it was), so that
+    /// garbage collection's grace period covers a push reusing it; `false`
+    /// if it is not recorded (collected, or never stored).
+    async fn object_touch(&self, digest: &Digest, at: i64) -> Result<bool, StorageError>;
 
     /// Every recorded blob.
     async fn object_list(&self) -> Result<Vec<(Digest, ObjectEntry)>, StorageError>;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <bucket>/
-//!   blobs/<algorithm>/<hex>              a blob put whole (or an upload of one tail)
+//!   blobs/<algorithm>/<hex>.<uuid>       a blob put whole (or an upload of one tail;
+//!                                        older berths wrote blobs/<algorithm>/<hex>)
 //!   objects/<upload uuid>                a blob that arrived as a multipart upload,
 //!                                        completed where it was written
 //!   uploads/<uuid>/tail-<from>-<to>      the bytes of an upload from <from> to <to>
@@ -28,6 +29,12 @@
 //! conditionally (`If-None-Match: *`), and the ledger's record is the
 //! commit: the first upload of a digest to be recorded wins, a later one's
 //! object is deleted.
+//!
+//! Every object gets a key of its own, never used again: garbage collection
+//! removes a blob's entry first and its object after, so a push of the same
+//! digest in between must not write where the deletion is about to land. A
+//! push that finds the blob recorded touches the entry instead (see
+//! [`ObjectLedger::object_touch`]), which the collection's delete waits for.
 
 use std::io;
 use std::sync::Arc;
@@ -166,8 +173,10 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// A fresh key for a blob written whole.
 fn blob_key(d: &Digest) -> Key {
-    Key::from(format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()))
+    let unique = uuid::Uuid::new_v4().simple();
+    Key::from(format!("blobs/{}/{}.{unique}", d.algorithm().as_str(), d.hex()))
 }
 
 fn data_key(id: &UploadId) -> Key {
@@ -222,10 +231,21 @@ impl S3BlobStore {
         Ok(Key::from(entry.key))
     }
 
-    /// Records `key` as `digest`'s object; `false` if another was recorded first.
+    /// Records `key` as `digest`'s object; `false` if another was recorded
+    /// first, which is then touched (the caller deletes its own object).
     async fn record(&self, digest: &Digest, key: &Key, size: u64) -> Result<bool, StorageError> {
         let entry = ObjectEntry { key: key.to_string(), size, created: now_secs() };
-        self.ledger.object_insert(digest, &entry).await
+        // Between a lost insert and the touch, collection may remove the
+        // winner: then insert again.
+        for _ in 0..8 {
+            if self.ledger.object_insert(digest, &entry).await? {
+                return Ok(true);
+            }
+            if self.ledger.object_touch(digest, now_secs()).await? {
+                return Ok(false);
+            }
+        }
+        Err(StorageError::Ledger(format!("{digest}: recorded and removed repeatedly")))
     }
 
     async fn read_object(&self, key: &Key) -> Result<Bytes, StorageError> {
@@ -403,8 +423,9 @@ impl BlobStore for S3BlobStore {
         limit: u64,
     ) -> Result<u64, StorageError> {
         let key = blob_key(digest);
-        // Already stored: verify the body, store nothing.
-        let present = self.ledger.object_get(digest).await?.is_some();
+        // Already stored: verify the body, store nothing. Touched first, so
+        // that collection leaves it to the link this put is followed by.
+        let present = self.ledger.object_touch(digest, now_secs()).await?;
         let mut hasher = Hasher::new(digest.algorithm());
         let mut buf = BytesMut::new();
         let mut size = 0u64;
@@ -463,9 +484,10 @@ impl BlobStore for S3BlobStore {
                 w.finish().await.map_err(os_err)?;
             }
         }
-        // Recorded already by a concurrent put of the same bytes: both
-        // wrote the same key, either record names it.
-        self.record(digest, &key, size).await?;
+        // Recorded already by a concurrent put of the same bytes: this copy goes.
+        if !self.record(digest, &key, size).await? {
+            let _ = self.store.delete(&key).await;
+        }
         Ok(size)
     }
 
@@ -476,6 +498,78 @@ impl BlobStore for S3BlobStore {
             Err(e) => return Err(os_err(e)),
         }
         self.ledger.object_remove(digest).await
+    }
+
+    async fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.ledger.object_touch(digest, now_secs()).await
+    }
+
+    fn ledger_backed(&self) -> bool {
+        true
+    }
+
+    /// `DeleteObjects`, up to 1,000 keys a request.
+    async fn delete_objects(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        let keys = futures_util::stream::iter(keys.into_iter().map(|k| Ok(Key::from(k)))).boxed();
+        let mut results = self.store.delete_stream(keys);
+        let mut failed = Vec::new();
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        match failed.first() {
+            None => Ok(()),
+            Some(e) => {
+                Err(StorageError::ObjectStore(format!("{} deletes failed: {e}", failed.len())))
+            }
+        }
+    }
+
+    /// Lists `blobs/`, `objects/` and `uploads/`; an object is an orphan
+    /// when no blob entry names it (or, under `uploads/`, no upload entry
+    /// has its ID). The ledger is read after the listing, so an object
+    /// recorded meanwhile is known; `before` leaves writes in flight alone.
+    async fn sweep_orphans(
+        &self,
+        before: SystemTime,
+        dry_run: bool,
+    ) -> Result<(usize, u64), StorageError> {
+        let before =
+            before.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let mut listed = Vec::new();
+        for prefix in ["blobs", "objects", "uploads"] {
+            let mut objects = self.store.list(Some(&Key::from(prefix)));
+            while let Some(meta) = objects.next().await {
+                let meta = meta.map_err(os_err)?;
+                if meta.last_modified.timestamp() < before {
+                    listed.push((meta.location.to_string(), meta.size));
+                }
+            }
+        }
+        let known: std::collections::HashSet<String> =
+            self.ledger.object_list().await?.into_iter().map(|(_, e)| e.key).collect();
+        let uploads: std::collections::HashSet<String> = self
+            .ledger
+            .ledger_list()
+            .await?
+            .into_iter()
+            .map(|(id, _)| id.as_str().to_owned())
+            .collect();
+        let orphans: Vec<(String, u64)> = listed
+            .into_iter()
+            .filter(|(key, _)| match key.strip_prefix("uploads/") {
+                Some(rest) => !uploads.contains(rest.split('/').next().unwrap_or_default()),
+                None => !known.contains(key),
+            })
+            .collect();
+        let count = orphans.len();
+        let bytes = orphans.iter().map(|(_, n)| n).sum();
+        if !dry_run {
+            self.delete_objects(orphans.into_iter().map(|(k, _)| k).collect()).await?;
+        }
+        Ok((count, bytes))
     }
 
     /// From the ledger: the bucket is never listed.
@@ -628,10 +722,12 @@ impl BlobStore for S3BlobStore {
                 if actual != *digest {
                     return Err(StorageError::DigestMismatch { expected: digest.clone(), actual });
                 }
-                if self.ledger.object_get(digest).await?.is_none() {
+                if !self.ledger.object_touch(digest, now_secs()).await? {
                     let key = blob_key(digest);
                     self.create(&key, tail).await?;
-                    self.record(digest, &key, state.size).await?;
+                    if !self.record(digest, &key, state.size).await? {
+                        let _ = self.store.delete(&key).await;
+                    }
                 }
                 Ok(state.size)
             }

@@ -36,6 +36,25 @@ pub async fn run_suite(store: &dyn BlobStore) {
     upload_commit_verifies(store).await;
     upload_offsets_and_limits(store).await;
     sha512(store).await;
+    touch_and_guarded_delete(store).await;
+}
+
+/// What garbage collection relies on: a touch refreshes a stored blob, and
+/// a guarded delete spares one written or touched since its cutoff.
+async fn touch_and_guarded_delete(store: &dyn BlobStore) {
+    let data = b"touched by a push";
+    let d = Digest::sha256_of(data);
+    assert!(!store.touch(&d).await.unwrap(), "nothing to touch");
+    store.put(&d, bytes_stream(Bytes::from_static(data)), 1 << 20).await.unwrap();
+    assert!(store.touch(&d).await.unwrap());
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    assert_eq!(store.delete_unless_touched(&d, hour_ago).await.unwrap(), None);
+    assert_eq!(read_all(store, &d, None).await, data, "a fresh blob is spared");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    assert_eq!(store.delete_unless_touched(&d, later).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert!(!store.touch(&d).await.unwrap());
+    assert_eq!(store.delete_unless_touched(&d, later).await.unwrap(), None);
 }
 
 async fn put_get_stat_delete(store: &dyn BlobStore) {

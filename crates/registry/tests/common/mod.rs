@@ -71,7 +71,12 @@ pub struct TestRegistry {
     pub addr: std::net::SocketAddr,
     /// The registry's own metadata store, whichever the backend.
     pub meta: Arc<dyn berth_registry::metadata::MetadataStore>,
-    blobs: Arc<dyn berth_registry::storage::BlobStore>,
+    /// Its blob store.
+    pub blobs: Arc<dyn berth_registry::storage::BlobStore>,
+    /// Object storage's ledger, on S3 (the metadata store again).
+    pub ledger: Option<Arc<dyn berth_registry::storage::ObjectLedger>>,
+    /// Where the S3 + PostgreSQL engines are, for another replica.
+    engines_at: Option<(berth_registry::storage::S3Settings, String)>,
     limits: Limits,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -85,9 +90,17 @@ impl Drop for TestRegistry {
     }
 }
 
-async fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Registry {
+type Opened = (
+    Registry,
+    Option<Arc<dyn berth_registry::storage::ObjectLedger>>,
+    Option<(berth_registry::storage::S3Settings, String)>,
+);
+
+async fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Opened {
     match backend {
-        Backend::FsSqlite => berth_registry::open_local(dir, limits).expect("open registry"),
+        Backend::FsSqlite => {
+            (berth_registry::open_local(dir, limits).expect("open registry"), None, None)
+        }
         Backend::S3Postgres => {
             let (settings, url) = {
                 let guard = shared_engines().lock().unwrap_or_else(|e| e.into_inner());
@@ -95,14 +108,25 @@ async fn open(backend: Backend, dir: &std::path::Path, limits: Limits) -> Regist
                 let n = NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (s3.settings(), pg.database(&format!("conformance{n}")))
             };
-            let meta = Arc::new(
-                berth_registry::metadata::PostgresMetadata::connect(&url).await.expect("connect"),
-            );
-            let blobs = berth_registry::storage::S3BlobStore::new(&settings, meta.clone())
-                .expect("S3 store");
-            Registry::new(Arc::new(blobs), meta, limits).with_shared_metadata().await
+            let (registry, ledger) = replica(&settings, &url, limits).await;
+            (registry, Some(ledger), Some((settings, url)))
         }
     }
+}
+
+/// A replica on the S3 bucket and PostgreSQL database given.
+async fn replica(
+    settings: &berth_registry::storage::S3Settings,
+    url: &str,
+    limits: Limits,
+) -> (Registry, Arc<dyn berth_registry::storage::ObjectLedger>) {
+    let meta =
+        Arc::new(berth_registry::metadata::PostgresMetadata::connect(url).await.expect("connect"));
+    let blobs =
+        berth_registry::storage::S3BlobStore::new(settings, meta.clone()).expect("S3 store");
+    let registry =
+        Registry::new(Arc::new(blobs), meta.clone(), limits).with_shared_metadata().await;
+    (registry, meta)
 }
 
 pub async fn start(backend: Backend) -> TestRegistry {
@@ -146,8 +170,7 @@ pub async fn start_web(
     web: berth_registry::web::WebConfig,
 ) -> TestRegistry {
     let auth = auth.then_some(());
-    let registry = open(backend, dir.path(), limits.clone()).await;
-    let blobs = registry.blob_store().clone();
+    let (registry, ledger, engines_at) = open(backend, dir.path(), limits.clone()).await;
     let auth = match auth {
         None => None,
         Some(()) => {
@@ -171,6 +194,7 @@ pub async fn start_web(
         }
     };
     let meta = registry.metadata().clone();
+    let blobs = registry.blob_store().clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -184,6 +208,8 @@ pub async fn start_web(
         addr,
         meta,
         blobs,
+        ledger,
+        engines_at,
         limits,
         _dir: dir,
         stop: Some(tx),
@@ -208,6 +234,21 @@ impl TestRegistry {
 
     pub fn root(&self) -> &std::path::Path {
         self._dir.path()
+    }
+
+    /// A [`Registry`] on the same storage and metadata objects as the
+    /// server's (as `berth registry gc` opens beside a running server).
+    pub fn collector(&self) -> Registry {
+        Registry::new(self.blobs.clone(), self.meta.clone(), Limits::default())
+    }
+
+    /// Another replica: on SQLite a second open of the root, on PostgreSQL
+    /// a second connection pool (and S3 client) to the same engines.
+    pub async fn replica(&self) -> Registry {
+        match &self.engines_at {
+            None => berth_registry::open_local(self.root(), Limits::default()).expect("open"),
+            Some((settings, url)) => replica(settings, url, Limits::default()).await.0,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
