@@ -353,7 +353,7 @@ pub async fn ledger_collection<S: MetadataStore + crate::storage::ObjectLedger>(
         children: vec![],
         ..record("lc-manifest", None, &[])
     };
-    store.put_manifest("lc/m", &m, None).await.unwrap();
+    store.put_manifest("lc/m", &m, &[]).await.unwrap();
     let ours = |v: Vec<(Digest, ObjectEntry)>| -> Vec<Digest> {
         v.into_iter().map(|(d, _)| d).filter(|x| names.iter().any(|n| d(n) == *x)).collect()
     };
