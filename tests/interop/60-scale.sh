@@ -242,15 +242,22 @@ check_ok "a bucket is required" grep -q 'storage.bucket' <<<"$out"
 printf '[metadata]\nurl = "postgres://nobody@127.0.0.1:1/x"\n' >"$T/nodb.toml"
 check_fails "an unreachable database fails at start" "$BERTH" registry serve --config "$T/nodb.toml" --addr 127.0.0.1:1
 
-# Last: collecting with no grace period takes every blob no manifest
-# uses, including what the sections above left unreferenced on purpose.
-say "== fifty pushers while gc collects in a loop (no grace period)"
+# Last: the collections below take every blob no manifest uses, including
+# what the sections above left unreferenced on purpose.
+say "== fifty pushers sending blobs that gc is collecting"
+# Garbage: images pushed, their manifests deleted, and everything made two
+# hours old (as if pushed then), so that a collection with a grace period
+# takes it while the pushers below send the very same blobs again.
+check_ok "seed images, then delete them" python3 "$(dirname "$0")/tools/push_load.py" "$LB" 50 4 seed
+runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d berth -qc \
+    "UPDATE blob_links SET created = created - 7200; UPDATE blob_objects SET created = created - 7200;
+     UPDATE manifests SET created = created - 7200" || fail "cannot age the seeded data"
 export BERTH_REGISTRY_CONFIG="$CONF"
-python3 "$(dirname "$0")/tools/push_load.py" "$LB" 50 4 >"$T/load.out" 2>&1 &
+python3 "$(dirname "$0")/tools/push_load.py" "$LB" 50 4 push >"$T/load.out" 2>&1 &
 load=$!
 runs=0
 while kill -0 "$load" 2>/dev/null; do
-    "$BERTH" registry gc --grace-minutes 0 >>"$T/gc-loop.log" 2>&1 || { cat "$T/gc-loop.log" >&2; fail "gc failed"; }
+    "$BERTH" registry gc --grace-minutes 1 >>"$T/gc-loop.log" 2>&1 || { cat "$T/gc-loop.log" >&2; fail "gc failed"; }
     runs=$((runs + 1))
 done
 wait "$load" && load_rc=0 || load_rc=$?
@@ -258,3 +265,5 @@ unset BERTH_REGISTRY_CONFIG
 cat "$T/load.out"
 check_eq "$load_rc" 0 "every acknowledged image verifies"
 check_ok "gc ran during the pushes ($runs runs)" test "$runs" -ge 2
+deleted="$(grep -c '^Deleted blob' "$T/gc-loop.log" || true)"
+check_ok "gc deleted garbage while the pushes went on ($deleted blobs)" test "$deleted" -gt 0

@@ -1,22 +1,26 @@
 #!/usr/bin/env python3
 """Concurrent pushers for the scale tests: WORKERS threads each push
 IMAGES small images (a base layer every image shares, a layer and a config
-of their own) to http://HOST/v2/load/wN, then every image whose manifest
-PUT was acknowledged is read back and verified. A push refused because
-garbage collection took a blob between its upload and the manifest is
-pushed again (up to five times). Exits non-zero if an acknowledged image is
-missing or does not verify, or if an image never got through.
+of their own, the same bytes on every run) to http://HOST, then every image
+whose manifest PUT was acknowledged is read back and verified. A push
+refused because garbage collection took a blob between its upload and the
+manifest is pushed again (up to five times). Exits non-zero if an
+acknowledged image is missing or does not verify, or if an image never got
+through.
 
-    push_load.py HOST WORKERS IMAGES
+    push_load.py HOST WORKERS IMAGES seed   # to load/wN, then delete every manifest
+    push_load.py HOST WORKERS IMAGES push   # again: even workers to load/wN, odd to fresh/wN
+
+`seed` leaves garbage for a collection to take while `push` sends the same
+blobs again: into the repositories that still link them, and into others.
 """
 import hashlib
 import http.client
 import json
-import os
 import sys
 import threading
 
-HOST, WORKERS, IMAGES = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+HOST, WORKERS, IMAGES, MODE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 BASE = hashlib.sha256(b"shared base").digest() * 4096  # 128 KiB, the same everywhere
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -59,10 +63,15 @@ refused = []
 lock = threading.Lock()
 
 
+def own_layer(n, i):
+    seed = hashlib.sha256(f"layer {n}/{i}".encode()).digest()
+    return b"".join(hashlib.sha256(seed + bytes([k])).digest() for k in range(64))
+
+
 def worker(n):
-    repo = f"load/w{n}"
+    repo = f"load/w{n}" if MODE == "seed" or n % 2 == 0 else f"fresh/w{n}"
     for i in range(IMAGES):
-        own = os.urandom(2048)
+        own = own_layer(n, i)
         config = json.dumps({"architecture": "amd64", "os": "linux", "worker": n, "image": i,
                              "rootfs": {"type": "layers", "diff_ids": []}}).encode()
         for attempt in range(5):
@@ -96,12 +105,22 @@ def worker(n):
 
 
 threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
+assert MODE in ("seed", "push"), MODE
 for t in threads:
     t.start()
 for t in threads:
     t.join()
 
 bad = []
+if MODE == "seed":
+    for repo, tag, mdigest, _, _ in acknowledged:
+        status, _, _ = request("DELETE", f"/v2/{repo}/manifests/{mdigest}")
+        if status != 202:
+            bad.append(f"{repo}:{tag}: DELETE answered {status}")
+    print(f"seeded and deleted {len(acknowledged)} images, {len(bad)} failures")
+    for line in refused[:5] + bad[:5]:
+        print("  " + line)
+    sys.exit(1 if bad or len(acknowledged) < WORKERS * IMAGES else 0)
 for repo, tag, mdigest, blob_digests, contents in acknowledged:
     status, headers, body = request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST})
     if status != 200 or digest(body) != mdigest:
