@@ -424,6 +424,11 @@ async fn load_manifest(
     }))
 }
 
+/// A `users` row read as `name, password_hash, admin`.
+fn user_row(r: &Row) -> UserRecord {
+    UserRecord { name: r.get(0), password_hash: r.get(1), admin: r.get(2) }
+}
+
 fn limit(n: usize) -> i64 {
     n.min(i64::MAX as usize) as i64
 }
@@ -737,10 +742,7 @@ impl Accounts for PostgresMetadata {
     async fn list_users(&self) -> Result<Vec<UserRecord>, MetadataError> {
         let rows =
             self.query("SELECT name, password_hash, admin FROM users ORDER BY name", &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| UserRecord { name: r.get(0), password_hash: r.get(1), admin: r.get(2) })
-            .collect())
+        Ok(rows.iter().map(user_row).collect())
     }
 
     async fn users_page(
@@ -748,8 +750,7 @@ impl Accounts for PostgresMetadata {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<UserRecord>, u64), MetadataError> {
-        let (offset, limit) =
-            (offset.min(i64::MAX as usize) as i64, limit.min(i64::MAX as usize) as i64);
+        let (offset, limit) = (self::limit(offset), self::limit(limit));
         // The count in the same statement: one snapshot for both.
         let rows = self
             .query(
@@ -763,10 +764,7 @@ impl Accounts for PostgresMetadata {
             // Past the end, or no users at all.
             None => self.query("SELECT COUNT(*) FROM users", &[]).await?[0].get::<_, i64>(0) as u64,
         };
-        let users = rows
-            .iter()
-            .map(|r| UserRecord { name: r.get(0), password_hash: r.get(1), admin: r.get(2) })
-            .collect();
+        let users = rows.iter().map(user_row).collect();
         Ok((users, total))
     }
 

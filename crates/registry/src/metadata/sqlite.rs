@@ -295,6 +295,11 @@ fn parse_digest(s: &str) -> Result<Digest, MetadataError> {
     Digest::parse(s).map_err(|_| MetadataError::Corrupt(format!("digest {s:?}")))
 }
 
+/// A `users` row read as `name, password_hash, admin`.
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord { name: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)? })
+}
+
 fn ensure_repository(tx: &Connection, repo: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO repositories (name, created) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
@@ -837,11 +842,7 @@ impl Accounts for SqliteMetadata {
             let mut stmt = c
                 .prepare_cached("SELECT name, password_hash, admin FROM users ORDER BY name")
                 .map_err(db)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(UserRecord { name: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)? })
-                })
-                .map_err(db)?;
+            let rows = stmt.query_map([], user_row).map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
         .await
@@ -862,11 +863,7 @@ impl Accounts for SqliteMetadata {
                     "SELECT name, password_hash, admin FROM users ORDER BY name LIMIT ? OFFSET ?",
                 )
                 .map_err(db)?;
-            let rows = stmt
-                .query_map([limit, offset], |r| {
-                    Ok(UserRecord { name: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)? })
-                })
-                .map_err(db)?;
+            let rows = stmt.query_map([limit, offset], user_row).map_err(db)?;
             let users = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
             Ok((users, total as u64))
         })
@@ -1362,12 +1359,7 @@ impl Collection for SqliteMetadata {
                 .map_err(db)?;
             let rows =
                 stmt.query_map(params![stale_before, after, limit], object_row).map_err(db)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (d, e) = row.map_err(db)?;
-                out.push((parse_digest(&d)?, e));
-            }
-            Ok(out)
+            objects(rows)
         })
         .await
     }
@@ -1427,6 +1419,17 @@ fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, ObjectEntry)> 
         r.get(0)?,
         ObjectEntry { key: r.get(1)?, size: r.get::<_, i64>(2)? as u64, created: r.get(3)? },
     ))
+}
+
+/// Ledger rows read with [`object_row`], their digests parsed.
+fn objects(
+    rows: impl Iterator<Item = rusqlite::Result<(String, ObjectEntry)>>,
+) -> Result<Vec<(Digest, ObjectEntry)>, MetadataError> {
+    rows.map(|row| {
+        let (d, e) = row.map_err(db)?;
+        Ok((parse_digest(&d)?, e))
+    })
+    .collect()
 }
 
 fn ledger_err(e: MetadataError) -> StorageError {
@@ -1503,24 +1506,8 @@ impl ObjectLedger for SqliteMetadata {
         self.call(|c| {
             let mut stmt =
                 c.prepare("SELECT digest, key, size, created FROM blob_objects").map_err(db)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        ObjectEntry {
-                            key: r.get(1)?,
-                            size: r.get::<_, i64>(2)? as u64,
-                            created: r.get(3)?,
-                        },
-                    ))
-                })
-                .map_err(db)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (d, e) = row.map_err(db)?;
-                out.push((parse_digest(&d)?, e));
-            }
-            Ok(out)
+            let rows = stmt.query_map([], object_row).map_err(db)?;
+            objects(rows)
         })
         .await
         .map_err(ledger_err)
